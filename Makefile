@@ -1,0 +1,30 @@
+# lifeboat: `make demo` shows it working on the local sandbox; `make test` runs the
+# whole suite. Both install what they need first (tests/setup/install-deps.sh).
+SHELL := /bin/bash
+CARGO ?= cargo
+LIFEBOAT := ./target/debug/lifeboat
+
+.PHONY: demo test deps build lint fmt
+
+## Install the system and Python packages the tests and the sandbox use.
+deps:
+	tests/setup/install-deps.sh
+
+build:
+	$(CARGO) build --locked
+
+## Validate the policies and plan a failover of the sandbox service.
+demo: deps build
+	$(LIFEBOAT) validate policies/
+	$(LIFEBOAT) plan failover --policy policies/sandbox.toml
+
+## Format check, then every test (unit, integration, end to end).
+test: deps
+	$(CARGO) fmt --check
+	$(CARGO) nextest run --locked --no-fail-fast
+
+lint:
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt

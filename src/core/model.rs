@@ -1,0 +1,693 @@
+//! The validated, typed policy of one protected service: pure data shared by every module.
+//!
+//! `policy::load` is the only producer. Everything here is already checked: names
+//! resolve, thresholds are at least one, secrets are references. Consumers may rely on
+//! that and do not re-validate.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A region's name as the policy spells it; by convention an AWS region code.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RegionName(pub String);
+
+impl RegionName {
+    pub fn new(s: impl Into<String>) -> Self {
+        RegionName(s.into())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RegionName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How much the controller may do on its own.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Detect, decide and run the failover runbook without a human.
+    Auto,
+    /// Detect and alert; a human starts the failover.
+    Manual,
+    /// Decide and log "would fail over now, because …"; never act.
+    Shadow,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Auto => "auto",
+            Mode::Manual => "manual",
+            Mode::Shadow => "shadow",
+        }
+    }
+}
+
+/// The four parts of an application a probe can stand for.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Component {
+    Database,
+    Api,
+    Workers,
+    Storage,
+}
+
+impl Component {
+    pub const ALL: [Component; 4] = [
+        Component::Database,
+        Component::Api,
+        Component::Workers,
+        Component::Storage,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Component::Database => "database",
+            Component::Api => "api",
+            Component::Workers => "workers",
+            Component::Storage => "storage",
+        }
+    }
+}
+
+impl fmt::Display for Component {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A secret, named by where it lives; its value is read only when it is used and is never
+/// printed, journaled or logged.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretRef {
+    /// The value of an environment variable.
+    Env(String),
+    /// The contents of a file, trailing newline removed.
+    File(PathBuf),
+}
+
+impl fmt::Display for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretRef::Env(name) => write!(f, "env:{name}"),
+            SecretRef::File(path) => write!(f, "file:{}", path.display()),
+        }
+    }
+}
+
+/// One protected service, validated.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Policy {
+    pub service: String,
+    pub description: Option<String>,
+    pub regions: Regions,
+    pub detection: Detection,
+    pub guardrails: Guardrails,
+    pub journal: JournalSettings,
+    pub aws: AwsSettings,
+    pub channels: Vec<Channel>,
+    pub targets: Vec<Target>,
+    pub probes: Vec<ProbeSpec>,
+    pub failover: Runbook,
+    pub failback: Runbook,
+}
+
+impl Policy {
+    pub fn target(&self, name: &str) -> Option<&Target> {
+        self.targets.iter().find(|t| t.name == name)
+    }
+    pub fn channel(&self, name: &str) -> Option<&Channel> {
+        self.channels.iter().find(|c| c.name == name)
+    }
+    pub fn probe(&self, name: &str) -> Option<&ProbeSpec> {
+        self.probes.iter().find(|p| p.name == name)
+    }
+    pub fn runbook(&self, direction: Direction) -> &Runbook {
+        match direction {
+            Direction::Failover => &self.failover,
+            Direction::Failback => &self.failback,
+        }
+    }
+}
+
+/// The regions of a service. Which one is active is state (in the journal), not policy.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Regions {
+    /// Where the service normally runs.
+    pub primary: RegionName,
+    /// Where it may fail over to, most preferred first. Never empty.
+    pub secondaries: Vec<RegionName>,
+    /// A third location whose observer may vote on outages; it never serves traffic.
+    pub witness: Option<RegionName>,
+}
+
+impl Regions {
+    /// The primary, then the secondaries in priority order.
+    pub fn serving(&self) -> impl Iterator<Item = &RegionName> {
+        std::iter::once(&self.primary).chain(self.secondaries.iter())
+    }
+    pub fn is_serving(&self, r: &RegionName) -> bool {
+        self.serving().any(|x| x == r)
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Detection {
+    /// Time between two rounds of the same probe.
+    pub interval: Duration,
+    /// How long one probe may take before it counts as failed. Always below `interval`.
+    pub timeout: Duration,
+    /// Consecutive failed rounds of a critical probe that declare its region down.
+    pub failure_threshold: u32,
+    /// Consecutive successful rounds that declare a down region recovered.
+    pub recovery_threshold: u32,
+    pub mode: Mode,
+}
+
+impl Detection {
+    /// The longest an outage can go unnoticed: a probe fails just after a success, then
+    /// needs `failure_threshold` rounds, the last of which may time out.
+    pub fn worst_case_detection(&self) -> Duration {
+        self.interval
+            .saturating_mul(self.failure_threshold)
+            .saturating_add(self.timeout)
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Guardrails {
+    /// Largest replica lag an automatic promotion accepts; beyond it the failover waits
+    /// for an operator who accepts the data loss.
+    pub rpo_budget: Duration,
+    /// After a failover, no automatic failover for this long.
+    pub cooldown: Duration,
+    /// At most this many automatic failovers per `failover_window`.
+    pub max_failovers: u32,
+    pub failover_window: Duration,
+    /// Whether the controller may start a failback by itself. Default: never.
+    pub auto_failback: bool,
+    /// How long the primary region must have been healthy before a failback may start.
+    pub failback_healthy_for: Duration,
+    /// A loop stall or wall-clock jump larger than this freezes automatic decisions.
+    pub clock_jump_tolerance: Duration,
+    /// How long automatic decisions stay frozen after a stall or clock jump.
+    pub freeze_for: Duration,
+    /// Observers that must agree before an automatic failover (1 when a single one runs).
+    pub quorum: u32,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct JournalSettings {
+    /// The SQLite file; relative paths were resolved against the policy's directory.
+    /// `None`: `<state dir>/<service>.db`.
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct AwsSettings {
+    /// Region for global services (Route 53, CloudFront) and the default for the rest.
+    pub region: Option<String>,
+    /// Send every AWS call here instead of the public endpoints (a local emulator).
+    pub endpoint_url: Option<String>,
+    /// A named profile of the standard configuration chain.
+    pub profile: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Channel {
+    pub name: String,
+    pub kind: ChannelKind,
+    /// Whether the daemon also sends its alerts here (detections, blocked decisions,
+    /// run outcomes), beside the notify steps that name the channel.
+    pub alerts: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum ChannelKind {
+    Sns { topic_arn: String },
+    Webhook { url: SecretRef },
+}
+
+/// A named resource that exists once per region (a database pair, an API, a DNS record…),
+/// which probes watch and steps act on.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Target {
+    pub name: String,
+    pub kind: TargetKind,
+    /// The resource's settings in each region where it exists.
+    pub regions: BTreeMap<RegionName, Endpoint>,
+}
+
+impl Target {
+    pub fn endpoint(&self, region: &RegionName) -> Option<&Endpoint> {
+        self.regions.get(region)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetKind {
+    Postgres,
+    Http,
+    Tcp,
+    Redis,
+    S3,
+    RdsInstance,
+    AuroraCluster,
+    Route53,
+    Asg,
+    Ecs,
+    Cloudfront,
+}
+
+impl TargetKind {
+    pub const ALL: [TargetKind; 11] = [
+        TargetKind::Postgres,
+        TargetKind::Http,
+        TargetKind::Tcp,
+        TargetKind::Redis,
+        TargetKind::S3,
+        TargetKind::RdsInstance,
+        TargetKind::AuroraCluster,
+        TargetKind::Route53,
+        TargetKind::Asg,
+        TargetKind::Ecs,
+        TargetKind::Cloudfront,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::Postgres => "postgres",
+            TargetKind::Http => "http",
+            TargetKind::Tcp => "tcp",
+            TargetKind::Redis => "redis",
+            TargetKind::S3 => "s3",
+            TargetKind::RdsInstance => "rds_instance",
+            TargetKind::AuroraCluster => "aurora_cluster",
+            TargetKind::Route53 => "route53",
+            TargetKind::Asg => "asg",
+            TargetKind::Ecs => "ecs",
+            TargetKind::Cloudfront => "cloudfront",
+        }
+    }
+}
+
+impl fmt::Display for TargetKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A target's settings in one region.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Endpoint {
+    Postgres(PostgresEndpoint),
+    Http {
+        url: String,
+    },
+    Tcp {
+        host: String,
+        port: u16,
+    },
+    Redis {
+        url: String,
+        password: Option<SecretRef>,
+    },
+    S3 {
+        bucket: String,
+        prefix: String,
+        aws_region: String,
+    },
+    RdsInstance {
+        instance_id: String,
+        aws_region: String,
+    },
+    AuroraCluster(AuroraEndpoint),
+    Route53(Route53Endpoint),
+    Asg {
+        group: String,
+        aws_region: String,
+    },
+    Ecs {
+        cluster: String,
+        service: String,
+        aws_region: String,
+    },
+    Cloudfront {
+        distribution_id: String,
+    },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PostgresEndpoint {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub database: String,
+    pub password: Option<SecretRef>,
+}
+
+impl fmt::Display for PostgresEndpoint {
+    /// `user@host:port/database` — never the password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}@{}:{}/{}",
+            self.user, self.host, self.port, self.database
+        )
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AuroraEndpoint {
+    /// The regional cluster's identifier (or ARN).
+    pub cluster_id: String,
+    /// The global database this cluster belongs to.
+    pub global_cluster_id: String,
+    pub aws_region: String,
+}
+
+/// How a Route 53 switch moves traffic.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DnsStyle {
+    /// A pre-created PRIMARY/SECONDARY failover record pair; the switch changes the
+    /// primary record's health check (inverting it), and Route 53's data plane answers
+    /// with the secondary. No record is edited.
+    FailoverPair,
+    /// Weighted records, one per region; the switch sets 100 on the goal and 0 elsewhere.
+    Weighted,
+    /// One plain record; the switch UPSERTs the goal region's value.
+    Simple,
+}
+
+impl DnsStyle {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DnsStyle::FailoverPair => "failover_pair",
+            DnsStyle::Weighted => "weighted",
+            DnsStyle::Simple => "simple",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Route53Endpoint {
+    pub zone_id: String,
+    /// Fully qualified, e.g. `api.example.com.`
+    pub record_name: String,
+    pub record_type: String,
+    pub style: DnsStyle,
+    /// `failover_pair` and `weighted`: this region's record set identifier.
+    pub set_identifier: Option<String>,
+    /// `failover_pair`: the health check attached to the PRIMARY record; when `None`, the
+    /// switch reads it from the live PRIMARY record.
+    pub health_check_id: Option<String>,
+    /// `simple`: the value the record takes when this region serves.
+    pub value: Option<String>,
+    pub ttl: u32,
+}
+
+/// One probe: what it watches, in which regions, and what counts as healthy.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ProbeSpec {
+    pub name: String,
+    pub component: Component,
+    /// Only critical probes can take a region down; advisory ones inform.
+    pub critical: bool,
+    /// The target probed; `None` for `command` probes.
+    pub target: Option<String>,
+    /// The regions probed, primary first.
+    pub regions: Vec<RegionName>,
+    pub check: ProbeCheck,
+}
+
+impl ProbeSpec {
+    pub fn kind(&self) -> &'static str {
+        self.check.kind()
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum ProbeCheck {
+    Http {
+        /// Healthy statuses; default `[200]`.
+        expect_status: Vec<u16>,
+        body_contains: Option<String>,
+        /// A JSON field (dotted path, e.g. `checks.database`) and the value it must have.
+        json_field: Option<String>,
+        json_equals: Option<String>,
+        /// Slower answers count as failures.
+        max_latency: Option<Duration>,
+    },
+    /// Connect and `SELECT 1`; also reports role and replica lag.
+    Postgres,
+    Tcp,
+    /// Redis `PING`.
+    Redis,
+    /// Put, read back and delete a small uniquely named object.
+    S3,
+    /// Describe the RDS instance or Aurora cluster: available, role, lag.
+    Rds,
+    /// Workers are alive: the newest heartbeat is younger than `max_age`, or the group
+    /// runs at least `min_count` instances/tasks.
+    Heartbeat {
+        max_age: Option<Duration>,
+        /// Redis key or S3 object key holding the heartbeat; for HTTP, the JSON field.
+        key: Option<String>,
+        min_count: Option<u32>,
+    },
+    /// Run a program; exit status 0 is healthy. It is killed at the timeout.
+    Command {
+        run: Vec<String>,
+    },
+}
+
+impl ProbeCheck {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProbeCheck::Http { .. } => "http",
+            ProbeCheck::Postgres => "postgres",
+            ProbeCheck::Tcp => "tcp",
+            ProbeCheck::Redis => "redis",
+            ProbeCheck::S3 => "s3",
+            ProbeCheck::Rds => "rds",
+            ProbeCheck::Heartbeat { .. } => "heartbeat",
+            ProbeCheck::Command { .. } => "command",
+        }
+    }
+}
+
+/// Which way a run moves the service.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Primary (or current) region to a secondary.
+    Failover,
+    /// Back to the primary region.
+    Failback,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Failover => "failover",
+            Direction::Failback => "failback",
+        }
+    }
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An ordered list of steps. Adjacent steps with the same `stage` label run in parallel.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Runbook {
+    pub steps: Vec<StepSpec>,
+}
+
+/// Where a step acts: a named region, or the region the run moves to or away from.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegionRef {
+    Named(RegionName),
+    /// `@to`: the region the run moves the service to.
+    To,
+    /// `@from`: the region the run moves the service away from.
+    From,
+}
+
+impl fmt::Display for RegionRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RegionRef::Named(r) => write!(f, "{r}"),
+            RegionRef::To => f.write_str("@to"),
+            RegionRef::From => f.write_str("@from"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StepSpec {
+    pub name: String,
+    pub region: RegionRef,
+    /// Adjacent steps sharing a label form one stage and run in parallel.
+    pub stage: Option<String>,
+    /// Deadline for the whole step: check, apply with retries, and verify.
+    pub timeout: Duration,
+    /// A failure is reported but does not stop the run (always true for notifications).
+    pub continue_on_error: bool,
+    pub action: Action,
+}
+
+/// What a step does. Each variant names the target or channel it acts on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Action {
+    /// PromoteReadReplica on a cross-region RDS read replica.
+    RdsPromoteReplica {
+        target: String,
+    },
+    /// FailoverGlobalCluster (unplanned; data loss only when the run accepted it).
+    AuroraGlobalFailover {
+        target: String,
+    },
+    /// SwitchoverGlobalCluster (planned; no data loss).
+    AuroraGlobalSwitchover {
+        target: String,
+    },
+    /// `pg_promote(wait => true)` on a self-managed standby.
+    PostgresPromote {
+        target: String,
+    },
+    /// Make a reachable old primary refuse writes.
+    PostgresFence {
+        target: String,
+    },
+    /// Wait until this region's standby has replayed everything the fenced writer in the
+    /// region being left wrote (the zero-data-loss part of a switchover).
+    PostgresCatchUp {
+        target: String,
+    },
+    Route53Switch {
+        target: String,
+    },
+    AsgScale {
+        target: String,
+        min: u32,
+        desired: u32,
+        max: u32,
+    },
+    EcsScale {
+        target: String,
+        desired: u32,
+    },
+    RedisInvalidate {
+        target: String,
+        pattern: Option<String>,
+        flush: bool,
+    },
+    CloudfrontInvalidate {
+        target: String,
+        paths: Vec<String>,
+    },
+    Notify {
+        channel: String,
+        message: Option<String>,
+    },
+    S3SyncCheck {
+        target: String,
+        copy_missing: bool,
+        prefix: String,
+    },
+    /// Wait for `successes` consecutive healthy rounds of the named probes (all of the
+    /// region's critical probes when empty).
+    WaitHealthy {
+        probes: Vec<String>,
+        successes: u32,
+    },
+    ManualApproval {
+        prompt: String,
+    },
+    /// Run a program; the environment carries the run id, epoch and regions.
+    Command {
+        run: Vec<String>,
+    },
+}
+
+impl Action {
+    /// The step kind as written in policies.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::RdsPromoteReplica { .. } => "rds_promote_replica",
+            Action::AuroraGlobalFailover { .. } => "aurora_global_failover",
+            Action::AuroraGlobalSwitchover { .. } => "aurora_global_switchover",
+            Action::PostgresPromote { .. } => "postgres_promote",
+            Action::PostgresFence { .. } => "postgres_fence",
+            Action::PostgresCatchUp { .. } => "postgres_catch_up",
+            Action::Route53Switch { .. } => "route53_switch",
+            Action::AsgScale { .. } => "asg_scale",
+            Action::EcsScale { .. } => "ecs_scale",
+            Action::RedisInvalidate { .. } => "redis_invalidate",
+            Action::CloudfrontInvalidate { .. } => "cloudfront_invalidate",
+            Action::Notify { .. } => "notify",
+            Action::S3SyncCheck { .. } => "s3_sync_check",
+            Action::WaitHealthy { .. } => "wait_healthy",
+            Action::ManualApproval { .. } => "manual_approval",
+            Action::Command { .. } => "command",
+        }
+    }
+
+    /// The target this action works on, if any.
+    pub fn target(&self) -> Option<&str> {
+        match self {
+            Action::RdsPromoteReplica { target }
+            | Action::AuroraGlobalFailover { target }
+            | Action::AuroraGlobalSwitchover { target }
+            | Action::PostgresPromote { target }
+            | Action::PostgresFence { target }
+            | Action::PostgresCatchUp { target }
+            | Action::Route53Switch { target }
+            | Action::AsgScale { target, .. }
+            | Action::EcsScale { target, .. }
+            | Action::RedisInvalidate { target, .. }
+            | Action::CloudfrontInvalidate { target, .. }
+            | Action::S3SyncCheck { target, .. } => Some(target),
+            Action::Notify { .. }
+            | Action::WaitHealthy { .. }
+            | Action::ManualApproval { .. }
+            | Action::Command { .. } => None,
+        }
+    }
+
+    /// Makes the region it acts in the writable database.
+    pub fn promotes_database(&self) -> bool {
+        matches!(
+            self,
+            Action::RdsPromoteReplica { .. }
+                | Action::AuroraGlobalFailover { .. }
+                | Action::AuroraGlobalSwitchover { .. }
+                | Action::PostgresPromote { .. }
+        )
+    }
+
+    pub fn moves_dns(&self) -> bool {
+        matches!(self, Action::Route53Switch { .. })
+    }
+}

@@ -1,0 +1,424 @@
+//! Planning: policy + direction + regions → a `Plan`, the ordered stages a run will execute.
+//!
+//! A plan is data. `lifeboat plan` prints it, the executor runs it, the journal stores it,
+//! so a resumed run executes exactly the plan it started with even if the policy file
+//! changed in between.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::ids::{Epoch, RunId};
+use super::model::{
+    Action, Direction, DnsStyle, Endpoint, Mode, Policy, RegionName, RegionRef, StepSpec,
+};
+use super::time::fmt_duration;
+
+/// What the caller wants planned.
+#[derive(Clone, Debug)]
+pub struct PlanRequest {
+    pub direction: Direction,
+    /// The region serving now.
+    pub from: RegionName,
+    /// The region the run moves the service to.
+    pub to: RegionName,
+    pub run_id: RunId,
+    pub epoch: Epoch,
+    /// Why the run starts, in words (shown in the journal, notifications and `status`).
+    pub reason: String,
+    /// The operator accepted losing writes not yet replicated.
+    pub allow_data_loss: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub run_id: RunId,
+    pub service: String,
+    pub direction: Direction,
+    pub from: RegionName,
+    pub to: RegionName,
+    pub epoch: Epoch,
+    pub reason: String,
+    pub allow_data_loss: bool,
+    pub stages: Vec<Stage>,
+    /// The guardrails that apply to this run, as sentences.
+    pub guardrails: Vec<String>,
+    pub detection: DetectionBound,
+}
+
+/// How long an outage can go unnoticed: interval × failure_threshold + timeout.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DetectionBound {
+    pub interval: Duration,
+    pub failure_threshold: u32,
+    pub timeout: Duration,
+    pub worst_case: Duration,
+}
+
+impl Plan {
+    pub fn steps(&self) -> impl Iterator<Item = &PlannedStep> {
+        self.stages.iter().flat_map(|s| s.steps.iter())
+    }
+    pub fn step(&self, name: &str) -> Option<&PlannedStep> {
+        self.steps().find(|s| s.name == name)
+    }
+}
+
+/// Steps that run at the same time. The next stage starts when all of them are done.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Stage {
+    pub label: Option<String>,
+    pub steps: Vec<PlannedStep>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PlannedStep {
+    /// Unique within the runbook; the journal keys step records by it.
+    pub name: String,
+    /// `@to` and `@from` resolved.
+    pub region: RegionName,
+    pub action: Action,
+    pub timeout: Duration,
+    pub continue_on_error: bool,
+    /// What the step will do, in one sentence.
+    pub description: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum PlanError {
+    #[error("cannot move `{0}` to itself: it is already the serving region")]
+    SameRegion(RegionName),
+    #[error("`{region}` is not a region of this service (regions: {known})")]
+    UnknownRegion { region: RegionName, known: String },
+    #[error(
+        "a failover must go to a secondary region; `{0}` is the primary (use `failback` to return to it)"
+    )]
+    FailoverToPrimary(RegionName),
+    #[error("a failback returns to the primary region `{primary}`, not to `{to}`")]
+    FailbackNotToPrimary { to: RegionName, primary: RegionName },
+    #[error("the {0} runbook has no steps")]
+    EmptyRunbook(Direction),
+    #[error(
+        "step `{step}` acts on target `{target}` in `{region}`, but the target has no settings for that region"
+    )]
+    NoEndpoint {
+        step: String,
+        target: String,
+        region: RegionName,
+    },
+}
+
+/// Builds the plan for one run.
+///
+/// Pure: the run id and epoch come from the caller. Fails when the regions do not fit the
+/// direction or a step's target has no settings for the region it resolves to.
+pub fn build(policy: &Policy, req: PlanRequest) -> Result<Plan, PlanError> {
+    let regions = &policy.regions;
+    for r in [&req.from, &req.to] {
+        if !regions.is_serving(r) {
+            let known: Vec<&str> = regions.serving().map(|r| r.as_str()).collect();
+            return Err(PlanError::UnknownRegion {
+                region: r.clone(),
+                known: known.join(", "),
+            });
+        }
+    }
+    if req.from == req.to {
+        return Err(PlanError::SameRegion(req.to));
+    }
+    match req.direction {
+        Direction::Failover if req.to == regions.primary => {
+            return Err(PlanError::FailoverToPrimary(req.to));
+        }
+        Direction::Failback if req.to != regions.primary => {
+            return Err(PlanError::FailbackNotToPrimary {
+                to: req.to,
+                primary: regions.primary.clone(),
+            });
+        }
+        _ => {}
+    }
+    let runbook = policy.runbook(req.direction);
+    if runbook.steps.is_empty() {
+        return Err(PlanError::EmptyRunbook(req.direction));
+    }
+
+    let mut stages: Vec<Stage> = Vec::new();
+    for spec in &runbook.steps {
+        let region = match &spec.region {
+            RegionRef::Named(r) => r.clone(),
+            RegionRef::To => req.to.clone(),
+            RegionRef::From => req.from.clone(),
+        };
+        let step = planned_step(policy, spec, region, &req)?;
+        let joins_previous = match (&spec.stage, stages.last()) {
+            (Some(label), Some(last)) => last.label.as_deref() == Some(label.as_str()),
+            _ => false,
+        };
+        if joins_previous {
+            if let Some(last) = stages.last_mut() {
+                last.steps.push(step);
+            }
+        } else {
+            stages.push(Stage {
+                label: spec.stage.clone(),
+                steps: vec![step],
+            });
+        }
+    }
+
+    Ok(Plan {
+        guardrails: guardrails(policy, req.direction),
+        detection: DetectionBound {
+            interval: policy.detection.interval,
+            failure_threshold: policy.detection.failure_threshold,
+            timeout: policy.detection.timeout,
+            worst_case: policy.detection.worst_case_detection(),
+        },
+        service: policy.service.clone(),
+        run_id: req.run_id,
+        direction: req.direction,
+        from: req.from,
+        to: req.to,
+        epoch: req.epoch,
+        reason: req.reason,
+        allow_data_loss: req.allow_data_loss,
+        stages,
+    })
+}
+
+fn planned_step(
+    policy: &Policy,
+    spec: &StepSpec,
+    region: RegionName,
+    req: &PlanRequest,
+) -> Result<PlannedStep, PlanError> {
+    let endpoint = match spec.action.target() {
+        Some(target) => {
+            let t = policy.target(target);
+            let ep = t.and_then(|t| t.endpoint(&region));
+            if ep.is_none() {
+                return Err(PlanError::NoEndpoint {
+                    step: spec.name.clone(),
+                    target: target.to_string(),
+                    region,
+                });
+            }
+            ep
+        }
+        None => None,
+    };
+    Ok(PlannedStep {
+        description: describe(policy, &spec.action, &region, endpoint, req),
+        name: spec.name.clone(),
+        region,
+        action: spec.action.clone(),
+        timeout: spec.timeout,
+        continue_on_error: spec.continue_on_error,
+    })
+}
+
+/// One sentence saying what a step will do, with the resource names it will touch.
+fn describe(
+    policy: &Policy,
+    action: &Action,
+    region: &RegionName,
+    endpoint: Option<&Endpoint>,
+    req: &PlanRequest,
+) -> String {
+    match (action, endpoint) {
+        (Action::RdsPromoteReplica { .. }, Some(Endpoint::RdsInstance { instance_id, .. })) => {
+            format!(
+                "promote RDS read replica `{instance_id}` in {region} (PromoteReadReplica); wait until it is available and no longer a replica"
+            )
+        }
+        (Action::AuroraGlobalFailover { .. }, Some(Endpoint::AuroraCluster(a))) => {
+            let loss = if req.allow_data_loss {
+                "data loss accepted by the operator"
+            } else {
+                "refused if it would lose data"
+            };
+            format!(
+                "fail global database `{}` over to cluster `{}` in {region} (FailoverGlobalCluster, {loss}); wait until it is the writer",
+                a.global_cluster_id, a.cluster_id
+            )
+        }
+        (Action::AuroraGlobalSwitchover { .. }, Some(Endpoint::AuroraCluster(a))) => format!(
+            "switch global database `{}` over to cluster `{}` in {region} (SwitchoverGlobalCluster, no data loss); wait until it is the writer",
+            a.global_cluster_id, a.cluster_id
+        ),
+        (Action::PostgresPromote { .. }, Some(Endpoint::Postgres(pg))) => format!(
+            "promote PostgreSQL standby {pg} in {region} (pg_promote); verify it is out of recovery and accepts a test write"
+        ),
+        (Action::PostgresFence { .. }, Some(Endpoint::Postgres(pg))) => format!(
+            "fence PostgreSQL {pg} in {region}: make it read-only and end client sessions, so it cannot take writes (recorded as unreachable if it is down)"
+        ),
+        (Action::PostgresCatchUp { .. }, Some(Endpoint::Postgres(pg))) => format!(
+            "wait until standby {pg} in {region} has replayed every write of the fenced writer in {} (lag 0)",
+            req.from
+        ),
+        (Action::Route53Switch { .. }, Some(Endpoint::Route53(r))) => match r.style {
+            DnsStyle::FailoverPair => {
+                let hc = r
+                    .health_check_id
+                    .as_deref()
+                    .unwrap_or("read from the record");
+                if *region == policy.regions.primary {
+                    format!(
+                        "point {} back at {region}: restore the PRIMARY record's health check ({hc}) to normal so Route 53 answers with the PRIMARY record (UpdateHealthCheck; no record is edited)",
+                        r.record_name
+                    )
+                } else {
+                    format!(
+                        "point {} at {region}: invert the PRIMARY record's health check ({hc}) so Route 53 answers with the SECONDARY record (UpdateHealthCheck; no record is edited)",
+                        r.record_name
+                    )
+                }
+            }
+            DnsStyle::Weighted => format!(
+                "set weight 100 on record {} set `{}` ({region}) and 0 on the others (ChangeResourceRecordSets); wait for INSYNC",
+                r.record_name,
+                r.set_identifier.as_deref().unwrap_or("?")
+            ),
+            DnsStyle::Simple => format!(
+                "UPSERT {} {} → {} (ChangeResourceRecordSets); wait for INSYNC",
+                r.record_name,
+                r.record_type,
+                r.value.as_deref().unwrap_or("?")
+            ),
+        },
+        (
+            Action::AsgScale {
+                min, desired, max, ..
+            },
+            Some(Endpoint::Asg { group, .. }),
+        ) => format!(
+            "scale Auto Scaling group `{group}` in {region} to min {min} / desired {desired} / max {max}; wait until {desired} instances are InService"
+        ),
+        (
+            Action::EcsScale { desired, .. },
+            Some(Endpoint::Ecs {
+                cluster, service, ..
+            }),
+        ) => format!(
+            "set ECS service `{service}` (cluster `{cluster}`) in {region} to {desired} tasks; wait until {desired} are running"
+        ),
+        (Action::RedisInvalidate { pattern, flush, .. }, Some(Endpoint::Redis { url, .. })) => {
+            if *flush {
+                format!("flush Redis database {url} in {region} (FLUSHDB)")
+            } else {
+                format!(
+                    "delete keys matching `{}` in Redis {url} ({region}) with SCAN + UNLINK in batches",
+                    pattern.as_deref().unwrap_or("*")
+                )
+            }
+        }
+        (
+            Action::CloudfrontInvalidate { paths, .. },
+            Some(Endpoint::Cloudfront { distribution_id }),
+        ) => format!(
+            "invalidate {} in CloudFront distribution `{distribution_id}` (CreateInvalidation); wait until Completed",
+            paths.join(", ")
+        ),
+        (
+            Action::S3SyncCheck {
+                copy_missing,
+                prefix,
+                ..
+            },
+            Some(Endpoint::S3 { bucket, .. }),
+        ) => {
+            let what = if *copy_missing {
+                "copy what is missing"
+            } else {
+                "report what differs"
+            };
+            format!(
+                "compare objects under `{prefix}` in bucket `{bucket}` ({region}) with the {} bucket (keys and ETags); {what}",
+                req.from
+            )
+        }
+        (Action::Notify { channel, .. }, _) => {
+            let how = match policy.channel(channel).map(|c| &c.kind) {
+                Some(super::model::ChannelKind::Sns { topic_arn }) => {
+                    format!("SNS topic {topic_arn}")
+                }
+                Some(super::model::ChannelKind::Webhook { .. }) => "webhook".to_string(),
+                None => "?".to_string(),
+            };
+            format!(
+                "notify channel `{channel}` ({how}) with the run's timeline; a failure is reported, never blocking"
+            )
+        }
+        (Action::WaitHealthy { probes, successes }, _) => {
+            let which = if probes.is_empty() {
+                "every critical probe".to_string()
+            } else {
+                format!("probes {}", probes.join(", "))
+            };
+            format!("wait until {which} in {region} pass {successes} rounds in a row")
+        }
+        (Action::ManualApproval { prompt }, _) => {
+            format!("pause for an operator: \"{prompt}\" (lifeboat approve RUN_ID)")
+        }
+        (Action::Command { run }, _) => format!("run `{}` in {region}", run.join(" ")),
+        // Validation guarantees targets match their actions; stay total anyway.
+        (a, _) => format!("{} in {region}", a.kind()),
+    }
+}
+
+/// The guardrails that apply to a run in this direction, as sentences for `plan` and
+/// `status`.
+fn guardrails(policy: &Policy, direction: Direction) -> Vec<String> {
+    let d = &policy.detection;
+    let g = &policy.guardrails;
+    let mut out = Vec::new();
+    match direction {
+        Direction::Failover => {
+            out.push(match d.mode {
+                Mode::Auto => "mode auto: the controller starts this run by itself when the guardrails below pass".to_string(),
+                Mode::Manual => "mode manual: the controller detects and alerts; an operator starts this run".to_string(),
+                Mode::Shadow => "mode shadow: the controller logs that it would start this run and never acts".to_string(),
+            });
+            out.push(format!(
+                "automatic start needs {} consecutive failed rounds of a critical probe in the serving region (every {}, timeout {}; worst-case detection {})",
+                d.failure_threshold,
+                fmt_duration(d.interval),
+                fmt_duration(d.timeout),
+                fmt_duration(d.worst_case_detection())
+            ));
+            out.push("the target region must be healthy, and an outage seen in every region at once is treated as the controller's own isolation, never as a failover".to_string());
+            out.push(format!(
+                "replica lag must be within the RPO budget of {}; otherwise the run waits for an operator to accept the data loss (--allow-data-loss)",
+                fmt_duration(g.rpo_budget)
+            ));
+            out.push(format!(
+                "cooldown {} after a failover; at most {} automatic failover(s) per {}",
+                fmt_duration(g.cooldown),
+                g.max_failovers,
+                fmt_duration(g.failover_window)
+            ));
+            if g.quorum > 1 {
+                out.push(format!(
+                    "{} observers must agree the region is down",
+                    g.quorum
+                ));
+            }
+        }
+        Direction::Failback => {
+            out.push(if g.auto_failback {
+                "automatic failback allowed by policy".to_string()
+            } else {
+                "never automatic: an operator starts it (lifeboat failback)".to_string()
+            });
+            out.push(format!(
+                "refused until the primary region has been healthy for {} and its data is resynced (database a streaming standby with lag 0, storage sync clean)",
+                fmt_duration(g.failback_healthy_for)
+            ));
+            out.push("zero data loss: the current writer is fenced and the standby catches up before promotion".to_string());
+        }
+    }
+    out.push("a fencing epoch is raised before the first side effect; steps from an older epoch are refused".to_string());
+    out
+}

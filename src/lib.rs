@@ -1,0 +1,8 @@
+//! lifeboat: a disaster-recovery and regional-failover controller.
+//!
+//! See ARCHITECTURE.md for the map. In short: `policy` loads what the operator wrote,
+//! `core` decides, and the other modules do the I/O those decisions call for.
+
+pub mod cli;
+pub mod core;
+pub mod policy;

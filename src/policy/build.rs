@@ -1,0 +1,541 @@
+//! Stage two of loading: the raw sections become a typed `Policy`, and every semantic rule
+//! is checked. Errors are collected, never returned early, so one run of `validate` shows
+//! everything that is wrong with a file.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use toml::de::DeTable;
+
+use super::diag::{Diagnostic, Report};
+use super::raw::{self, RawDuration, RawMode};
+use super::spans::{self, Value, closest, de, key_str};
+use super::{channels, checks, probes, runbooks, targets, vars};
+use crate::core::model::{
+    AwsSettings, Detection, Direction, Guardrails, JournalSettings, Mode, Policy, RegionName,
+    Regions,
+};
+use crate::core::time::fmt_duration;
+
+const SECTIONS: &[&str] = &[
+    "vars",
+    "service",
+    "regions",
+    "detection",
+    "guardrails",
+    "journal",
+    "aws",
+    "channels",
+    "targets",
+    "probes",
+    "failover",
+    "failback",
+];
+
+/// Detection defaults, from the reference FailoverManager (30 s, 3 failures).
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
+pub const DEFAULT_FAILURE_THRESHOLD: u32 = 3;
+pub const DEFAULT_RECOVERY_THRESHOLD: u32 = 3;
+pub const DEFAULT_TIMEOUT_CAP: Duration = Duration::from_secs(5);
+
+type Sections<'i> = BTreeMap<String, (Range<usize>, Value<'i>)>;
+
+/// Builds the policy from `report.source`, pushing every finding into `report`.
+/// Returns `None` when there is any error.
+pub fn build(report: &mut Report, base_dir: &Path) -> Option<Policy> {
+    let text = report.source.clone();
+    let vars = vars::collect(report, &text, base_dir);
+    let (doc, syntax) = DeTable::parse_recoverable(&text);
+    if !syntax.is_empty() {
+        for e in &syntax {
+            report.push(spans::syntax_error(e, text.len()));
+        }
+        return None;
+    }
+    let mut doc = doc.into_inner();
+    let _ = spans::take(&mut doc, "vars");
+    vars::substitute(report, &mut doc, &vars);
+    let mut sections: Sections = BTreeMap::new();
+    for (k, v) in doc {
+        let name = key_str(&k).to_string();
+        if SECTIONS.contains(&name.as_str()) {
+            sections.insert(name, (k.span(), v));
+        } else {
+            let mut d = Diagnostic::error("unknown-section", format!("unknown section `{name}`"))
+                .at(k.span())
+                .label("not a policy section");
+            d.help = Some(match closest(&name, SECTIONS.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => format!("a policy has these sections: {}", SECTIONS.join(", ")),
+            });
+            report.push(d);
+        }
+    }
+
+    let service: Option<raw::RawService> =
+        required(report, &mut sections, "service", SERVICE_EXAMPLE);
+    let regions: Option<raw::RawRegions> =
+        required(report, &mut sections, "regions", REGIONS_EXAMPLE);
+    let detection: Option<raw::RawDetection> =
+        required(report, &mut sections, "detection", DETECTION_EXAMPLE);
+    let guardrails: raw::RawGuardrails =
+        optional(report, &mut sections, "guardrails").unwrap_or_default();
+    let journal: raw::RawJournal = optional(report, &mut sections, "journal").unwrap_or_default();
+    let aws: raw::RawAws = optional(report, &mut sections, "aws").unwrap_or_default();
+
+    let service = service.and_then(|s| check_service(report, s));
+    let regions = regions.and_then(|r| check_regions(report, r));
+    let detection = detection.and_then(|d| check_detection(report, d));
+    let guardrails = check_guardrails(report, guardrails, detection.as_ref());
+    let journal = check_journal(journal, base_dir);
+    let aws = check_aws(report, aws);
+
+    let channels = channels::build(report, sections.remove("channels"));
+    let targets = targets::build(report, sections.remove("targets"), regions.as_ref());
+    let probes = probes::build(
+        report,
+        sections.remove("probes"),
+        regions.as_ref(),
+        &targets,
+    );
+    let known = runbooks::Known {
+        regions: regions.as_ref(),
+        targets: &targets,
+        channels: &channels,
+        probes: &probes,
+        recovery_threshold: detection
+            .as_ref()
+            .map(|d| d.recovery_threshold)
+            .unwrap_or(DEFAULT_RECOVERY_THRESHOLD),
+    };
+    let failover = runbooks::build(
+        report,
+        sections.remove("failover"),
+        Direction::Failover,
+        &known,
+    );
+    let failback = runbooks::build(
+        report,
+        sections.remove("failback"),
+        Direction::Failback,
+        &known,
+    );
+
+    if let (Some(regions), Some(detection)) = (&regions, &detection) {
+        checks::coverage(report, regions, detection, &guardrails, &probes);
+    }
+
+    if report.has_errors() {
+        return None;
+    }
+    let (service, description) = service?;
+    Some(Policy {
+        service,
+        description,
+        regions: regions?,
+        detection: detection?,
+        guardrails,
+        journal,
+        aws,
+        channels,
+        targets,
+        probes,
+        failover: failover?,
+        failback: failback?,
+    })
+}
+
+const SERVICE_EXAMPLE: &str = "[service]\nname = \"orders\"";
+const REGIONS_EXAMPLE: &str = "[regions]\nprimary = \"us-east-1\"\nsecondaries = [\"us-west-2\"]";
+const DETECTION_EXAMPLE: &str =
+    "[detection]\ninterval = \"30s\"\nfailure_threshold = 3\nmode = \"manual\"";
+
+fn required<T: DeserializeOwned>(
+    report: &mut Report,
+    sections: &mut Sections,
+    name: &str,
+    example: &str,
+) -> Option<T> {
+    match sections.remove(name) {
+        Some((_, v)) => de(report, v, None),
+        None => {
+            report.push(
+                Diagnostic::error(
+                    "missing-section",
+                    format!("the policy has no `[{name}]` section"),
+                )
+                .at(0..0)
+                .label("expected in this file")
+                .help(format!("add it, for example:\n{example}")),
+            );
+            None
+        }
+    }
+}
+
+fn optional<T: DeserializeOwned>(
+    report: &mut Report,
+    sections: &mut Sections,
+    name: &str,
+) -> Option<T> {
+    sections.remove(name).and_then(|(_, v)| de(report, v, None))
+}
+
+/// A name used in file names, metric labels and run ids.
+pub fn check_name(report: &mut Report, what: &str, name: &str, span: Range<usize>) -> bool {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
+    if !ok {
+        report.push(
+            Diagnostic::error("bad-name", format!("{what} `{name}` is not a valid name"))
+                .at(span)
+                .label("invalid name")
+                .help("use 1 to 63 lowercase letters, digits, `-` or `_`, starting with a letter or digit"),
+        );
+    }
+    ok
+}
+
+fn check_service(report: &mut Report, s: raw::RawService) -> Option<(String, Option<String>)> {
+    let span = s.name.span();
+    let name = s.name.into_inner();
+    check_name(report, "service name", &name, span).then_some((name, s.description))
+}
+
+fn check_regions(report: &mut Report, r: raw::RawRegions) -> Option<Regions> {
+    let mut ok = true;
+    let mut seen: Vec<(String, Range<usize>)> = Vec::new();
+    let mut all = vec![r.primary.clone()];
+    all.extend(r.secondaries.get_ref().iter().cloned());
+    for name in &all {
+        ok &= check_name(report, "region", name.get_ref(), name.span());
+        if let Some((_, first)) = seen.iter().find(|(n, _)| n == name.get_ref()) {
+            let (line, _) = report.line_col(first.start);
+            report.push(
+                Diagnostic::error(
+                    "duplicate-region",
+                    format!("region `{}` is listed twice", name.get_ref()),
+                )
+                .at(name.span())
+                .label("listed again here")
+                .help(format!(
+                    "the primary and the secondaries must all differ (first listed on line {line})"
+                )),
+            );
+            ok = false;
+        }
+        seen.push((name.get_ref().clone(), name.span()));
+    }
+    if r.secondaries.get_ref().is_empty() {
+        report.push(
+            Diagnostic::error("no-secondary", "no secondary region to fail over to")
+                .at(r.secondaries.span())
+                .label("empty")
+                .help(
+                    "list at least one region, most preferred first: secondaries = [\"us-west-2\"]",
+                ),
+        );
+        ok = false;
+    }
+    if let Some(w) = &r.witness {
+        ok &= check_name(report, "region", w.get_ref(), w.span());
+        if seen.iter().any(|(n, _)| n == w.get_ref()) {
+            report.push(
+                Diagnostic::error("duplicate-region", format!("the witness `{}` is also a serving region", w.get_ref()))
+                    .at(w.span())
+                    .label("serving region")
+                    .help("a witness is a third location that only observes; pick a region that serves no traffic"),
+            );
+            ok = false;
+        }
+    }
+    ok.then(|| Regions {
+        primary: RegionName(r.primary.into_inner()),
+        secondaries: r
+            .secondaries
+            .into_inner()
+            .into_iter()
+            .map(|s| RegionName(s.into_inner()))
+            .collect(),
+        witness: r.witness.map(|w| RegionName(w.into_inner())),
+    })
+}
+
+/// An integer field that must be in `min..=max`.
+pub fn count(
+    report: &mut Report,
+    field: &str,
+    value: Option<toml::Spanned<i64>>,
+    default: u32,
+    min: i64,
+    max: i64,
+    why: &str,
+) -> Option<u32> {
+    let Some(v) = value else { return Some(default) };
+    let n = *v.get_ref();
+    if n < min || n > max {
+        let (problem, label) = if n < min {
+            (
+                format!("`{field}` is {n}, but it must be at least {min}"),
+                format!("below {min}"),
+            )
+        } else {
+            (
+                format!("`{field}` is {n}, which is absurdly large (at most {max})"),
+                format!("above {max}"),
+            )
+        };
+        report.push(
+            Diagnostic::error("out-of-range", problem)
+                .at(v.span())
+                .label(label)
+                .help(why.to_string()),
+        );
+        return None;
+    }
+    u32::try_from(n).ok()
+}
+
+fn dur(v: &Option<toml::Spanned<RawDuration>>) -> Option<Duration> {
+    v.as_ref().map(|s| s.get_ref().0)
+}
+
+fn check_detection(report: &mut Report, d: raw::RawDetection) -> Option<Detection> {
+    let mut ok = true;
+    let interval = dur(&d.interval).unwrap_or(DEFAULT_INTERVAL);
+    if let Some(s) = &d.interval {
+        if interval < Duration::from_millis(100) {
+            report.push(
+                Diagnostic::error(
+                    "out-of-range",
+                    format!(
+                        "`interval` is {}, too short to probe anything",
+                        fmt_duration(interval)
+                    ),
+                )
+                .at(s.span())
+                .label("below 100ms")
+                .help("probe every 1s to 60s; the default is 30s"),
+            );
+            ok = false;
+        } else if interval > Duration::from_secs(3600) {
+            report.push(
+                Diagnostic::warning(
+                    "slow-detection",
+                    format!(
+                        "`interval` is {}: an outage would go unnoticed for hours",
+                        fmt_duration(interval)
+                    ),
+                )
+                .at(s.span())
+                .label("very long")
+                .help("probe every 1s to 60s; the default is 30s"),
+            );
+        }
+    }
+    let timeout = dur(&d.timeout).unwrap_or_else(|| DEFAULT_TIMEOUT_CAP.min(interval / 2));
+    if let Some(s) = &d.timeout {
+        if timeout.is_zero() {
+            report.push(
+                Diagnostic::error("out-of-range", "`timeout` is 0s: every probe would fail")
+                    .at(s.span())
+                    .label("zero")
+                    .help("give probes time to answer, e.g. timeout = \"5s\""),
+            );
+            ok = false;
+        } else if timeout >= interval {
+            report.push(
+                Diagnostic::error(
+                    "timeout-not-below-interval",
+                    format!(
+                        "`timeout` ({}) must be shorter than `interval` ({})",
+                        fmt_duration(timeout),
+                        fmt_duration(interval)
+                    ),
+                )
+                .at(s.span())
+                .label("not below the interval")
+                .help("a probe must finish before the next round of the same probe starts; lower the timeout or raise the interval"),
+            );
+            ok = false;
+        }
+    }
+    let why_f = "failure_threshold counts consecutive failed rounds before a region is declared down; 3 is the usual value";
+    let failure_threshold = count(
+        report,
+        "failure_threshold",
+        d.failure_threshold,
+        DEFAULT_FAILURE_THRESHOLD,
+        1,
+        100,
+        why_f,
+    );
+    let why_r = "recovery_threshold counts consecutive successful rounds before a region is declared recovered";
+    let recovery_threshold = count(
+        report,
+        "recovery_threshold",
+        d.recovery_threshold,
+        DEFAULT_RECOVERY_THRESHOLD,
+        1,
+        1000,
+        why_r,
+    );
+    let mode = match d.mode {
+        RawMode::Auto => Mode::Auto,
+        RawMode::Manual => Mode::Manual,
+        RawMode::Shadow => Mode::Shadow,
+    };
+    if !ok {
+        return None;
+    }
+    Some(Detection {
+        interval,
+        timeout,
+        failure_threshold: failure_threshold?,
+        recovery_threshold: recovery_threshold?,
+        mode,
+    })
+}
+
+fn check_guardrails(
+    report: &mut Report,
+    g: raw::RawGuardrails,
+    detection: Option<&Detection>,
+) -> Guardrails {
+    let interval = detection.map(|d| d.interval).unwrap_or(DEFAULT_INTERVAL);
+    let why_m = "max_failovers limits automatic failovers per failover_window; 0 disables automatic failover";
+    let max_failovers =
+        count(report, "max_failovers", g.max_failovers, 1, 0, 1000, why_m).unwrap_or(1);
+    let why_q = "quorum is how many observers must agree before an automatic failover; 1 when a single controller runs";
+    let quorum = count(report, "quorum", g.quorum, 1, 1, 9, why_q).unwrap_or(1);
+    let failover_window = dur(&g.failover_window).unwrap_or(Duration::from_secs(24 * 3600));
+    if let Some(s) = &g.failover_window {
+        if failover_window.is_zero() {
+            report.push(
+                Diagnostic::error(
+                    "out-of-range",
+                    "`failover_window` is 0s, so max_failovers would limit nothing",
+                )
+                .at(s.span())
+                .label("zero")
+                .help("use a window such as \"24h\""),
+            );
+        }
+    }
+    let freeze_for = dur(&g.freeze_for).unwrap_or(Duration::from_secs(120).max(interval * 4));
+    let clock_jump_tolerance =
+        dur(&g.clock_jump_tolerance).unwrap_or(Duration::from_secs(10).max(interval * 2));
+    if let Some(s) = &g.clock_jump_tolerance {
+        if clock_jump_tolerance < interval {
+            report.push(
+                Diagnostic::error(
+                    "out-of-range",
+                    format!(
+                        "`clock_jump_tolerance` ({}) is shorter than the probe interval ({}): every round would look like a stall",
+                        fmt_duration(clock_jump_tolerance),
+                        fmt_duration(interval)
+                    ),
+                )
+                .at(s.span())
+                .label("below the interval")
+                .help("use at least twice the interval"),
+            );
+        }
+    }
+    let rpo_budget = dur(&g.rpo_budget).unwrap_or(Duration::from_secs(10));
+    if let Some(s) = &g.rpo_budget {
+        if rpo_budget > Duration::from_secs(3600) {
+            report.push(
+                Diagnostic::warning(
+                    "large-rpo-budget",
+                    format!(
+                        "`rpo_budget` is {}: an automatic promotion may lose that much data",
+                        fmt_duration(rpo_budget)
+                    ),
+                )
+                .at(s.span())
+                .label("very large")
+                .help("keep it to seconds; larger lags should wait for a human to accept the loss"),
+            );
+        }
+    }
+    let auto_failback = g
+        .auto_failback
+        .as_ref()
+        .map(|b| *b.get_ref())
+        .unwrap_or(false);
+    let failback_healthy_for = dur(&g.failback_healthy_for).unwrap_or(Duration::from_secs(600));
+    if auto_failback && failback_healthy_for < interval * 10 {
+        if let Some(s) = &g.auto_failback {
+            report.push(
+                Diagnostic::warning(
+                    "flapping-failback",
+                    format!(
+                        "automatic failback after only {} of health can move traffic back and forth",
+                        fmt_duration(failback_healthy_for)
+                    ),
+                )
+                .at(s.span())
+                .label("automatic failback")
+                .help("set failback_healthy_for to at least ten probe intervals, or leave failback manual"),
+            );
+        }
+    }
+    Guardrails {
+        rpo_budget,
+        cooldown: dur(&g.cooldown).unwrap_or(Duration::from_secs(3600)),
+        max_failovers,
+        failover_window,
+        auto_failback,
+        failback_healthy_for,
+        clock_jump_tolerance,
+        freeze_for,
+        quorum,
+    }
+}
+
+fn check_journal(j: raw::RawJournal, base_dir: &Path) -> JournalSettings {
+    JournalSettings {
+        path: j.path.map(|p| {
+            let p = Path::new(p.get_ref());
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base_dir.join(p)
+            }
+        }),
+    }
+}
+
+fn check_aws(report: &mut Report, a: raw::RawAws) -> AwsSettings {
+    if let Some(url) = &a.endpoint_url {
+        let u = url.get_ref();
+        if !(u.starts_with("http://") || u.starts_with("https://")) {
+            report.push(
+                Diagnostic::error(
+                    "bad-url",
+                    format!("`endpoint_url` \"{u}\" is not an http(s) URL"),
+                )
+                .at(url.span())
+                .label("not a URL")
+                .help("write the full URL, e.g. endpoint_url = \"http://127.0.0.1:5000\""),
+            );
+        }
+        checks::inline_credentials(report, u, url.span());
+    }
+    AwsSettings {
+        region: a.region.map(|r| r.into_inner()),
+        endpoint_url: a.endpoint_url.map(|u| u.into_inner()),
+        profile: a.profile,
+    }
+}
