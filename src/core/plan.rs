@@ -422,3 +422,154 @@ fn guardrails(policy: &Policy, direction: Direction) -> Vec<String> {
     out.push("a fencing epoch is raised before the first side effect; steps from an older epoch are refused".to_string());
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::model::{
+        Action, Detection, Guardrails, JournalSettings, Regions, Runbook, StepSpec,
+    };
+
+    fn step(name: &str, region: RegionRef, stage: Option<&str>) -> StepSpec {
+        StepSpec {
+            name: name.to_string(),
+            region,
+            stage: stage.map(str::to_string),
+            timeout: Duration::from_secs(60),
+            continue_on_error: false,
+            action: Action::Command {
+                run: vec!["true".to_string()],
+            },
+        }
+    }
+
+    fn policy(failover: Vec<StepSpec>) -> Policy {
+        Policy {
+            service: "svc".to_string(),
+            description: None,
+            regions: Regions {
+                primary: RegionName::new("a"),
+                secondaries: vec![RegionName::new("b"), RegionName::new("c")],
+                witness: None,
+            },
+            detection: Detection {
+                interval: Duration::from_secs(10),
+                timeout: Duration::from_secs(2),
+                failure_threshold: 3,
+                recovery_threshold: 3,
+                mode: Mode::Auto,
+            },
+            guardrails: Guardrails {
+                rpo_budget: Duration::from_secs(5),
+                cooldown: Duration::from_secs(600),
+                max_failovers: 1,
+                failover_window: Duration::from_secs(86_400),
+                auto_failback: false,
+                failback_healthy_for: Duration::from_secs(600),
+                clock_jump_tolerance: Duration::from_secs(20),
+                freeze_for: Duration::from_secs(120),
+                quorum: 1,
+            },
+            journal: JournalSettings::default(),
+            aws: Default::default(),
+            channels: vec![],
+            targets: vec![],
+            probes: vec![],
+            failover: Runbook { steps: failover },
+            failback: Runbook {
+                steps: vec![step("back", RegionRef::To, None)],
+            },
+        }
+    }
+
+    fn req(direction: Direction, from: &str, to: &str) -> PlanRequest {
+        PlanRequest {
+            direction,
+            from: RegionName::new(from),
+            to: RegionName::new(to),
+            run_id: RunId("r1".to_string()),
+            epoch: Epoch(7),
+            reason: "test".to_string(),
+            allow_data_loss: false,
+        }
+    }
+
+    #[test]
+    fn adjacent_steps_with_one_label_form_one_parallel_stage() {
+        let p = policy(vec![
+            step("one", RegionRef::To, None),
+            step("two", RegionRef::To, Some("x")),
+            step("three", RegionRef::From, Some("x")),
+            step("four", RegionRef::To, Some("y")),
+            step("five", RegionRef::To, None),
+        ]);
+        let plan = build(&p, req(Direction::Failover, "a", "c")).expect("plan");
+        let shape: Vec<Vec<&str>> = plan
+            .stages
+            .iter()
+            .map(|s| s.steps.iter().map(|st| st.name.as_str()).collect())
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                vec!["one"],
+                vec!["two", "three"],
+                vec!["four"],
+                vec!["five"]
+            ]
+        );
+        assert_eq!(
+            plan.step("three").map(|s| s.region.as_str()),
+            Some("a"),
+            "@from resolves to the serving region"
+        );
+        assert_eq!(
+            plan.step("two").map(|s| s.region.as_str()),
+            Some("c"),
+            "@to resolves to the chosen secondary"
+        );
+        assert_eq!(plan.epoch, Epoch(7));
+        assert_eq!(plan.detection.worst_case, Duration::from_secs(32));
+    }
+
+    #[test]
+    fn plans_refuse_regions_that_do_not_fit_the_direction() {
+        let p = policy(vec![step("one", RegionRef::To, None)]);
+        assert_eq!(
+            build(&p, req(Direction::Failover, "b", "a")),
+            Err(PlanError::FailoverToPrimary(RegionName::new("a")))
+        );
+        assert!(matches!(
+            build(&p, req(Direction::Failback, "b", "c")),
+            Err(PlanError::FailbackNotToPrimary { .. })
+        ));
+        assert_eq!(
+            build(&p, req(Direction::Failover, "b", "b")),
+            Err(PlanError::SameRegion(RegionName::new("b")))
+        );
+        assert!(matches!(
+            build(&p, req(Direction::Failover, "a", "zz")),
+            Err(PlanError::UnknownRegion { .. })
+        ));
+        assert!(build(&p, req(Direction::Failback, "c", "a")).is_ok());
+    }
+
+    #[test]
+    fn a_step_whose_target_lacks_the_resolved_region_cannot_be_planned() {
+        let mut p = policy(vec![StepSpec {
+            action: Action::PostgresPromote {
+                target: "db".to_string(),
+            },
+            ..step("promote", RegionRef::To, None)
+        }]);
+        p.targets.push(crate::core::model::Target {
+            name: "db".to_string(),
+            kind: crate::core::model::TargetKind::Postgres,
+            regions: Default::default(),
+        });
+        assert!(matches!(
+            build(&p, req(Direction::Failover, "a", "b")),
+            Err(PlanError::NoEndpoint { .. })
+        ));
+    }
+}

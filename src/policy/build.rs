@@ -2,7 +2,7 @@
 //! is checked. Errors are collected, never returned early, so one run of `validate` shows
 //! everything that is wrong with a file.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::Path;
 use std::time::Duration;
@@ -42,6 +42,15 @@ pub const DEFAULT_RECOVERY_THRESHOLD: u32 = 3;
 pub const DEFAULT_TIMEOUT_CAP: Duration = Duration::from_secs(5);
 
 type Sections<'i> = BTreeMap<String, (Range<usize>, Value<'i>)>;
+
+/// Names defined with errors. Their own diagnostics explain them; references to them
+/// are not reported a second time.
+#[derive(Debug, Default)]
+pub struct Broken {
+    pub targets: BTreeSet<String>,
+    pub probes: BTreeSet<String>,
+    pub channels: BTreeSet<String>,
+}
 
 /// Builds the policy from `report.source`, pushing every finding into `report`.
 /// Returns `None` when there is any error.
@@ -87,25 +96,42 @@ pub fn build(report: &mut Report, base_dir: &Path) -> Option<Policy> {
     let aws: raw::RawAws = optional(report, &mut sections, "aws").unwrap_or_default();
 
     let service = service.and_then(|s| check_service(report, s));
+    let region_spans: Vec<(String, Range<usize>)> = regions
+        .as_ref()
+        .map(|r| {
+            std::iter::once(&r.primary)
+                .chain(r.secondaries.get_ref().iter())
+                .map(|n| (n.get_ref().clone(), n.span()))
+                .collect()
+        })
+        .unwrap_or_default();
     let regions = regions.and_then(|r| check_regions(report, r));
     let detection = detection.and_then(|d| check_detection(report, d));
     let guardrails = check_guardrails(report, guardrails, detection.as_ref());
     let journal = check_journal(journal, base_dir);
     let aws = check_aws(report, aws);
 
-    let channels = channels::build(report, sections.remove("channels"));
-    let targets = targets::build(report, sections.remove("targets"), regions.as_ref());
+    let mut broken = Broken::default();
+    let channels = channels::build(report, sections.remove("channels"), &mut broken.channels);
+    let targets = targets::build(
+        report,
+        sections.remove("targets"),
+        regions.as_ref(),
+        &mut broken.targets,
+    );
     let probes = probes::build(
         report,
         sections.remove("probes"),
         regions.as_ref(),
         &targets,
+        &mut broken,
     );
     let known = runbooks::Known {
         regions: regions.as_ref(),
         targets: &targets,
         channels: &channels,
         probes: &probes,
+        broken: &broken,
         recovery_threshold: detection
             .as_ref()
             .map(|d| d.recovery_threshold)
@@ -125,7 +151,17 @@ pub fn build(report: &mut Report, base_dir: &Path) -> Option<Policy> {
     );
 
     if let (Some(regions), Some(detection)) = (&regions, &detection) {
-        checks::coverage(report, regions, detection, &guardrails, &probes);
+        // With a broken probe, "nothing watches X" would only repeat its error.
+        if broken.probes.is_empty() {
+            checks::coverage(
+                report,
+                regions,
+                &region_spans,
+                detection,
+                &guardrails,
+                &probes,
+            );
+        }
     }
 
     if report.has_errors() {
@@ -167,8 +203,6 @@ fn required<T: DeserializeOwned>(
                     "missing-section",
                     format!("the policy has no `[{name}]` section"),
                 )
-                .at(0..0)
-                .label("expected in this file")
                 .help(format!("add it, for example:\n{example}")),
             );
             None
@@ -419,25 +453,26 @@ fn check_guardrails(
     let why_q = "quorum is how many observers must agree before an automatic failover; 1 when a single controller runs";
     let quorum = count(report, "quorum", g.quorum, 1, 1, 9, why_q).unwrap_or(1);
     let failover_window = dur(&g.failover_window).unwrap_or(Duration::from_secs(24 * 3600));
-    if let Some(s) = &g.failover_window {
-        if failover_window.is_zero() {
-            report.push(
-                Diagnostic::error(
-                    "out-of-range",
-                    "`failover_window` is 0s, so max_failovers would limit nothing",
-                )
-                .at(s.span())
-                .label("zero")
-                .help("use a window such as \"24h\""),
-            );
-        }
+    if let Some(s) = &g.failover_window
+        && failover_window.is_zero()
+    {
+        report.push(
+            Diagnostic::error(
+                "out-of-range",
+                "`failover_window` is 0s, so max_failovers would limit nothing",
+            )
+            .at(s.span())
+            .label("zero")
+            .help("use a window such as \"24h\""),
+        );
     }
     let freeze_for = dur(&g.freeze_for).unwrap_or(Duration::from_secs(120).max(interval * 4));
     let clock_jump_tolerance =
         dur(&g.clock_jump_tolerance).unwrap_or(Duration::from_secs(10).max(interval * 2));
-    if let Some(s) = &g.clock_jump_tolerance {
-        if clock_jump_tolerance < interval {
-            report.push(
+    if let Some(s) = &g.clock_jump_tolerance
+        && clock_jump_tolerance < interval
+    {
+        report.push(
                 Diagnostic::error(
                     "out-of-range",
                     format!(
@@ -450,24 +485,23 @@ fn check_guardrails(
                 .label("below the interval")
                 .help("use at least twice the interval"),
             );
-        }
     }
     let rpo_budget = dur(&g.rpo_budget).unwrap_or(Duration::from_secs(10));
-    if let Some(s) = &g.rpo_budget {
-        if rpo_budget > Duration::from_secs(3600) {
-            report.push(
-                Diagnostic::warning(
-                    "large-rpo-budget",
-                    format!(
-                        "`rpo_budget` is {}: an automatic promotion may lose that much data",
-                        fmt_duration(rpo_budget)
-                    ),
-                )
-                .at(s.span())
-                .label("very large")
-                .help("keep it to seconds; larger lags should wait for a human to accept the loss"),
-            );
-        }
+    if let Some(s) = &g.rpo_budget
+        && rpo_budget > Duration::from_secs(3600)
+    {
+        report.push(
+            Diagnostic::warning(
+                "large-rpo-budget",
+                format!(
+                    "`rpo_budget` is {}: an automatic promotion may lose that much data",
+                    fmt_duration(rpo_budget)
+                ),
+            )
+            .at(s.span())
+            .label("very large")
+            .help("keep it to seconds; larger lags should wait for a human to accept the loss"),
+        );
     }
     let auto_failback = g
         .auto_failback
@@ -475,9 +509,11 @@ fn check_guardrails(
         .map(|b| *b.get_ref())
         .unwrap_or(false);
     let failback_healthy_for = dur(&g.failback_healthy_for).unwrap_or(Duration::from_secs(600));
-    if auto_failback && failback_healthy_for < interval * 10 {
-        if let Some(s) = &g.auto_failback {
-            report.push(
+    if auto_failback
+        && failback_healthy_for < interval * 10
+        && let Some(s) = &g.auto_failback
+    {
+        report.push(
                 Diagnostic::warning(
                     "flapping-failback",
                     format!(
@@ -489,7 +525,6 @@ fn check_guardrails(
                 .label("automatic failback")
                 .help("set failback_healthy_for to at least ten probe intervals, or leave failback manual"),
             );
-        }
     }
     Guardrails {
         rpo_budget,

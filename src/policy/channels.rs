@@ -1,5 +1,6 @@
 //! `[channels.NAME]`: where notifications and alerts go (SNS topics, webhooks).
 
+use std::collections::BTreeSet;
 use std::ops::Range;
 
 use super::build::check_name;
@@ -11,7 +12,11 @@ use crate::core::model::{Channel, ChannelKind};
 
 const KINDS: &[&str] = &["sns", "webhook"];
 
-pub fn build(report: &mut Report, section: Option<(Range<usize>, Value<'_>)>) -> Vec<Channel> {
+pub fn build(
+    report: &mut Report,
+    section: Option<(Range<usize>, Value<'_>)>,
+    broken: &mut BTreeSet<String>,
+) -> Vec<Channel> {
     let Some((_, value)) = section else {
         return Vec::new();
     };
@@ -24,6 +29,8 @@ pub fn build(report: &mut Report, section: Option<(Range<usize>, Value<'_>)>) ->
         if !check_name(report, "channel name", &name, key.span()) {
             continue;
         }
+        // Broken until built: notify steps naming it then stay quiet.
+        broken.insert(name.clone());
         let Some((span, mut t)) = spans::as_table(report, value, &format!("channel `{name}`"))
         else {
             continue;
@@ -52,6 +59,7 @@ pub fn build(report: &mut Report, section: Option<(Range<usize>, Value<'_>)>) ->
             }),
         };
         if let Some((kind, alerts)) = kind {
+            broken.remove(&name);
             out.push(Channel { name, kind, alerts });
         }
     }

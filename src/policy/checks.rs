@@ -6,7 +6,9 @@ use toml::Spanned;
 
 use super::diag::{Diagnostic, Report};
 use super::raw::RawSecret;
-use crate::core::model::{Component, Detection, Guardrails, Mode, ProbeSpec, Regions, SecretRef};
+use crate::core::model::{
+    Component, Detection, Guardrails, Mode, ProbeSpec, RegionName, Regions, SecretRef,
+};
 
 /// A secret field: references pass, inline values are refused.
 pub fn secret(report: &mut Report, field: &str, value: Spanned<RawSecret>) -> Option<SecretRef> {
@@ -78,10 +80,19 @@ pub fn inline_credentials(report: &mut Report, url: &str, span: Range<usize>) ->
 pub fn coverage(
     report: &mut Report,
     regions: &Regions,
+    region_spans: &[(String, Range<usize>)],
     detection: &Detection,
     guardrails: &Guardrails,
     probes: &[ProbeSpec],
 ) {
+    let span_of = |r: &RegionName| {
+        region_spans
+            .iter()
+            .find(|(n, _)| n == r.as_str())
+            .map(|(_, s)| s.clone())
+            .unwrap_or(0..0)
+    };
+    let primary_span = span_of(&regions.primary);
     let critical_in = |r| probes.iter().any(|p| p.critical && p.regions.contains(r));
     if !critical_in(&regions.primary) {
         report.push(
@@ -89,9 +100,10 @@ pub fn coverage(
                 "primary-unwatched",
                 format!("no critical probe watches the primary region `{}`: an outage could never be detected", regions.primary),
             )
-            .at(0..0)
-            .label("in this policy")
-            .help("add a [[probes]] entry with critical = true whose regions include the primary"),
+            .at(primary_span)
+            .label("no critical probe here")
+            .help(
+                "add a [[probes]] entry with critical = true whose regions include the primary"),
         );
     }
     for s in &regions.secondaries {
@@ -101,8 +113,8 @@ pub fn coverage(
                     "secondary-unwatched",
                     format!("no critical probe watches secondary `{s}`: lifeboat cannot tell whether it is healthy enough to fail over to, so automatic failover to it stays blocked"),
                 )
-                .at(0..0)
-                .label("in this policy")
+                .at(span_of(s))
+                .label("no critical probe here")
                 .help("include the secondary in the regions of at least one critical probe"),
             );
         }
@@ -111,8 +123,6 @@ pub fn coverage(
         if !probes.iter().any(|p| p.component == c) {
             report.push(
                 Diagnostic::warning("component-unwatched", format!("no probe watches the {c} component"))
-                    .at(0..0)
-                    .label("in this policy")
                     .help(format!("add a [[probes]] entry with component = \"{c}\", or accept that its failures go unseen")),
             );
         }
@@ -123,8 +133,6 @@ pub fn coverage(
                 "auto-disabled",
                 "mode is auto but max_failovers is 0: no automatic failover can ever start",
             )
-            .at(0..0)
-            .label("in this policy")
             .help("set max_failovers to at least 1, or use mode = \"manual\""),
         );
     }

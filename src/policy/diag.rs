@@ -175,6 +175,7 @@ impl Report {
             }
             .with_code(d.code)
             .with_message(&d.message);
+            let mut notes = Vec::new();
             let cs = match &d.span {
                 Some(span) => {
                     let span = clamp(span.clone(), self.source.len());
@@ -182,16 +183,15 @@ impl Report {
                         Label::primary((), span).with_message(d.label.clone().unwrap_or_default()),
                     ])
                 }
-                None => cs.with_notes(vec![format!("in {}", self.path.display())]),
-            };
-            let cs = match &d.help {
-                Some(h) => {
-                    let mut notes = cs.notes.clone();
-                    notes.push(format!("help: {h}"));
-                    cs.with_notes(notes)
+                None => {
+                    notes.push(format!("in {}", self.path.display()));
+                    cs
                 }
-                None => cs,
             };
+            if let Some(h) = &d.help {
+                notes.push(format!("help: {h}"));
+            }
+            let cs = cs.with_notes(notes);
             if color {
                 let mut buf = term::termcolor::Buffer::ansi();
                 if term::emit_to_write_style(&mut buf, &config, &file, &cs).is_ok() {

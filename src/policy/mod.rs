@@ -105,3 +105,110 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::model::{Endpoint, RegionName};
+
+    fn sandbox_port(policy: &Policy, region: &str) -> u16 {
+        match policy
+            .target("orders-db")
+            .and_then(|t| t.endpoint(&RegionName::new(region)))
+        {
+            Some(Endpoint::Postgres(pg)) => pg.port,
+            other => panic!("unexpected endpoint {other:?}"),
+        }
+    }
+
+    #[test]
+    fn vars_default_when_their_file_is_absent_and_keep_their_type() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = std::fs::read_to_string("policies/sandbox.toml").expect("sandbox policy");
+        let loaded = load_str(&dir.path().join("sandbox.toml"), text);
+        let policy = loaded
+            .policy
+            .unwrap_or_else(|| panic!("{}", loaded.report.render(false)));
+        assert_eq!(sandbox_port(&policy, "us-east-1"), 15432);
+        assert_eq!(
+            policy.aws.endpoint_url.as_deref(),
+            Some("http://127.0.0.1:15000")
+        );
+    }
+
+    #[test]
+    fn a_vars_file_overrides_the_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().join(".lifeboat/sandbox");
+        std::fs::create_dir_all(&state).expect("mkdir");
+        std::fs::write(
+            state.join("state.toml"),
+            "pg_primary_port = 25432\nmoto_port = 25000\nzone_id = \"ZREAL\"\n",
+        )
+        .expect("write vars");
+        let policies = dir.path().join("policies");
+        std::fs::create_dir_all(&policies).expect("mkdir");
+        let text = std::fs::read_to_string("policies/sandbox.toml").expect("sandbox policy");
+        let loaded = load_str(&policies.join("sandbox.toml"), text);
+        let policy = loaded
+            .policy
+            .unwrap_or_else(|| panic!("{}", loaded.report.render(false)));
+        assert_eq!(sandbox_port(&policy, "us-east-1"), 25432);
+        assert_eq!(
+            sandbox_port(&policy, "us-west-2"),
+            15433,
+            "unchanged default"
+        );
+        assert_eq!(
+            policy.aws.endpoint_url.as_deref(),
+            Some("http://127.0.0.1:25000")
+        );
+        let dns = policy.target("dns").and_then(|t| t.regions.values().next());
+        assert!(
+            matches!(dns, Some(Endpoint::Route53(r)) if r.zone_id == "ZREAL"),
+            "{dns:?}"
+        );
+    }
+
+    #[test]
+    fn a_journal_path_is_resolved_against_the_policy_directory() {
+        let loaded = load(Path::new("policies/sandbox.toml"));
+        let policy = loaded.policy.expect("valid");
+        assert_eq!(
+            policy.journal.path,
+            Some(PathBuf::from("policies/../.lifeboat/sandbox/journal.db"))
+        );
+    }
+
+    #[test]
+    fn expanding_a_directory_skips_drill_scenarios() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("drills")).expect("mkdir");
+        std::fs::write(dir.path().join("a.toml"), "").expect("write");
+        std::fs::write(dir.path().join("drills/outage.toml"), "").expect("write");
+        std::fs::write(dir.path().join("notes.md"), "").expect("write");
+        let files = expand(&[dir.path().to_path_buf()]).expect("expand");
+        assert_eq!(files, vec![dir.path().join("a.toml")]);
+    }
+
+    #[test]
+    fn an_inline_secret_never_reaches_the_report() {
+        let text = std::fs::read_to_string("tests/policies/good/minimal.toml")
+            .expect("minimal policy")
+            .replace(
+                "password = { env = \"DB_PASSWORD\" }",
+                "password = \"correct-horse-battery\"",
+            );
+        let loaded = load_str(Path::new("inline.toml"), text);
+        assert!(loaded.policy.is_none());
+        let rendered = loaded.report.render(false);
+        let json = serde_json::to_string(&loaded.report.to_json()).expect("json");
+        // The source line is shown (it is the user's own file), but no message repeats it.
+        for d in &loaded.report.diagnostics {
+            assert!(!d.message.contains("correct-horse"), "{}", d.message);
+            assert!(!d.help.as_deref().unwrap_or("").contains("correct-horse"));
+        }
+        assert!(!json.contains("correct-horse"), "{json}");
+        assert!(rendered.contains("inline-secret"));
+    }
+}

@@ -1,9 +1,10 @@
 //! `[[probes]]`: what to watch in each region, and what counts as healthy.
 
+use std::collections::BTreeSet;
 use std::ops::Range;
 use toml::Spanned;
 
-use super::build::{check_name, count};
+use super::build::{Broken, check_name, count};
 use super::diag::{Diagnostic, Report};
 use super::raw::{self, PROBE_COMMON_FIELDS, RawComponent, probe as rp};
 use super::spans::{self, Value, closest, de, split, table_value};
@@ -47,6 +48,7 @@ pub fn build(
     section: Option<(Range<usize>, Value<'_>)>,
     regions: Option<&Regions>,
     targets: &[Target],
+    broken: &mut Broken,
 ) -> Vec<ProbeSpec> {
     let Some((_, value)) = section else {
         // Reported by the coverage check, which knows which region is left unwatched.
@@ -84,8 +86,18 @@ pub fn build(
             continue;
         }
         names.push((name.clone(), c.name.span()));
-        if let Some(p) = probe(report, c, table_value(span, params), regions, targets) {
-            out.push(p);
+        match probe(
+            report,
+            c,
+            table_value(span, params),
+            regions,
+            targets,
+            broken,
+        ) {
+            Some(p) => out.push(p),
+            None => {
+                broken.probes.insert(name);
+            }
         }
     }
     out
@@ -97,6 +109,7 @@ fn probe(
     params: Value<'_>,
     regions: Option<&Regions>,
     targets: &[Target],
+    broken: &Broken,
 ) -> Option<ProbeSpec> {
     let kind = c.kind.get_ref().as_str();
     if !KINDS.contains(&kind) {
@@ -114,7 +127,7 @@ fn probe(
         return None;
     }
     let name = c.name.get_ref().clone();
-    let target = resolve_target(report, &c, kind, targets)?;
+    let target = resolve_target(report, &c, kind, targets, &broken.targets)?;
     let probe_regions = probe_regions(report, &c, kind, target, regions)?;
     let check = check(report, kind, params, target, c.kind.span())?;
     Some(ProbeSpec {
@@ -138,6 +151,7 @@ fn resolve_target<'t>(
     c: &raw::RawProbeCommon,
     kind: &str,
     targets: &'t [Target],
+    broken: &BTreeSet<String>,
 ) -> Option<Option<&'t Target>> {
     let name = c.name.get_ref();
     if kind == "command" {
@@ -166,7 +180,7 @@ fn resolve_target<'t>(
         );
         return None;
     };
-    let found = lookup_target(report, t, targets, "probe", name)?;
+    let found = lookup_target(report, t, targets, broken, "probe", name)?;
     let fits = watches(kind);
     if !fits.contains(&found.kind) {
         let kinds: Vec<&str> = fits.iter().map(|k| k.as_str()).collect();
@@ -195,9 +209,14 @@ pub fn lookup_target<'t>(
     report: &mut Report,
     t: &Spanned<String>,
     targets: &'t [Target],
+    broken: &BTreeSet<String>,
     what: &str,
     name: &str,
 ) -> Option<&'t Target> {
+    if broken.contains(t.get_ref()) {
+        // Its own definition's error is already reported.
+        return None;
+    }
     if let Some(found) = targets.iter().find(|x| x.name == *t.get_ref()) {
         return Some(found);
     }
@@ -273,17 +292,26 @@ fn probe_regions(
             ok = false;
             continue;
         }
-        if let Some(t) = target {
-            if !t.regions.contains_key(&region) {
-                report.push(
-                    Diagnostic::error("no-endpoint", format!("probe `{name}` checks `{region}`, but target `{}` has no settings there", t.name))
-                        .at(r.span())
-                        .label("no settings for this region")
-                        .help(format!("add [targets.{}.regions.{region}] or drop the region from the probe", t.name)),
-                );
-                ok = false;
-                continue;
-            }
+        if let Some(t) = target
+            && !t.regions.contains_key(&region)
+        {
+            report.push(
+                Diagnostic::error(
+                    "no-endpoint",
+                    format!(
+                        "probe `{name}` checks `{region}`, but target `{}` has no settings there",
+                        t.name
+                    ),
+                )
+                .at(r.span())
+                .label("no settings for this region")
+                .help(format!(
+                    "add [targets.{}.regions.{region}] or drop the region from the probe",
+                    t.name
+                )),
+            );
+            ok = false;
+            continue;
         }
         out.push(region);
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::build::{check_name, count};
+use super::build::{Broken, check_name, count};
 use super::diag::{Diagnostic, Report};
 use super::probes::lookup_target;
 use super::raw::{self, STEP_COMMON_FIELDS, step as rs};
@@ -23,6 +23,8 @@ pub struct Known<'a> {
     pub targets: &'a [Target],
     pub channels: &'a [Channel],
     pub probes: &'a [ProbeSpec],
+    /// Names whose definitions had errors; references to them are not reported again.
+    pub broken: &'a Broken,
     pub recovery_threshold: u32,
 }
 
@@ -93,8 +95,6 @@ pub fn build(
                 "missing-section",
                 format!("the policy has no {name} runbook"),
             )
-            .at(0..0)
-            .label("expected in this file")
             .help(format!(
                 "add the steps as [[{name}.steps]] tables, each with name, kind and region"
             )),
@@ -323,7 +323,14 @@ fn step_target(
     direction: Direction,
     known: &Known,
 ) -> Option<String> {
-    let found = lookup_target(report, t, known.targets, "step", step)?;
+    let found = lookup_target(
+        report,
+        t,
+        known.targets,
+        &known.broken.targets,
+        "step",
+        step,
+    )?;
     let want = acts_on(kind)?;
     if found.kind != want {
         report.push(
@@ -472,6 +479,9 @@ fn action(
         }
         "notify" => {
             let p: rs::Notify = de(report, params, extra)?;
+            if known.broken.channels.contains(p.channel.get_ref()) {
+                return None;
+            }
             if !known
                 .channels
                 .iter()
@@ -518,6 +528,9 @@ fn action(
             let p: rs::WaitHealthy = de(report, params, extra)?;
             let mut probes = Vec::new();
             for pr in p.probes.unwrap_or_default() {
+                if known.broken.probes.contains(pr.get_ref()) {
+                    return None;
+                }
                 if !known.probes.iter().any(|x| x.name == *pr.get_ref()) {
                     let mut d = Diagnostic::error(
                         "unknown-probe",
@@ -684,7 +697,7 @@ fn check_order(report: &mut Report, parsed: &[Parsed], direction: Direction, kno
                 .map(|(_, s)| *s)
                 .min();
             for (p, s) in parsed.iter().zip(&stages) {
-                if is_dns(p) && !verified.is_some_and(|v| v < *s) {
+                if is_dns(p) && verified.is_none_or(|v| v >= *s) {
                     report.push(
                         Diagnostic::error("failback-unverified", format!("failback step `{}` moves DNS before the primary's health is verified", p.spec.name))
                             .at(p.kind_span.clone())

@@ -36,7 +36,7 @@ pub fn from_toml_error(
     fallback: Range<usize>,
     extra_help: Option<&str>,
 ) -> Diagnostic {
-    let msg = e.message().trim().to_string();
+    let msg = plain_words(e.message().trim());
     let span = e.span().unwrap_or(fallback);
     let (code, label, mut help) = if let Some(rest) = msg.strip_prefix("unknown field ") {
         let names = backticked(rest);
@@ -59,20 +59,46 @@ pub fn from_toml_error(
             Some(format!("add `{field} = …` to this table")),
         )
     } else if msg.starts_with("invalid type") {
-        ("wrong-type", "wrong type", None)
-    } else if let Some(rest) = msg.strip_prefix("unknown variant ") {
+        (
+            "wrong-type",
+            "wrong type",
+            Some(type_hint(&msg).to_string()),
+        )
+    } else if let Some(rest) = msg.strip_prefix("unknown value ") {
         let names = backticked(rest);
-        let help = names
-            .split_first()
-            .and_then(|(bad, expected)| closest(bad, expected.iter().map(String::as_str)))
-            .map(|s| format!("did you mean `{s}`?"));
-        ("unknown-variant", "not one of the accepted values", help)
+        let help = match names.split_first() {
+            Some((bad, expected)) => match closest(bad, expected.iter().map(String::as_str)) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => format!("use one of: {}", expected.join(", ")),
+            },
+            None => "use one of the values listed".to_string(),
+        };
+        (
+            "unknown-variant",
+            "not one of the accepted values",
+            Some(help),
+        )
     } else if msg.contains("duration") {
-        ("bad-duration", "not a duration", None)
+        (
+            "bad-duration",
+            "not a duration",
+            Some(
+                "write a number and a unit in quotes: \"250ms\", \"30s\", \"5m\", \"1h30m\""
+                    .to_string(),
+            ),
+        )
     } else if msg.contains("secret reference") {
-        ("bad-secret", "not a secret reference", None)
+        (
+            "bad-secret",
+            "not a secret reference",
+            Some("write { env = \"VAR\" } or { file = \"/run/secrets/name\" }".to_string()),
+        )
     } else {
-        ("invalid-value", "invalid value", None)
+        (
+            "invalid-value",
+            "invalid value",
+            Some("see the message for what this field accepts".to_string()),
+        )
     };
     if let Some(extra) = extra_help {
         help = Some(match help {
@@ -83,6 +109,41 @@ pub fn from_toml_error(
     let mut d = Diagnostic::error(code, msg).at(span).label(label);
     d.help = help;
     d
+}
+
+/// serde's words for types, in TOML's words.
+fn plain_words(msg: &str) -> String {
+    let mut m = msg.replace("unknown variant", "unknown value");
+    for (from, to) in [
+        ("a sequence", "a list"),
+        ("a map", "a table"),
+        ("expected i64", "expected an integer"),
+        ("expected u64", "expected an integer"),
+        ("expected u32", "expected an integer"),
+        ("expected u16", "expected an integer"),
+        ("expected a boolean", "expected true or false"),
+    ] {
+        m = m.replace(from, to);
+    }
+    m
+}
+
+/// How to write a value of the type serde expected.
+fn type_hint(msg: &str) -> &'static str {
+    let expected = msg.rsplit("expected ").next().unwrap_or("");
+    if expected.contains("integer") {
+        "write a whole number without quotes, e.g. 3"
+    } else if expected.contains("list") {
+        "write a list in brackets, e.g. [\"us-west-2\"]"
+    } else if expected.contains("true or false") {
+        "write true or false, without quotes"
+    } else if expected.contains("string") {
+        "put the value in double quotes"
+    } else if expected.contains("table") || expected.contains("struct") {
+        "write a table: a [name] header, or { key = value } inline"
+    } else {
+        "change the value to the type named in the message"
+    }
 }
 
 /// A TOML syntax error.

@@ -2,7 +2,7 @@
 //! target's table; each region's own fields in `[targets.NAME.regions.REGION]`. Without a
 //! `regions` table the target is the same in every serving region (CloudFront, say).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 
 use serde::de::DeserializeOwned;
@@ -22,6 +22,7 @@ pub fn build(
     report: &mut Report,
     section: Option<(Range<usize>, Value<'_>)>,
     regions: Option<&Regions>,
+    broken: &mut BTreeSet<String>,
 ) -> Vec<Target> {
     let Some((_, value)) = section else {
         return Vec::new();
@@ -37,6 +38,10 @@ pub fn build(
             continue;
         }
         let what = format!("target `{name}`");
+        // Until proven whole, a target is broken: references to it stay quiet rather
+        // than repeating its error as "unknown target" or "no settings".
+        broken.insert(name.clone());
+        let errors_before = report.errors().count();
         let Some((span, mut t)) = spans::as_table(report, value, &what) else {
             continue;
         };
@@ -57,6 +62,9 @@ pub fn build(
             if let Some(ep) = endpoint(report, kind, table_value(region_span, merged), aws_region) {
                 endpoints.insert(region, ep);
             }
+        }
+        if report.errors().count() == errors_before {
+            broken.remove(&name);
         }
         out.push(Target {
             name,
@@ -245,7 +253,9 @@ fn endpoint(
 }
 
 fn get<T: DeserializeOwned>(report: &mut Report, v: Value<'_>, kind: TargetKind) -> Option<T> {
-    let help = format!("fields of a `{kind}` target; `kind` and `regions` are accepted too");
+    let help = format!(
+        "a `{kind}` target; fields shared by all regions go in its [targets.NAME] table, per-region ones in [targets.NAME.regions.REGION]"
+    );
     de(report, v, Some(&help))
 }
 
