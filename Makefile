@@ -21,7 +21,7 @@ demo: deps build
 ## Format check, then every test (unit, integration, end to end).
 test: deps
 	$(CARGO) fmt --check
-	$(CARGO) nextest run --locked --no-fail-fast
+	tests/setup/with-services.sh $(CARGO) nextest run --locked --no-fail-fast
 
 lint:
 	$(CARGO) clippy --locked --all-targets -- -D warnings

@@ -1,0 +1,73 @@
+//! Real local services for integration tests: a PostgreSQL primary + streaming standby,
+//! Redis, moto's server and fault-switchable HTTP endpoints, each torn down when the
+//! value holding it is dropped.
+//!
+//! `make test` starts one moto server for the whole run and exports its URL as
+//! `LIFEBOAT_TEST_MOTO_URL` (tests/setup/with-services.sh); without it, a test starts its
+//! own. The other services are per test, so a test can stop or break them freely.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use lifeboat::sandbox::postgres::PgPair;
+use lifeboat::sandbox::process::{Server, free_port};
+use lifeboat::sandbox::{moto, redis};
+
+/// The application password of test PostgreSQL pairs.
+pub const PG_PASSWORD: &str = "lifeboat-test-password";
+
+/// A scratch directory, removed at the end of the test.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("lifeboat-test-")
+        .tempdir()
+        .expect("create a temporary directory")
+}
+
+/// A PostgreSQL primary on a free port with a streaming standby on another.
+pub fn pg_pair(dir: &Path) -> PgPair {
+    let (p, s) = (free_port().expect("port"), free_port().expect("port"));
+    PgPair::create(&dir.join("pg"), p, s, PG_PASSWORD).unwrap_or_else(|e| {
+        panic!("could not start a PostgreSQL pair ({e:#}); install PostgreSQL with tests/setup/install-deps.sh")
+    })
+}
+
+/// A Redis server on a free port.
+pub fn redis(dir: &Path) -> Server {
+    let port = free_port().expect("port");
+    redis::start(&dir.join("redis"), "redis", port).unwrap_or_else(|e| {
+        panic!("could not start Redis ({e:#}); install it with tests/setup/install-deps.sh")
+    })
+}
+
+/// moto's server: the shared one of this test run, or one of this test's own.
+pub enum Moto {
+    Shared(String),
+    Owned(tempfile::TempDir, Server),
+}
+
+impl Moto {
+    pub fn url(&self) -> String {
+        match self {
+            Moto::Shared(url) => url.clone(),
+            Moto::Owned(_, s) => moto::endpoint(s.port),
+        }
+    }
+}
+
+pub fn moto() -> Moto {
+    if let Ok(url) = std::env::var("LIFEBOAT_TEST_MOTO_URL") {
+        return Moto::Shared(url);
+    }
+    let dir = tempdir();
+    let port = free_port().expect("port");
+    let server = moto::start(dir.path(), port).unwrap_or_else(|e| {
+        panic!("could not start moto's server ({e:#}); install it with tests/setup/install-deps.sh (pip install 'moto[server]')")
+    });
+    Moto::Owned(dir, server)
+}
+
+/// A name no other test uses, for AWS resources on a shared moto server.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}-{}", std::process::id(), fastrand::u32(..))
+}
