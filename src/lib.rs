@@ -4,6 +4,7 @@
 //! `core` decides, and the other modules do the I/O those decisions call for.
 
 pub mod cli;
+pub mod clients;
 pub mod core;
 pub mod policy;
 pub mod sandbox;
