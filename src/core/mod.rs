@@ -5,8 +5,15 @@
 //! (`time::Ts`), randomness and identifiers come from the caller. That is what lets the
 //! tests drive every decision with scripted inputs and no waiting.
 
+pub mod controller;
 pub mod iam;
 pub mod ids;
 pub mod model;
 pub mod plan;
+pub mod reason;
 pub mod time;
+
+#[cfg(test)]
+mod controller_tests;
+#[cfg(test)]
+pub(crate) mod testkit;

@@ -426,61 +426,8 @@ fn guardrails(policy: &Policy, direction: Direction) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::model::{
-        Action, Detection, Guardrails, JournalSettings, Regions, Runbook, StepSpec,
-    };
-
-    fn step(name: &str, region: RegionRef, stage: Option<&str>) -> StepSpec {
-        StepSpec {
-            name: name.to_string(),
-            region,
-            stage: stage.map(str::to_string),
-            timeout: Duration::from_secs(60),
-            continue_on_error: false,
-            action: Action::Command {
-                run: vec!["true".to_string()],
-            },
-        }
-    }
-
-    fn policy(failover: Vec<StepSpec>) -> Policy {
-        Policy {
-            service: "svc".to_string(),
-            description: None,
-            regions: Regions {
-                primary: RegionName::new("a"),
-                secondaries: vec![RegionName::new("b"), RegionName::new("c")],
-                witness: None,
-            },
-            detection: Detection {
-                interval: Duration::from_secs(10),
-                timeout: Duration::from_secs(2),
-                failure_threshold: 3,
-                recovery_threshold: 3,
-                mode: Mode::Auto,
-            },
-            guardrails: Guardrails {
-                rpo_budget: Duration::from_secs(5),
-                cooldown: Duration::from_secs(600),
-                max_failovers: 1,
-                failover_window: Duration::from_secs(86_400),
-                auto_failback: false,
-                failback_healthy_for: Duration::from_secs(600),
-                clock_jump_tolerance: Duration::from_secs(20),
-                freeze_for: Duration::from_secs(120),
-                quorum: 1,
-            },
-            journal: JournalSettings::default(),
-            aws: Default::default(),
-            channels: vec![],
-            targets: vec![],
-            probes: vec![],
-            failover: Runbook { steps: failover },
-            failback: Runbook {
-                steps: vec![step("back", RegionRef::To, None)],
-            },
-        }
-    }
+    use crate::core::model::{Action, RegionRef, StepSpec};
+    use crate::core::testkit::{policy, step};
 
     fn req(direction: Direction, from: &str, to: &str) -> PlanRequest {
         PlanRequest {
@@ -503,7 +450,7 @@ mod tests {
             step("four", RegionRef::To, Some("y")),
             step("five", RegionRef::To, None),
         ]);
-        let plan = build(&p, req(Direction::Failover, "a", "c")).expect("plan");
+        let plan = build(&p, req(Direction::Failover, "east", "eu")).expect("plan");
         let shape: Vec<Vec<&str>> = plan
             .stages
             .iter()
@@ -520,12 +467,12 @@ mod tests {
         );
         assert_eq!(
             plan.step("three").map(|s| s.region.as_str()),
-            Some("a"),
+            Some("east"),
             "@from resolves to the serving region"
         );
         assert_eq!(
             plan.step("two").map(|s| s.region.as_str()),
-            Some("c"),
+            Some("eu"),
             "@to resolves to the chosen secondary"
         );
         assert_eq!(plan.epoch, Epoch(7));
@@ -536,22 +483,22 @@ mod tests {
     fn plans_refuse_regions_that_do_not_fit_the_direction() {
         let p = policy(vec![step("one", RegionRef::To, None)]);
         assert_eq!(
-            build(&p, req(Direction::Failover, "b", "a")),
-            Err(PlanError::FailoverToPrimary(RegionName::new("a")))
+            build(&p, req(Direction::Failover, "west", "east")),
+            Err(PlanError::FailoverToPrimary(RegionName::new("east")))
         );
         assert!(matches!(
-            build(&p, req(Direction::Failback, "b", "c")),
+            build(&p, req(Direction::Failback, "west", "eu")),
             Err(PlanError::FailbackNotToPrimary { .. })
         ));
         assert_eq!(
-            build(&p, req(Direction::Failover, "b", "b")),
-            Err(PlanError::SameRegion(RegionName::new("b")))
+            build(&p, req(Direction::Failover, "west", "west")),
+            Err(PlanError::SameRegion(RegionName::new("west")))
         );
         assert!(matches!(
-            build(&p, req(Direction::Failover, "a", "zz")),
+            build(&p, req(Direction::Failover, "east", "zz")),
             Err(PlanError::UnknownRegion { .. })
         ));
-        assert!(build(&p, req(Direction::Failback, "c", "a")).is_ok());
+        assert!(build(&p, req(Direction::Failback, "eu", "east")).is_ok());
     }
 
     #[test]
@@ -568,7 +515,7 @@ mod tests {
             regions: Default::default(),
         });
         assert!(matches!(
-            build(&p, req(Direction::Failover, "a", "b")),
+            build(&p, req(Direction::Failover, "east", "west")),
             Err(PlanError::NoEndpoint { .. })
         ));
     }
