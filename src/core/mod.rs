@@ -14,6 +14,4 @@ pub mod reason;
 pub mod time;
 
 #[cfg(test)]
-mod controller_tests;
-#[cfg(test)]
 pub(crate) mod testkit;
