@@ -436,3 +436,94 @@ fn checkov_reports_no_failed_checks_and_every_skip_has_a_reason() {
         );
     }
 }
+
+/// Writes a vars file the way the module's `policy_vars_toml` output does: one
+/// `name = <jsonencode(value)>` line per output, sorted by name.
+fn render_vars_like_terraform(vars: &BTreeMap<&str, serde_json::Value>) -> String {
+    vars.iter()
+        .map(|(k, v)| format!("{k} = {}\n", serde_json::to_string(v).expect("json")))
+        .collect()
+}
+
+#[test]
+fn example_policy_takes_its_dns_and_channel_from_terraform_outputs() {
+    let example = terraform_dir().join("examples/aurora-global/checkout.toml");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy_path = dir.path().join("checkout.toml");
+    std::fs::copy(&example, &policy_path).expect("copy the example policy");
+
+    // Values as `terraform apply` would produce them, unlike the policy's defaults.
+    let outputs: BTreeMap<&str, serde_json::Value> = [
+        ("primary_region", "us-east-1".into()),
+        ("secondary_region", "us-west-2".into()),
+        ("route53_zone_id", "Z9ZZZZZZZZZZZZZZZZZZ".into()),
+        ("record_name", "checkout.example.com.".into()),
+        ("record_type", "CNAME".into()),
+        ("record_ttl", 15.into()),
+        ("primary_set_identifier", "checkout-us-east-1".into()),
+        ("secondary_set_identifier", "checkout-us-west-2".into()),
+        (
+            "switch_health_check_id",
+            "abcdef01-2345-6789-abcd-ef0123456789".into(),
+        ),
+        (
+            "sns_topic_arn",
+            "arn:aws:sns:us-east-2:444455556666:checkout-lifeboat".into(),
+        ),
+        (
+            "reports_bucket",
+            "checkout-lifeboat-444455556666-us-east-2".into(),
+        ),
+        (
+            "role_arn",
+            "arn:aws:iam::444455556666:role/checkout-lifeboat".into(),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    // The names above are the module's: a renamed output must break this test.
+    let module_vars: BTreeSet<String> = module_blocks()
+        .iter()
+        .filter(|b| b.identifier() == "locals")
+        .find_map(|b| match attr(b.body(), "policy_vars") {
+            Some(Expression::Object(o)) => Some(o.keys().map(|k| k.to_string()).collect()),
+            _ => None,
+        })
+        .expect("locals { policy_vars = { ... } } in terraform/outputs.tf");
+    let ours: BTreeSet<String> = outputs.keys().map(|k| k.to_string()).collect();
+    assert_eq!(module_vars, ours, "policy_vars in terraform/outputs.tf");
+
+    std::fs::write(
+        dir.path().join("checkout.vars.toml"),
+        render_vars_like_terraform(&outputs),
+    )
+    .expect("write vars file");
+
+    let (policy, _) = lifeboat::policy::load_valid(&policy_path).expect("the example loads");
+    use lifeboat::core::model::{ChannelKind, Endpoint, RegionName};
+    let dns = policy.target("dns").expect("dns target");
+    for (region, set_id) in [
+        ("us-east-1", "checkout-us-east-1"),
+        ("us-west-2", "checkout-us-west-2"),
+    ] {
+        let Some(Endpoint::Route53(r)) = dns.endpoint(&RegionName::new(region)) else {
+            panic!("dns target has no route53 endpoint in {region}");
+        };
+        assert_eq!(r.zone_id, "Z9ZZZZZZZZZZZZZZZZZZ");
+        assert_eq!(r.record_name, "checkout.example.com.");
+        assert_eq!(r.ttl, 15);
+        assert_eq!(r.set_identifier.as_deref(), Some(set_id));
+        assert_eq!(
+            r.health_check_id.as_deref(),
+            Some("abcdef01-2345-6789-abcd-ef0123456789")
+        );
+    }
+    let pager = policy.channel("pager").expect("pager channel");
+    let ChannelKind::Sns { topic_arn } = &pager.kind else {
+        panic!("pager is not an SNS channel");
+    };
+    assert_eq!(
+        topic_arn,
+        "arn:aws:sns:us-east-2:444455556666:checkout-lifeboat"
+    );
+}
