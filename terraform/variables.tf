@@ -265,14 +265,6 @@ variable "cloudfront_distribution_ids" {
   }
 }
 
-# --- The daemon ----------------------------------------------------------------------
-
-variable "deploy_daemon" {
-  description = "Whether lifeboat's daemon runs as an ECS task under this role (its trust policy then admits ECS tasks of this account)."
-  type        = bool
-  default     = false
-}
-
 # --- Storage and housekeeping ------------------------------------------------------
 
 variable "reports_retention_days" {

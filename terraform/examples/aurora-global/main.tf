@@ -1,7 +1,8 @@
 # Example root configuration: the lifeboat module beside the "checkout" service of
 # policies/examples/aurora-global.toml — an Aurora global database in us-east-1
 # (primary) and us-west-2 (secondary), workers in Auto Scaling groups, assets in S3,
-# CloudFront in front — with lifeboat's own resources in us-east-2, a third region.
+# CloudFront in front — with lifeboat's own resources, daemon included, in us-east-2,
+# a third region.
 #
 # Apply it from this directory (terraform init && terraform apply), then write the
 # policy's vars file:
@@ -61,8 +62,7 @@ module "lifeboat" {
   primary_region   = "us-east-1"
   secondary_region = "us-west-2"
 
-  # The on-call role assumes lifeboat's role for the manual CLI; the daemon runs on
-  # ECS in the control region.
+  # The on-call role assumes lifeboat's role for the manual CLI.
   trusted_principal_arns = ["arn:aws:iam::111122223333:role/oncall"]
 
   route53_zone_id    = "Z0123456789ABCDEFGHIJ"
@@ -89,6 +89,15 @@ module "lifeboat" {
   ]
 
   cloudfront_distribution_ids = ["E2QWRUHAPOMQZL"]
+
+  # The daemon runs in the control region: an image built FROM the lifeboat image
+  # with checkout.toml and its vars file copied to /etc/lifeboat/.
+  deploy_daemon             = true
+  daemon_image              = "111122223333.dkr.ecr.us-east-2.amazonaws.com/checkout-lifeboat:1.0.0"
+  daemon_ecr_repository_arn = "arn:aws:ecr:us-east-2:111122223333:repository/checkout-lifeboat"
+  daemon_policy_path        = "/etc/lifeboat/checkout.toml"
+  daemon_vpc_id             = "vpc-0123456789abcdef0"
+  daemon_subnet_ids         = ["subnet-0123456789abcdef0", "subnet-0fedcba9876543210"]
 
   tags = {
     team = "payments"
