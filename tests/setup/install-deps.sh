@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # Installs what the test suite and the sandbox need, from this repository's own lists:
-# Debian packages (PostgreSQL, Redis), Python packages (moto's server, checkov) and
-# cargo-nextest. Idempotent: does nothing that is already in place.
+# Debian packages (PostgreSQL, Redis, python3-venv), Python packages (moto's server;
+# checkov in its own virtualenv under .lifeboat/tools) and cargo-nextest. Idempotent:
+# does nothing that is already in place.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 
-apt_packages=(postgresql redis-server)
+python="${PYTHON:-python3}"
+repo="$(cd "$here/../.." && pwd)"
+
+apt_packages=(postgresql redis-server python3-venv)
 missing=()
 command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# checkov gets its own virtualenv (below); Debian's python3 makes one only with python3-venv.
+"$python" -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install-deps: installing Debian packages: ${missing[*]}"
   sudo=""
@@ -22,11 +28,25 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo systemctl disable --now postgresql redis-server >/dev/null 2>&1 || true
 fi
 
-python="${PYTHON:-python3}"
 if ! "$python" -c 'import moto, flask' >/dev/null 2>&1 || ! command -v moto_server >/dev/null 2>&1; then
   echo "install-deps: installing Python packages from tests/setup/requirements.txt"
   "$python" -m pip install --quiet --disable-pip-version-check -r "$here/requirements.txt"
   command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+fi
+
+# checkov checks terraform/ (tests/terraform.rs). It lives in its own virtualenv under
+# the git-ignored .lifeboat/ because its pinned dependencies conflict with moto's. The
+# copy of the requirements file inside the venv records what was installed, so editing
+# the pin reinstalls and an unchanged pin does nothing.
+checkov_venv="$repo/.lifeboat/tools/checkov"
+checkov_req="$here/requirements-checkov.txt"
+if ! [ -x "$checkov_venv/bin/checkov" ] || ! cmp -s "$checkov_req" "$checkov_venv/requirements-checkov.txt"; then
+  echo "install-deps: installing checkov into $checkov_venv (takes a minute)"
+  rm -rf "$checkov_venv"
+  mkdir -p "$(dirname "$checkov_venv")"
+  "$python" -m venv "$checkov_venv"
+  "$checkov_venv/bin/pip" install --quiet --disable-pip-version-check -r "$checkov_req"
+  cp "$checkov_req" "$checkov_venv/requirements-checkov.txt"
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then
