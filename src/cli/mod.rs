@@ -2,6 +2,7 @@
 //! stdout (or stderr for progress); `--json` prints one JSON document for scripts.
 
 mod plan;
+mod sandbox;
 mod validate;
 
 use std::io::IsTerminal;
@@ -50,6 +51,8 @@ pub enum Command {
     Validate(validate::Args),
     /// Show what a failover or failback would do, step by step, without touching anything
     Plan(plan::Args),
+    /// Start, inspect or stop the local two-region sandbox (for demos and drills)
+    Sandbox(sandbox::Args),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -79,6 +82,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate(args) => validate::run(args, cli.color),
         Command::Plan(args) => plan::run(args, cli.color),
+        Command::Sandbox(args) => sandbox::run(args, cli.color),
     };
     match result {
         Ok(code) => code,

@@ -168,6 +168,8 @@ pub fn build(report: &mut Report, base_dir: &Path) -> Option<Policy> {
         return None;
     }
     let (service, description) = service?;
+    let (mut targets, mut channels) = (targets, channels);
+    resolve_secret_files(&mut targets, &mut channels, base_dir);
     Some(Policy {
         service,
         description,
@@ -572,5 +574,36 @@ fn check_aws(report: &mut Report, a: raw::RawAws) -> AwsSettings {
         region: a.region.map(|r| r.into_inner()),
         endpoint_url: a.endpoint_url.map(|u| u.into_inner()),
         profile: a.profile,
+    }
+}
+
+/// Secret files named by relative paths are relative to the policy's directory, like the
+/// journal path: a policy means the same wherever lifeboat is started from.
+fn resolve_secret_files(
+    targets: &mut [crate::core::model::Target],
+    channels: &mut [crate::core::model::Channel],
+    base_dir: &Path,
+) {
+    use crate::core::model::{ChannelKind, Endpoint, SecretRef};
+    let fix = |r: &mut SecretRef| {
+        if let SecretRef::File(p) = r
+            && p.is_relative()
+        {
+            *p = base_dir.join(&*p);
+        }
+    };
+    for t in targets.iter_mut() {
+        for ep in t.regions.values_mut() {
+            match ep {
+                Endpoint::Postgres(pg) => pg.password.iter_mut().for_each(fix),
+                Endpoint::Redis { password, .. } => password.iter_mut().for_each(fix),
+                _ => {}
+            }
+        }
+    }
+    for c in channels.iter_mut() {
+        if let ChannelKind::Webhook { url } = &mut c.kind {
+            fix(url);
+        }
     }
 }

@@ -3,8 +3,12 @@
 //! endpoints. The integration tests start these pieces; `lifeboat sandbox` (later)
 //! composes them for demos and drills.
 
+pub mod aws;
 pub mod endpoint;
 pub mod moto;
 pub mod postgres;
 pub mod process;
+pub mod proxy;
 pub mod redis;
+pub mod region;
+pub mod world;

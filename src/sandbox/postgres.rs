@@ -83,6 +83,11 @@ impl PgServer {
         c
     }
 
+    /// A handle on an existing data directory (e.g. one recorded by the sandbox).
+    pub fn open(name: &str, data: PathBuf, port: u16) -> anyhow::Result<PgServer> {
+        Ok(PgServer::new(name, data, port, RunAs::for_postgres()?))
+    }
+
     pub fn log(&self) -> PathBuf {
         self.data.with_extension("log")
     }
@@ -443,6 +448,15 @@ impl PgPair {
             standby,
             stop_on_drop: true,
         })
+    }
+
+    /// A pair made of servers opened separately.
+    pub fn from_servers(primary: PgServer, standby: PgServer) -> PgPair {
+        PgPair {
+            primary,
+            standby,
+            stop_on_drop: false,
+        }
     }
 
     /// Keeps the servers running after this value is dropped.
