@@ -259,6 +259,13 @@ async fn start_all(dir: &Path, password: &str, started: &mut Vec<u32>) -> anyhow
                 upstream: workers_port,
             },
         );
+        if region == PRIMARY {
+            // The standby's replication stream crosses "regions" through this proxy, so a
+            // drill can degrade the link (and so create real replica lag).
+            let upstream = pg[region].port;
+            let listen = free_port()?;
+            proxies.insert("replication".to_string(), ProxyPorts { listen, upstream });
+        }
         let config = RegionConfig {
             region: region.to_string(),
             api_port,
@@ -286,6 +293,14 @@ async fn start_all(dir: &Path, password: &str, started: &mut Vec<u32>) -> anyhow
         started.push(s.pid);
         regions.insert(region.to_string(), (s, config));
     }
+
+    stage("routing the standby's replication stream through the replication proxy");
+    let standby = PgServer::open(SECONDARY, pg[SECONDARY].data.clone(), pg[SECONDARY].port)?;
+    let via = regions[PRIMARY].1.proxies["replication"].listen;
+    standby.sql(&format!(
+        "ALTER SYSTEM SET primary_conninfo = 'host=127.0.0.1 port={via} user=postgres application_name={SECONDARY}'"
+    ))?;
+    standby.sql("SELECT pg_reload_conf()")?;
 
     stage(
         "creating the Route 53 zone and failover records, buckets, Auto Scaling groups and SNS topic in moto",
