@@ -60,7 +60,7 @@ pub fn fmt_duration(d: Duration) -> String {
     if ms == 0 {
         return "0s".to_string();
     }
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         if ms < 1000 {
             return format!("{ms}ms");
         }
@@ -84,7 +84,7 @@ pub fn fmt_duration(d: Duration) -> String {
 fn humantime_like_rfc3339(t: std::time::SystemTime) -> String {
     let total_ms = t
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| millis(d))
+        .map(millis)
         .unwrap_or(0);
     let secs = total_ms / 1000;
     let ms = total_ms % 1000;

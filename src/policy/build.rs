@@ -419,25 +419,26 @@ fn check_guardrails(
     let why_q = "quorum is how many observers must agree before an automatic failover; 1 when a single controller runs";
     let quorum = count(report, "quorum", g.quorum, 1, 1, 9, why_q).unwrap_or(1);
     let failover_window = dur(&g.failover_window).unwrap_or(Duration::from_secs(24 * 3600));
-    if let Some(s) = &g.failover_window {
-        if failover_window.is_zero() {
-            report.push(
-                Diagnostic::error(
-                    "out-of-range",
-                    "`failover_window` is 0s, so max_failovers would limit nothing",
-                )
-                .at(s.span())
-                .label("zero")
-                .help("use a window such as \"24h\""),
-            );
-        }
+    if let Some(s) = &g.failover_window
+        && failover_window.is_zero()
+    {
+        report.push(
+            Diagnostic::error(
+                "out-of-range",
+                "`failover_window` is 0s, so max_failovers would limit nothing",
+            )
+            .at(s.span())
+            .label("zero")
+            .help("use a window such as \"24h\""),
+        );
     }
     let freeze_for = dur(&g.freeze_for).unwrap_or(Duration::from_secs(120).max(interval * 4));
     let clock_jump_tolerance =
         dur(&g.clock_jump_tolerance).unwrap_or(Duration::from_secs(10).max(interval * 2));
-    if let Some(s) = &g.clock_jump_tolerance {
-        if clock_jump_tolerance < interval {
-            report.push(
+    if let Some(s) = &g.clock_jump_tolerance
+        && clock_jump_tolerance < interval
+    {
+        report.push(
                 Diagnostic::error(
                     "out-of-range",
                     format!(
@@ -450,24 +451,23 @@ fn check_guardrails(
                 .label("below the interval")
                 .help("use at least twice the interval"),
             );
-        }
     }
     let rpo_budget = dur(&g.rpo_budget).unwrap_or(Duration::from_secs(10));
-    if let Some(s) = &g.rpo_budget {
-        if rpo_budget > Duration::from_secs(3600) {
-            report.push(
-                Diagnostic::warning(
-                    "large-rpo-budget",
-                    format!(
-                        "`rpo_budget` is {}: an automatic promotion may lose that much data",
-                        fmt_duration(rpo_budget)
-                    ),
-                )
-                .at(s.span())
-                .label("very large")
-                .help("keep it to seconds; larger lags should wait for a human to accept the loss"),
-            );
-        }
+    if let Some(s) = &g.rpo_budget
+        && rpo_budget > Duration::from_secs(3600)
+    {
+        report.push(
+            Diagnostic::warning(
+                "large-rpo-budget",
+                format!(
+                    "`rpo_budget` is {}: an automatic promotion may lose that much data",
+                    fmt_duration(rpo_budget)
+                ),
+            )
+            .at(s.span())
+            .label("very large")
+            .help("keep it to seconds; larger lags should wait for a human to accept the loss"),
+        );
     }
     let auto_failback = g
         .auto_failback
@@ -475,9 +475,11 @@ fn check_guardrails(
         .map(|b| *b.get_ref())
         .unwrap_or(false);
     let failback_healthy_for = dur(&g.failback_healthy_for).unwrap_or(Duration::from_secs(600));
-    if auto_failback && failback_healthy_for < interval * 10 {
-        if let Some(s) = &g.auto_failback {
-            report.push(
+    if auto_failback
+        && failback_healthy_for < interval * 10
+        && let Some(s) = &g.auto_failback
+    {
+        report.push(
                 Diagnostic::warning(
                     "flapping-failback",
                     format!(
@@ -489,7 +491,6 @@ fn check_guardrails(
                 .label("automatic failback")
                 .help("set failback_healthy_for to at least ten probe intervals, or leave failback manual"),
             );
-        }
     }
     Guardrails {
         rpo_budget,

@@ -273,17 +273,26 @@ fn probe_regions(
             ok = false;
             continue;
         }
-        if let Some(t) = target {
-            if !t.regions.contains_key(&region) {
-                report.push(
-                    Diagnostic::error("no-endpoint", format!("probe `{name}` checks `{region}`, but target `{}` has no settings there", t.name))
-                        .at(r.span())
-                        .label("no settings for this region")
-                        .help(format!("add [targets.{}.regions.{region}] or drop the region from the probe", t.name)),
-                );
-                ok = false;
-                continue;
-            }
+        if let Some(t) = target
+            && !t.regions.contains_key(&region)
+        {
+            report.push(
+                Diagnostic::error(
+                    "no-endpoint",
+                    format!(
+                        "probe `{name}` checks `{region}`, but target `{}` has no settings there",
+                        t.name
+                    ),
+                )
+                .at(r.span())
+                .label("no settings for this region")
+                .help(format!(
+                    "add [targets.{}.regions.{region}] or drop the region from the probe",
+                    t.name
+                )),
+            );
+            ok = false;
+            continue;
         }
         out.push(region);
     }

@@ -684,7 +684,7 @@ fn check_order(report: &mut Report, parsed: &[Parsed], direction: Direction, kno
                 .map(|(_, s)| *s)
                 .min();
             for (p, s) in parsed.iter().zip(&stages) {
-                if is_dns(p) && !verified.is_some_and(|v| v < *s) {
+                if is_dns(p) && verified.is_none_or(|v| v >= *s) {
                     report.push(
                         Diagnostic::error("failback-unverified", format!("failback step `{}` moves DNS before the primary's health is verified", p.spec.name))
                             .at(p.kind_span.clone())

@@ -185,13 +185,14 @@ fn replace<'i>(
         None
     };
     // The whole string is one variable: take its value with its type.
-    if let Some(name) = text.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
-        if !name.contains("${") && !name.contains('}') {
-            return match lookup(report, name)? {
-                Var::Str(s) => Some(DeValue::String(Cow::Borrowed(s.as_str()))),
-                Var::Scalar(s) => DeValue::parse(s).ok().map(Spanned::into_inner),
-            };
-        }
+    if let Some(name) = text.strip_prefix("${").and_then(|r| r.strip_suffix('}'))
+        && !name.contains("${")
+        && !name.contains('}')
+    {
+        return match lookup(report, name)? {
+            Var::Str(s) => Some(DeValue::String(Cow::Borrowed(s.as_str()))),
+            Var::Scalar(s) => DeValue::parse(s).ok().map(Spanned::into_inner),
+        };
     }
     let mut out = String::new();
     let mut rest = text;
