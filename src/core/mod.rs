@@ -9,4 +9,5 @@ pub mod iam;
 pub mod ids;
 pub mod model;
 pub mod plan;
+pub mod step;
 pub mod time;
