@@ -13,12 +13,30 @@ use crate::core::time::Ts;
 
 /// The right to write for one run: its service, the run, the epoch the executor was
 /// given by `begin_run` or `take_over`, and who the executor is (for the audit trail).
+/// Only the journal issues fences, so a writer cannot claim an epoch it was not given.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fence {
-    pub service: String,
-    pub run_id: RunId,
-    pub epoch: Epoch,
-    pub actor: String,
+    pub(crate) service: String,
+    pub(crate) run_id: RunId,
+    pub(crate) epoch: Epoch,
+    pub(crate) actor: String,
+}
+
+impl Fence {
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+    pub fn run_id(&self) -> &RunId {
+        &self.run_id
+    }
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+    /// The executor's writes are audited under its own name, not the run's starter.
+    pub fn acting_as(mut self, actor: &str) -> Fence {
+        self.actor = actor.to_string();
+        self
+    }
 }
 
 /// Identifies an attempt row between its beginning and its end.
@@ -36,7 +54,9 @@ impl Journal {
     ) -> Result<T, JournalError> {
         self.write(|tx| {
             let current = current_epoch(tx, &fence.service).map_err(|e| self.err(e))?;
-            if fence.epoch < current {
+            // Older: someone took over. Newer cannot be issued by this journal, so it is
+            // refused too rather than trusted.
+            if fence.epoch != current {
                 return Err(JournalError::StaleEpoch {
                     service: fence.service.clone(),
                     run_id: fence.run_id.clone(),
