@@ -10,7 +10,7 @@ use std::time::Duration;
 use lifeboat::core::ids::{Epoch, RunId};
 use lifeboat::core::step::{AttemptOutcome, ErrorClass, Phase, RunStatus, StepState};
 use lifeboat::journal::Journal;
-use lifeboat::runbook::{Cancel, RunOutcome, StepError};
+use lifeboat::runbook::{Cancel, ProgressKind, ProgressSink, RunOutcome, StepError};
 use support::{Behaviour, Target, executor, plan, sandbox_plan};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -111,13 +111,25 @@ async fn apply_retries_throttling_with_growing_jittered_delays_then_succeeds() {
             ..Behaviour::default()
         },
     );
+    let (sink, mut progress) = ProgressSink::channel();
     let begun = Instant::now();
     let out = executor(j.clone(), &t, "test")
+        .progress(sink)
         .start(sandbox_plan("r1"), "test")
         .await
         .expect("run");
     assert_eq!(out, RunOutcome::Completed);
     assert_eq!(t.calls("promote-standby", "apply"), 4);
+    // The live view saw each retry, numbered, with the adapter's words.
+    let mut retries = Vec::new();
+    while let Ok(p) = progress.try_recv() {
+        if p.kind == ProgressKind::Retrying {
+            assert_eq!(p.step.as_deref(), Some("promote-standby"));
+            assert!(p.message.contains("Throttling"), "{}", p.message);
+            retries.push(p.attempt);
+        }
+    }
+    assert_eq!(retries, [1, 2, 3]);
     assert_eq!(t.effect_counts().get("promote-standby"), Some(&1));
 
     // Default backoff 0.5 s, 1 s, 2 s, each stretched by up to 100 % of jitter.

@@ -240,9 +240,10 @@ fn create(path: &Path) -> Result<(), JournalError> {
     let _ = std::fs::remove_file(&tmp);
     {
         let conn = Connection::open(&tmp).map_err(|e| JournalError::sqlite(&tmp, e))?;
+        // Rollback-journal mode while creating: COMMIT writes the main file itself, so
+        // the file linked into place is complete. `open` switches it to WAL.
         conn.execute_batch(&format!(
-            "PRAGMA journal_mode = WAL;
-             BEGIN;
+            "BEGIN;
              {}
              PRAGMA application_id = {};
              PRAGMA user_version = {};
@@ -252,7 +253,6 @@ fn create(path: &Path) -> Result<(), JournalError> {
             schema::VERSION
         ))
         .map_err(|e| JournalError::sqlite(&tmp, e))?;
-        // Dropping the last connection checkpoints the WAL into the main file.
     }
     std::fs::File::open(&tmp)
         .and_then(|f| f.sync_all())

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::task::JoinSet;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use super::progress::{Phase, Progress, ProgressSink};
+use super::progress::{Progress, ProgressKind, ProgressSink};
 use super::run_step::{Session, run_step};
 use super::{Cancel, Clock, RetrySettings, RunOutcome, Step, StepError, StepFactory};
 use crate::core::ids::RunId;
@@ -102,7 +102,7 @@ impl Executor {
         let fence = fence.acting_as(&self.actor);
         info!(service = %plan.service, run_id = %plan.run_id, epoch = %fence.epoch,
               "run started by {started_by}: {}", plan.reason);
-        self.run_event(&plan.run_id, Phase::RunStarted, &plan.reason);
+        self.run_event(&plan.run_id, ProgressKind::RunStarted, &plan.reason);
         self.drive(plan, fence).await
     }
 
@@ -117,7 +117,11 @@ impl Executor {
             .journal
             .take_over(run_id, &self.actor, (self.clock)())?;
         info!(service = %plan.service, run_id = %run_id, epoch = %fence.epoch, "resuming unfinished run");
-        self.run_event(run_id, Phase::RunResumed, "resuming an unfinished run");
+        self.run_event(
+            run_id,
+            ProgressKind::RunResumed,
+            "resuming an unfinished run",
+        );
         self.drive(plan, fence).await
     }
 
@@ -243,7 +247,7 @@ impl Executor {
             Err(e) => return superseded_or(e),
         }
         info!("run completed: `{}` now runs in {}", plan.service, plan.to);
-        self.run_event(&plan.run_id, Phase::RunCompleted, "every step done");
+        self.run_event(&plan.run_id, ProgressKind::RunCompleted, "every step done");
         Ok(RunOutcome::Completed)
     }
 
@@ -273,24 +277,24 @@ impl Executor {
             StageVerdict::Superseded => {
                 let msg = "a newer executor owns the run (or it was aborted); stopped acting";
                 warn!("{msg}");
-                self.run_event(run_id, Phase::RunSuperseded, msg);
+                self.run_event(run_id, ProgressKind::RunSuperseded, msg);
                 RunOutcome::Superseded(msg.to_string())
             }
             StageVerdict::Fail(f) => {
                 for (s, m) in &f {
                     error!("run failed at step `{s}`: {m}");
                 }
-                self.run_event(run_id, Phase::RunFailed, &summary(&f));
+                self.run_event(run_id, ProgressKind::RunFailed, &summary(&f));
                 RunOutcome::Failed(f)
             }
             StageVerdict::Pause(w) => {
                 info!("run paused for approval: {}", summary(&w));
-                self.run_event(run_id, Phase::RunPaused, &summary(&w));
+                self.run_event(run_id, ProgressKind::RunPaused, &summary(&w));
                 RunOutcome::AwaitingApproval(w)
             }
             StageVerdict::Interrupt => {
                 info!("run interrupted by shutdown; it resumes at the next start");
-                self.run_event(run_id, Phase::RunInterrupted, "shutdown requested");
+                self.run_event(run_id, ProgressKind::RunInterrupted, "shutdown requested");
                 RunOutcome::Interrupted
             }
         })
@@ -332,11 +336,11 @@ impl Executor {
         self.conclude(session, StageVerdict::Fail(failures))
     }
 
-    fn run_event(&self, run_id: &RunId, phase: Phase, message: &str) {
+    fn run_event(&self, run_id: &RunId, kind: ProgressKind, message: &str) {
         self.progress.send(Progress {
             run_id: run_id.clone(),
             step: None,
-            phase,
+            kind,
             attempt: 0,
             elapsed: std::time::Duration::ZERO,
             message: message.to_string(),

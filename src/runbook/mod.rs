@@ -21,7 +21,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 
 pub use cancel::Cancel;
 pub use executor::Executor;
-pub use progress::{Phase, Progress, ProgressSink};
+pub use progress::{Progress, ProgressKind, ProgressSink};
 pub use step::{Applied, Check, Step, StepCtx, StepError, StepFactory, Verify};
 
 use crate::core::time::{Ts, millis};

@@ -9,7 +9,7 @@ use crate::core::ids::RunId;
 
 /// What just happened.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Phase {
+pub enum ProgressKind {
     RunStarted,
     RunResumed,
     StepStarted,
@@ -39,7 +39,7 @@ pub struct Progress {
     pub run_id: RunId,
     /// `None` for run-level events.
     pub step: Option<String>,
-    pub phase: Phase,
+    pub kind: ProgressKind,
     /// The apply attempt or verify observation number, when there is one.
     pub attempt: u32,
     /// Since the step (or, for run-level events, the executor session) began.

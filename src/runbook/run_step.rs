@@ -8,7 +8,7 @@ use tokio::time::{Instant, timeout_at};
 use tracing::{error, info, warn};
 
 use super::failpoint::{self, Point};
-use super::progress::{Phase as Event, Progress, ProgressSink};
+use super::progress::{Progress, ProgressKind as Event, ProgressSink};
 use super::{Cancel, Check, Clock, RetrySettings, Step, StepCtx, StepError, Verify};
 use crate::core::model::Action;
 use crate::core::plan::{Plan, PlannedStep};
@@ -438,11 +438,11 @@ impl<'a> StepRun<'a> {
             .end_attempt(&self.s.fence, id, n, outcome, class, detail, now)
     }
 
-    fn event(&self, phase: Event, attempt: u32, message: String) {
+    fn event(&self, kind: Event, attempt: u32, message: String) {
         self.s.progress.send(Progress {
             run_id: self.s.plan.run_id.clone(),
             step: Some(self.ps.name.clone()),
-            phase,
+            kind,
             attempt,
             elapsed: self.started.elapsed(),
             message,
