@@ -62,6 +62,37 @@ pub fn tokio_clock() -> Clock {
     Arc::new(move || Ts(T0 + origin.elapsed().as_millis() as u64))
 }
 
+pub const SANDBOX_STEPS: [&str; 6] = [
+    "fence-old-primary",
+    "promote-standby",
+    "move-dns",
+    "scale-up-workers",
+    "flush-cache",
+    "tell-ops",
+];
+
+/// A journal in `dir`, created on first use.
+pub fn journal(dir: &tempfile::TempDir) -> Arc<Journal> {
+    Arc::new(Journal::open_or_create(&dir.path().join("journal.db")).expect("journal"))
+}
+
+/// `n` retryable errors saying `msg`.
+pub fn retryable(n: usize, msg: &str) -> VecDeque<StepError> {
+    (0..n).map(|_| StepError::retryable(msg)).collect()
+}
+
+/// Lets spawned tasks run until `cond` holds. Waiting in small sleeps (not busy
+/// yielding) leaves the runtime idle, which is what lets the paused clock advance.
+pub async fn until(cond: impl Fn() -> bool) {
+    for _ in 0..10_000 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("condition never held within 1000 virtual seconds");
+}
+
 pub fn executor(journal: Arc<Journal>, target: &Arc<Target>, actor: &str) -> Executor {
     Executor::new(journal, Arc::new(Factory(target.clone())))
         .clock(tokio_clock())
