@@ -18,13 +18,15 @@ demo: deps build
 	$(LIFEBOAT) validate policies/
 	$(LIFEBOAT) plan failover --policy policies/sandbox.toml
 
-## Format check, then every test (unit, integration, end to end).
+## Format check, then every test (unit, integration, end to end). The failpoints
+## feature compiles in the crash points the crash tests (tests/crash.rs) kill the
+## process at; without it those tests are skipped.
 test: deps
 	$(CARGO) fmt --check
-	tests/setup/with-services.sh $(CARGO) nextest run --locked --no-fail-fast
+	tests/setup/with-services.sh $(CARGO) nextest run --locked --no-fail-fast --features failpoints
 
 lint:
-	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) clippy --locked --all-targets --features failpoints -- -D warnings
 
 fmt:
 	$(CARGO) fmt

@@ -6,5 +6,7 @@
 pub mod cli;
 pub mod clients;
 pub mod core;
+pub mod journal;
 pub mod policy;
+pub mod runbook;
 pub mod sandbox;

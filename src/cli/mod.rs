@@ -1,16 +1,23 @@
 //! The command line: one subcommand per operator task. Output meant for people goes to
 //! stdout (or stderr for progress); `--json` prints one JSON document for scripts.
 
+mod approve;
+mod history;
+mod journal_args;
 mod plan;
 mod sandbox;
+mod show;
 mod validate;
 
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+pub use history::render_history;
 pub use plan::render_plan;
+pub use show::render_run;
 
 const ABOUT: &str =
     "Disaster recovery and regional failover for services running in two AWS regions";
@@ -32,7 +39,15 @@ Examples:
     lifeboat plan failover --policy policies/sandbox.toml
 
   The same plan for a script:
-    lifeboat plan failover --policy policies/sandbox.toml --json | jq '.stages'";
+    lifeboat plan failover --policy policies/sandbox.toml --json | jq '.stages'
+
+  What runs happened, and what one of them did, step by step:
+    lifeboat history --policy policies/sandbox.toml
+    lifeboat show fo-20261123-153012-7f3a --policy policies/sandbox.toml
+
+  Let a paused run go on, or end it:
+    lifeboat approve fo-20261123-153012-7f3a --policy policies/sandbox.toml
+    lifeboat abort fo-20261123-153012-7f3a --reason \"drill over\" --policy policies/sandbox.toml";
 
 #[derive(Parser, Debug)]
 #[command(name = "lifeboat", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
@@ -40,6 +55,16 @@ pub struct Cli {
     /// When to use colours: auto (on a terminal, unless NO_COLOR is set), always, never.
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
+
+    /// Where journals live when a policy names none: <state-dir>/<service>.db
+    #[arg(
+        long,
+        global = true,
+        env = "LIFEBOAT_STATE_DIR",
+        default_value = "/var/lib/lifeboat",
+        value_name = "DIR"
+    )]
+    pub state_dir: PathBuf,
 
     #[command(subcommand)]
     pub command: Command,
@@ -53,6 +78,14 @@ pub enum Command {
     Plan(plan::Args),
     /// Start, inspect or stop the local two-region sandbox (for demos and drills)
     Sandbox(sandbox::Args),
+    /// List a service's runs, newest first
+    History(history::Args),
+    /// Print one run's timeline: steps, attempts, durations, errors, approvals, audit
+    Show(show::Args),
+    /// Let a run paused for approval go on, recording who approved
+    Approve(approve::ApproveArgs),
+    /// End an unfinished run and record why (nothing is undone)
+    Abort(approve::AbortArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -83,6 +116,10 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => validate::run(args, cli.color),
         Command::Plan(args) => plan::run(args, cli.color),
         Command::Sandbox(args) => sandbox::run(args, cli.color),
+        Command::History(args) => history::run(args, &cli.state_dir),
+        Command::Show(args) => show::run(args, &cli.state_dir),
+        Command::Approve(args) => approve::approve(args, &cli.state_dir),
+        Command::Abort(args) => approve::abort(args, &cli.state_dir),
     };
     match result {
         Ok(code) => code,

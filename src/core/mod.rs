@@ -11,6 +11,7 @@ pub mod ids;
 pub mod model;
 pub mod plan;
 pub mod reason;
+pub mod step;
 pub mod time;
 
 #[cfg(test)]

@@ -41,6 +41,11 @@ pub struct Plan {
     pub epoch: Epoch,
     pub reason: String,
     pub allow_data_loss: bool,
+    /// The policy's RPO budget when the run was planned: a promotion step whose replica
+    /// lag exceeds it asks for approval unless the run accepts data loss. Kept in the plan
+    /// so a resumed run applies the budget it started with.
+    #[serde(default)]
+    pub rpo_budget: Duration,
     pub stages: Vec<Stage>,
     /// The guardrails that apply to this run, as sentences.
     pub guardrails: Vec<String>,
@@ -184,6 +189,7 @@ pub fn build(policy: &Policy, req: PlanRequest) -> Result<Plan, PlanError> {
         epoch: req.epoch,
         reason: req.reason,
         allow_data_loss: req.allow_data_loss,
+        rpo_budget: policy.guardrails.rpo_budget,
         stages,
     })
 }

@@ -80,6 +80,22 @@ pub fn fmt_duration(d: Duration) -> String {
     out
 }
 
+impl Ts {
+    /// `20261123-153012`: the UTC date and time to the second, for identifiers that sort
+    /// by time and are safe in file names and shells.
+    pub fn compact_utc(self) -> String {
+        let secs = self.0 / 1000;
+        let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+        let rem = secs % 86_400;
+        format!(
+            "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+            rem / 3600,
+            (rem % 3600) / 60,
+            rem % 60
+        )
+    }
+}
+
 /// RFC 3339 in UTC with millisecond precision, computed without a clock or a time crate.
 fn humantime_like_rfc3339(t: std::time::SystemTime) -> String {
     let total_ms = t
@@ -134,6 +150,12 @@ mod tests {
             Ts(1_795_437_296_123).to_string(),
             "2026-11-23T12:34:56.123Z"
         );
+    }
+
+    #[test]
+    fn compact_timestamps_sort_like_the_time_they_name() {
+        assert_eq!(Ts(1_795_437_296_123).compact_utc(), "20261123-123456");
+        assert!(Ts(1_000).compact_utc() < Ts(100_000_000).compact_utc());
     }
 
     #[test]

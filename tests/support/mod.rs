@@ -71,3 +71,7 @@ pub fn moto() -> Moto {
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{}", std::process::id(), fastrand::u32(..))
 }
+
+mod runbook;
+#[allow(unused_imports)]
+pub use runbook::*;

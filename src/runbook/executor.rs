@@ -1,0 +1,367 @@
+//! The executor: starts or resumes a run and drives its stages in order, the steps of a
+//! stage concurrently, then turns the stage's outcome into the run's next move.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::task::JoinSet;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use super::progress::{Progress, ProgressKind, ProgressSink};
+use super::run_step::{Session, run_step};
+use super::{Cancel, Clock, RetrySettings, RunOutcome, Step, StepError, StepFactory};
+use crate::core::ids::RunId;
+use crate::core::model::Action;
+use crate::core::plan::Plan;
+use crate::core::step::{self, ErrorClass, Resume, StageVerdict, StepEnd, StepState};
+use crate::journal::{Fence, Journal, JournalError};
+
+/// Runs and resumes runbooks against one journal.
+///
+/// ```no_run
+/// # async fn demo(journal: std::sync::Arc<lifeboat::journal::Journal>,
+/// #               factory: std::sync::Arc<dyn lifeboat::runbook::StepFactory>,
+/// #               plan: lifeboat::core::plan::Plan) -> anyhow::Result<()> {
+/// use lifeboat::runbook::{Executor, RunOutcome};
+/// let exec = Executor::new(journal, factory).actor("lifeboat daemon on host-a");
+/// // At startup: finish what a previous process left unfinished.
+/// exec.resume_unfinished(&plan.service).await?;
+/// // Then, when the controller decides to fail over:
+/// match exec.start(plan, "controller (auto)").await? {
+///     RunOutcome::Completed => {}
+///     other => println!("{other:?}"),
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Executor {
+    journal: Arc<Journal>,
+    factory: Arc<dyn StepFactory>,
+    clock: Clock,
+    actor: String,
+    retry: RetrySettings,
+    cancel: Cancel,
+    progress: ProgressSink,
+}
+
+impl Executor {
+    pub fn new(journal: Arc<Journal>, factory: Arc<dyn StepFactory>) -> Executor {
+        Executor {
+            journal,
+            factory,
+            clock: super::system_clock(),
+            actor: format!("lifeboat (pid {})", std::process::id()),
+            retry: RetrySettings::default(),
+            cancel: Cancel::new(),
+            progress: ProgressSink::default(),
+        }
+    }
+
+    /// Where journal timestamps come from (default: the system clock).
+    pub fn clock(mut self, clock: Clock) -> Executor {
+        self.clock = clock;
+        self
+    }
+
+    /// Who this executor is, for the audit trail (default: `lifeboat (pid N)`).
+    pub fn actor(mut self, actor: impl Into<String>) -> Executor {
+        self.actor = actor.into();
+        self
+    }
+
+    pub fn retry(mut self, retry: RetrySettings) -> Executor {
+        self.retry = retry;
+        self
+    }
+
+    /// Shut down cooperatively when `cancel` fires: no new step starts, running steps
+    /// stop at their next journaled point, and the run stays resumable.
+    pub fn cancel_on(mut self, cancel: Cancel) -> Executor {
+        self.cancel = cancel;
+        self
+    }
+
+    pub fn progress(mut self, sink: ProgressSink) -> Executor {
+        self.progress = sink;
+        self
+    }
+
+    pub fn journal(&self) -> &Arc<Journal> {
+        &self.journal
+    }
+
+    /// Starts a new run of `plan` and drives it as far as it goes.
+    ///
+    /// Guarantees: the run and its raised fencing epoch are durable before the first
+    /// side effect; see `drive` for the rest.
+    /// Assumptions: `plan.epoch` is ignored (the journal assigns it).
+    /// Errors: the journal's (`RunInProgress`, I/O, damage). Step failures are not
+    /// errors: they come back as `RunOutcome::Failed`.
+    pub async fn start(&self, plan: Plan, started_by: &str) -> Result<RunOutcome, JournalError> {
+        let (plan, fence) = self.journal.begin_run(plan, started_by, (self.clock)())?;
+        let fence = fence.acting_as(&self.actor);
+        info!(service = %plan.service, run_id = %plan.run_id, epoch = %fence.epoch,
+              "run started by {started_by}: {}", plan.reason);
+        self.run_event(&plan.run_id, ProgressKind::RunStarted, &plan.reason);
+        self.drive(plan, fence).await
+    }
+
+    /// Takes over an unfinished run (raising the epoch, which fences out any executor
+    /// still driving it) and drives it as far as it goes.
+    ///
+    /// Guarantees: steps already verified or skipped are not touched; steps started but
+    /// not verified go through `check` before anything is applied again.
+    /// Errors: `UnknownRun`; `WrongStatus` when the run waits for approval or finished.
+    pub async fn resume(&self, run_id: &RunId) -> Result<RunOutcome, JournalError> {
+        let (plan, fence) = self
+            .journal
+            .take_over(run_id, &self.actor, (self.clock)())?;
+        info!(service = %plan.service, run_id = %run_id, epoch = %fence.epoch, "resuming unfinished run");
+        self.run_event(
+            run_id,
+            ProgressKind::RunResumed,
+            "resuming an unfinished run",
+        );
+        self.drive(plan, fence).await
+    }
+
+    /// What to do at startup: resume the service's unfinished run, if there is one. A
+    /// run waiting for approval is reported, not touched.
+    pub async fn resume_unfinished(
+        &self,
+        service: &str,
+    ) -> Result<Option<(RunId, RunOutcome)>, JournalError> {
+        let Some(run) = self.journal.unfinished(service)?.into_iter().next() else {
+            return Ok(None);
+        };
+        if run.status == crate::core::step::RunStatus::AwaitingApproval {
+            let waiting = self
+                .journal
+                .steps(&run.run_id)?
+                .into_iter()
+                .filter(|s| s.state == StepState::AwaitingApproval)
+                .map(|s| (s.name, s.detail.unwrap_or_default()))
+                .collect();
+            return Ok(Some((run.run_id, RunOutcome::AwaitingApproval(waiting))));
+        }
+        let outcome = self.resume(&run.run_id).await?;
+        Ok(Some((run.run_id, outcome)))
+    }
+
+    /// Drives the run from wherever the journal says it is.
+    async fn drive(&self, plan: Plan, fence: Fence) -> Result<RunOutcome, JournalError> {
+        let span =
+            info_span!("run", service = %plan.service, run_id = %plan.run_id, epoch = %fence.epoch);
+        self.drive_inner(plan, fence).instrument(span).await
+    }
+
+    async fn drive_inner(&self, plan: Plan, fence: Fence) -> Result<RunOutcome, JournalError> {
+        let session = Arc::new(Session {
+            journal: self.journal.clone(),
+            clock: self.clock.clone(),
+            retry: self.retry,
+            cancel: self.cancel.clone(),
+            progress: self.progress.clone(),
+            plan,
+            fence,
+        });
+        let plan = &session.plan;
+
+        // Build every step still to do before this session's first side effect, so a
+        // misconfigured later step stops the run before it promotes anything.
+        let records = self.journal.steps(&plan.run_id)?;
+        let mut built: HashMap<String, Result<Arc<dyn Step>, StepError>> = HashMap::new();
+        for ps in plan.steps() {
+            let done = records
+                .iter()
+                .find(|r| r.name == ps.name)
+                .is_some_and(|r| step::resume(r.state) == Resume::Done);
+            if done || matches!(ps.action, Action::ManualApproval { .. }) {
+                continue;
+            }
+            built.insert(ps.name.clone(), self.factory.build(plan, ps));
+        }
+        let unbuildable: Vec<(String, String)> = plan
+            .steps()
+            .filter(|ps| !ps.continue_on_error)
+            .filter_map(|ps| match built.get(&ps.name) {
+                Some(Err(e)) if e.class != ErrorClass::NeedsApproval => {
+                    Some((ps.name.clone(), e.message.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        if !unbuildable.is_empty() {
+            return self.fail_unbuildable(&session, &unbuildable);
+        }
+
+        for stage in &plan.stages {
+            let mut tasks = JoinSet::new();
+            for (i, ps) in stage.steps.iter().enumerate() {
+                let built = built
+                    .get(&ps.name)
+                    .cloned()
+                    .unwrap_or_else(|| Err(StepError::fatal("not built")));
+                let span = info_span!("step", step = %ps.name, region = %ps.region);
+                let task = run_step(session.clone(), ps.clone(), built).instrument(span);
+                tasks.spawn(async move { (i, task.await) });
+            }
+            let mut ends: Vec<Option<StepEnd>> = vec![None; stage.steps.len()];
+            let mut journal_error = None;
+            while let Some(joined) = tasks.join_next().await {
+                match joined {
+                    Ok((i, Ok(end))) => ends[i] = Some(end),
+                    Ok((_, Err(e))) => journal_error = Some(e),
+                    Err(panic) => {
+                        // A panicking adapter is a bug; its step is reported failed below.
+                        error!("a step task ended abnormally: {panic}");
+                    }
+                }
+            }
+            if let Some(e) = journal_error {
+                // The journal cannot record what happens next, so nothing more happens.
+                error!("journal write failed, stopping the run: {e:#}");
+                return Err(e);
+            }
+            let ends: Vec<(String, StepEnd)> = stage
+                .steps
+                .iter()
+                .zip(ends)
+                .map(|(ps, end)| {
+                    let end = end.unwrap_or_else(|| StepEnd::Failed {
+                        message: "the step's adapter panicked (a bug in lifeboat; report it); \
+                                  `lifeboat show` has its last journaled state"
+                            .to_string(),
+                    });
+                    (ps.name.clone(), end)
+                })
+                .collect();
+            match step::stage_verdict(&ends) {
+                StageVerdict::Next => {}
+                verdict => return self.conclude(&session, verdict),
+            }
+        }
+        let now = (self.clock)();
+        match self.journal.complete_run(&session.fence, now) {
+            Ok(()) => {}
+            Err(e) => return superseded_or(e),
+        }
+        info!("run completed: `{}` now runs in {}", plan.service, plan.to);
+        self.run_event(&plan.run_id, ProgressKind::RunCompleted, "every step done");
+        Ok(RunOutcome::Completed)
+    }
+
+    /// Journals a stage's verdict on the run and returns the session's outcome.
+    fn conclude(
+        &self,
+        session: &Session,
+        verdict: StageVerdict,
+    ) -> Result<RunOutcome, JournalError> {
+        let (fence, run_id, now) = (&session.fence, &session.plan.run_id, (self.clock)());
+        let written = match &verdict {
+            StageVerdict::Next | StageVerdict::Superseded => Ok(()),
+            StageVerdict::Fail(f) => self.journal.fail_run(fence, f, now),
+            StageVerdict::Pause(w) => self.journal.pause_run(fence, w, now),
+            StageVerdict::Interrupt => self.journal.note(
+                fence,
+                "run_interrupted",
+                "shutdown requested; the next executor start resumes the run",
+                now,
+            ),
+        };
+        if let Err(e) = written {
+            return superseded_or(e);
+        }
+        Ok(match verdict {
+            StageVerdict::Next => RunOutcome::Completed,
+            StageVerdict::Superseded => {
+                let msg = "a newer executor owns the run (or it was aborted); stopped acting";
+                warn!("{msg}");
+                self.run_event(run_id, ProgressKind::RunSuperseded, msg);
+                RunOutcome::Superseded(msg.to_string())
+            }
+            StageVerdict::Fail(f) => {
+                for (s, m) in &f {
+                    error!("run failed at step `{s}`: {m}");
+                }
+                self.run_event(run_id, ProgressKind::RunFailed, &summary(&f));
+                RunOutcome::Failed(f)
+            }
+            StageVerdict::Pause(w) => {
+                info!("run paused for approval: {}", summary(&w));
+                self.run_event(run_id, ProgressKind::RunPaused, &summary(&w));
+                RunOutcome::AwaitingApproval(w)
+            }
+            StageVerdict::Interrupt => {
+                info!("run interrupted by shutdown; it resumes at the next start");
+                self.run_event(run_id, ProgressKind::RunInterrupted, "shutdown requested");
+                RunOutcome::Interrupted
+            }
+        })
+    }
+
+    /// Fails the run before any side effect of this session because required steps
+    /// cannot be built.
+    fn fail_unbuildable(
+        &self,
+        session: &Session,
+        unbuildable: &[(String, String)],
+    ) -> Result<RunOutcome, JournalError> {
+        let now = (self.clock)();
+        let fence = &session.fence;
+        let failures: Vec<(String, String)> = unbuildable
+            .iter()
+            .map(|(s, m)| {
+                (
+                    s.clone(),
+                    format!("{m} (nothing was done: the run stops before its first action)"),
+                )
+            })
+            .collect();
+        for (s, m) in &failures {
+            let state = self.journal.step(&fence.run_id, s)?.state;
+            let mut marks = Vec::new();
+            if state.can_become(StepState::Started) {
+                marks.push(StepState::Started);
+            }
+            marks.push(StepState::Failed);
+            for to in marks {
+                let detail = (to == StepState::Failed).then_some(m.as_str());
+                let class = (to == StepState::Failed).then_some(ErrorClass::Fatal);
+                if let Err(e) = self.journal.mark_step(fence, s, to, detail, class, now) {
+                    return superseded_or(e);
+                }
+            }
+        }
+        self.conclude(session, StageVerdict::Fail(failures))
+    }
+
+    fn run_event(&self, run_id: &RunId, kind: ProgressKind, message: &str) {
+        self.progress.send(Progress {
+            run_id: run_id.clone(),
+            step: None,
+            kind,
+            attempt: 0,
+            elapsed: std::time::Duration::ZERO,
+            message: message.to_string(),
+        });
+    }
+}
+
+/// A refused write means another executor owns the run: an outcome, not an error.
+fn superseded_or(e: JournalError) -> Result<RunOutcome, JournalError> {
+    match e {
+        JournalError::StaleEpoch { .. } => {
+            warn!("{e}");
+            Ok(RunOutcome::Superseded(e.to_string()))
+        }
+        e => Err(e),
+    }
+}
+
+fn summary(list: &[(String, String)]) -> String {
+    list.iter()
+        .map(|(s, m)| format!("{s}: {m}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
