@@ -5,6 +5,7 @@
 //! (`time::Ts`), randomness and identifiers come from the caller. That is what lets the
 //! tests drive every decision with scripted inputs and no waiting.
 
+pub mod health;
 pub mod iam;
 pub mod ids;
 pub mod model;
