@@ -7,4 +7,5 @@ pub mod cli;
 pub mod clients;
 pub mod core;
 pub mod policy;
+pub mod probe;
 pub mod sandbox;
