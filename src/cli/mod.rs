@@ -2,6 +2,7 @@
 //! stdout (or stderr for progress); `--json` prints one JSON document for scripts.
 
 mod plan;
+mod probe;
 mod validate;
 
 use std::io::IsTerminal;
@@ -31,7 +32,10 @@ Examples:
     lifeboat plan failover --policy policies/sandbox.toml
 
   The same plan for a script:
-    lifeboat plan failover --policy policies/sandbox.toml --json | jq '.stages'";
+    lifeboat plan failover --policy policies/sandbox.toml --json | jq '.stages'
+
+  Probe every region once, or keep watching:
+    lifeboat probe --policy policies/sandbox.toml [--watch]";
 
 #[derive(Parser, Debug)]
 #[command(name = "lifeboat", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
@@ -50,6 +54,8 @@ pub enum Command {
     Validate(validate::Args),
     /// Show what a failover or failback would do, step by step, without touching anything
     Plan(plan::Args),
+    /// Run the policy's probes once (or continuously with --watch) and show each region's health
+    Probe(probe::Args),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -79,6 +85,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate(args) => validate::run(args, cli.color),
         Command::Plan(args) => plan::run(args, cli.color),
+        Command::Probe(args) => probe::run(args, cli.color),
     };
     match result {
         Ok(code) => code,
