@@ -674,3 +674,108 @@ async fn the_sandbox_policy_builds_a_probe_per_probe_and_region() {
     let no_aws = probe::build_all(&policy, &ctx(Duration::from_secs(1), None), None);
     assert!(no_aws.is_err(), "AWS probes need AWS clients");
 }
+
+#[tokio::test]
+async fn aurora_clusters_report_writer_and_secondary_from_their_global_database() {
+    let moto = support::moto();
+    let aws = AwsClients::for_emulator(&moto.url());
+    let global = support::unique("orders-global");
+    let (east, west) = (format!("{global}-east"), format!("{global}-west"));
+    aws.rds("us-east-1")
+        .create_global_cluster()
+        .global_cluster_identifier(&global)
+        .engine("aurora-postgresql")
+        .engine_version("15.4")
+        .send()
+        .await
+        .expect("create global cluster");
+    aws.rds("us-east-1")
+        .create_db_cluster()
+        .db_cluster_identifier(&east)
+        .engine("aurora-postgresql")
+        .engine_version("15.4")
+        .global_cluster_identifier(&global)
+        .master_username("lifeboat")
+        .master_user_password("not-a-secret-moto-only")
+        .send()
+        .await
+        .expect("create the writer cluster");
+    aws.rds("us-west-2")
+        .create_db_cluster()
+        .db_cluster_identifier(&west)
+        .engine("aurora-postgresql")
+        .engine_version("15.4")
+        .global_cluster_identifier(&global)
+        .send()
+        .await
+        .expect("create the secondary cluster");
+    let c = ctx(Duration::from_secs(5), Some(aws));
+    let ep = |cluster: &str, aws_region: &str| {
+        Endpoint::AuroraCluster(lifeboat::core::model::AuroraEndpoint {
+            cluster_id: cluster.into(),
+            global_cluster_id: global.clone(),
+            aws_region: aws_region.into(),
+        })
+    };
+    let w = round(ProbeCheck::Rds, Some(ep(&east, "us-east-1")), &c).await;
+    assert_eq!(ok(&w).role, Some(Role::Primary));
+    assert_eq!(w.detail, Some(format!("available, writer of {global}")));
+    let s = round(ProbeCheck::Rds, Some(ep(&west, "us-west-2")), &c).await;
+    assert_eq!(ok(&s).role, Some(Role::Standby));
+    assert!(
+        s.detail
+            .as_deref()
+            .is_some_and(|d| d.starts_with(&format!("available, secondary of {global}"))),
+        "{s:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_ecs_service_is_judged_by_its_running_count() {
+    let moto = support::moto();
+    let aws = AwsClients::for_emulator(&moto.url());
+    let ecs = aws.ecs(REGION);
+    let cluster = support::unique("workers");
+    ecs.create_cluster()
+        .cluster_name(&cluster)
+        .send()
+        .await
+        .expect("cluster");
+    let container = aws_sdk_ecs::types::ContainerDefinition::builder()
+        .name("worker")
+        .image("busybox")
+        .memory(64)
+        .build();
+    ecs.register_task_definition()
+        .family(&cluster)
+        .container_definitions(container)
+        .send()
+        .await
+        .expect("task definition");
+    ecs.create_service()
+        .cluster(&cluster)
+        .service_name("worker")
+        .task_definition(&cluster)
+        .desired_count(2)
+        .send()
+        .await
+        .expect("service");
+    let c = ctx(Duration::from_secs(5), Some(aws));
+    let ep = |service: &str| Endpoint::Ecs {
+        cluster: cluster.clone(),
+        service: service.into(),
+        aws_region: REGION.into(),
+    };
+    // moto starts no tasks, so a service it reports always runs 0 of its desired count:
+    // the unhealthy side of the check, which is the one that matters.
+    let idle = round(heartbeat(None, None, Some(1)), Some(ep("worker")), &c).await;
+    assert!(
+        failed(&idle).contains("running 0, fewer than 1 (desired 2)"),
+        "{idle:?}"
+    );
+    let missing = round(heartbeat(None, None, Some(1)), Some(ep("nope")), &c).await;
+    assert!(
+        failed(&missing).contains("no such ECS service (MISSING)"),
+        "{missing:?}"
+    );
+}
