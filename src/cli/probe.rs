@@ -91,6 +91,14 @@ pub fn run(args: Args, color: ColorChoice) -> anyhow::Result<ExitCode> {
         };
         let ctx = Context::new(aws, policy.detection.timeout, policy.detection.interval);
         let probes = probe::build_all(&policy, &ctx, region.as_ref())?;
+        if probes.is_empty() {
+            bail!(
+                "nothing to probe: no probe of the policy checks {}",
+                region
+                    .as_ref()
+                    .map_or("any region".to_string(), |r| r.to_string())
+            );
+        }
         if args.watch {
             watch(&policy, probes, &view).await
         } else {
