@@ -20,8 +20,8 @@ primary = "us-east-1"
 secondaries = ["us-west-2"]
 
 [detection]
-interval = "1s"
-timeout = "500ms"
+interval = "5s"
+timeout = "2s"
 failure_threshold = 3
 mode = "manual"
 

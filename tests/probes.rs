@@ -123,7 +123,8 @@ async fn postgres_reports_roles_and_lag_and_a_stopped_primary_fails_clearly_with
     let started = Instant::now();
     let down = probe_primary().await;
     let reason = failed(&down);
-    assert!(started.elapsed() < timeout + Duration::from_millis(500));
+    // The margin absorbs a loaded machine; a hang would blow through it by far.
+    assert!(started.elapsed() < timeout + Duration::from_secs(1));
     let who = format!("postgres lifeboat@127.0.0.1:{}/orders", primary.port);
     assert!(
         reason.starts_with(&format!("{who}: could not connect")),
@@ -167,7 +168,7 @@ async fn a_server_that_accepts_but_never_answers_times_out_instead_of_hanging() 
     )
     .await;
     let reason = failed(&obs);
-    assert!(started.elapsed() < Duration::from_millis(900));
+    assert!(started.elapsed() < Duration::from_millis(1500));
     assert!(reason.contains(&format!("127.0.0.1:{port}")), "{reason}");
     assert!(reason.contains("500ms"), "{reason}");
 }
@@ -268,9 +269,11 @@ async fn http_judges_status_body_json_field_and_latency_and_times_out_a_hang() {
 
     faults.set_mode(Mode::Slow);
     faults.set_delay(Duration::from_millis(300));
-    let slow = round(status_ok(), Some(ep.clone()), &c).await;
+    // A roomy timeout, so only the latency budget can fail this round.
+    let roomy = ctx(Duration::from_secs(3), None);
+    let slow = round(status_ok(), Some(ep.clone()), &roomy).await;
     assert!(
-        failed(&slow).contains("HTTP 200, but slower than the 200ms latency budget (after 3"),
+        failed(&slow).contains("HTTP 200, but slower than the 200ms latency budget (after "),
         "{slow:?}"
     );
 
@@ -285,7 +288,7 @@ async fn http_judges_status_body_json_field_and_latency_and_times_out_a_hang() {
     let started = Instant::now();
     let hang = round(status_ok(), Some(ep.clone()), &c).await;
     assert_eq!(failed(&hang), format!("GET {url}: timed out after 500ms"));
-    assert!(started.elapsed() < timeout + Duration::from_millis(300));
+    assert!(started.elapsed() < timeout + Duration::from_secs(1));
 
     task.abort();
     let refused = round(
@@ -348,7 +351,7 @@ async fn commands_pass_on_exit_zero_fail_otherwise_and_are_killed_at_the_timeout
     let started = Instant::now();
     let hung = round(command(&["sh", "-c", &script]), None, &c).await;
     assert!(failed(&hung).ends_with("timed out after 500ms"), "{hung:?}");
-    assert!(started.elapsed() < Duration::from_millis(800));
+    assert!(started.elapsed() < Duration::from_millis(1500));
     let pid = std::fs::read_to_string(&pidfile).expect("the script wrote its child's pid");
     let stat = format!("/proc/{}/stat", pid.trim());
     let deadline = Instant::now() + Duration::from_secs(2);
@@ -372,7 +375,7 @@ async fn an_http_heartbeat_fails_once_heartbeats_stop_for_longer_than_max_age() 
         url: format!("http://127.0.0.1:{port}/heartbeat"),
     };
     let c = ctx(Duration::from_millis(500), None);
-    let check = || heartbeat(Some(Duration::from_millis(400)), None, None);
+    let check = || heartbeat(Some(Duration::from_secs(1)), None, None);
     let beating = round(check(), Some(ep.clone()), &c).await;
     assert!(
         ok(&beating)
@@ -383,12 +386,9 @@ async fn an_http_heartbeat_fails_once_heartbeats_stop_for_longer_than_max_age() 
 
     faults.set_heartbeats(false);
     ok(&round(check(), Some(ep.clone()), &c).await);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let stale = round(check(), Some(ep), &c).await;
-    assert!(
-        failed(&stale).contains("ago, older than 400ms"),
-        "{stale:?}"
-    );
+    assert!(failed(&stale).contains("ago, older than 1s"), "{stale:?}");
     task.abort();
 }
 
