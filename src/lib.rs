@@ -8,5 +8,6 @@ pub mod clients;
 pub mod core;
 pub mod journal;
 pub mod policy;
+pub mod probe;
 pub mod runbook;
 pub mod sandbox;

@@ -5,6 +5,7 @@ mod approve;
 mod history;
 mod journal_args;
 mod plan;
+mod probe;
 mod sandbox;
 mod show;
 mod validate;
@@ -47,7 +48,10 @@ Examples:
 
   Let a paused run go on, or end it:
     lifeboat approve fo-20261123-153012-7f3a --policy policies/sandbox.toml
-    lifeboat abort fo-20261123-153012-7f3a --reason \"drill over\" --policy policies/sandbox.toml";
+    lifeboat abort fo-20261123-153012-7f3a --reason \"drill over\" --policy policies/sandbox.toml
+
+  Probe every region once, or keep watching:
+    lifeboat probe --policy policies/sandbox.toml [--watch]";
 
 #[derive(Parser, Debug)]
 #[command(name = "lifeboat", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
@@ -86,6 +90,8 @@ pub enum Command {
     Approve(approve::ApproveArgs),
     /// End an unfinished run and record why (nothing is undone)
     Abort(approve::AbortArgs),
+    /// Run the policy's probes once (or continuously with --watch) and show each region's health
+    Probe(probe::Args),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -120,6 +126,7 @@ pub fn main() -> ExitCode {
         Command::Show(args) => show::run(args, &cli.state_dir),
         Command::Approve(args) => approve::approve(args, &cli.state_dir),
         Command::Abort(args) => approve::abort(args, &cli.state_dir),
+        Command::Probe(args) => probe::run(args, cli.color),
     };
     match result {
         Ok(code) => code,

@@ -6,6 +6,7 @@
 //! tests drive every decision with scripted inputs and no waiting.
 
 pub mod controller;
+pub mod health;
 pub mod iam;
 pub mod ids;
 pub mod model;

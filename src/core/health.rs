@@ -1,0 +1,464 @@
+//! Health counting: probe observations in, per-probe streaks and a verdict per region out.
+//!
+//! Pure: the caller passes every observation with its timestamp, and this module never
+//! reads a clock. A "round" is one observation of one probe in one region; probes run on
+//! their own schedules, so rounds of different probes are not aligned and nothing here
+//! assumes they are.
+//!
+//! A region's verdict comes from its *critical* probes only. Advisory probes are tracked
+//! (the CLI shows them) but can never take a region down. When every serving region would
+//! be down at once, the likelier story is that the controller itself is cut off, so all
+//! of them read `ObserverIsolated` instead (safety invariant 5).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::model::{Policy, RegionName};
+use super::time::{Ts, fmt_duration};
+
+mod observation;
+#[cfg(test)]
+mod tests;
+
+pub use observation::{Lag, Observation, Outcome, Role};
+
+/// A region's health, from its critical probes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum Verdict {
+    /// No critical probe of the region has reported yet. Not the same as healthy: a
+    /// region nobody has looked at is not a failover destination.
+    Unknown,
+    /// Every critical probe's latest round passed (and, after an outage, enough in a row).
+    Healthy,
+    /// Some critical probe is failing, fewer than `failure_threshold` rounds in a row;
+    /// `failures` is the longest such streak.
+    Suspect { failures: u32 },
+    /// A critical probe failed `failure_threshold` rounds in a row, at `since` (the
+    /// round that reached the threshold), and the region has not recovered since.
+    Down { since: Ts },
+    /// Was down; every critical probe passes again, the slowest of them `successes`
+    /// rounds in a row, fewer than `recovery_threshold`.
+    Recovering { successes: u32 },
+    /// Every serving region would be down at once, since `since` (when the last of them
+    /// went down). The controller's own network is the likelier cause; this is never
+    /// read as several outages.
+    ObserverIsolated { since: Ts },
+}
+
+impl Verdict {
+    pub fn is_healthy(self) -> bool {
+        self == Verdict::Healthy
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Verdict::Unknown => f.write_str("unknown (no critical probe has reported)"),
+            Verdict::Healthy => f.write_str("healthy"),
+            Verdict::Suspect { failures } => write!(f, "suspect ({failures} failed in a row)"),
+            Verdict::Down { since } => write!(f, "down since {since}"),
+            Verdict::Recovering { successes } => {
+                write!(f, "recovering ({successes} passed in a row)")
+            }
+            Verdict::ObserverIsolated { since } => write!(
+                f,
+                "observer isolated since {since} (every region fails; this controller is probably cut off)"
+            ),
+        }
+    }
+}
+
+/// The policy's counting rules.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Thresholds {
+    /// Consecutive failed rounds of one critical probe that take its region down.
+    pub failure: u32,
+    /// Consecutive passed rounds of every critical probe that bring a down region back.
+    pub recovery: u32,
+}
+
+/// One critical probe's current streaks, as the verdict needs them.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Streak {
+    pub failures: u32,
+    pub successes: u32,
+}
+
+/// The verdict of one region, and when it went down (the latch the next call needs).
+///
+/// `streaks` are the region's critical probes that have reported at least once;
+/// `down_since` is what the previous call returned; `at` is the time of the observation
+/// being applied. Once down, a region stays down (with its original `since`) until every
+/// critical probe has passed `recovery` rounds in a row: a single success in the middle
+/// of an outage does not end it.
+pub fn assess(
+    streaks: &[Streak],
+    down_since: Option<Ts>,
+    th: Thresholds,
+    at: Ts,
+) -> (Option<Ts>, Verdict) {
+    if streaks.is_empty() {
+        return (down_since, Verdict::Unknown);
+    }
+    let worst = streaks.iter().map(|s| s.failures).max().unwrap_or(0);
+    let slowest = streaks.iter().map(|s| s.successes).min().unwrap_or(0);
+    let down_since = match down_since {
+        None if worst >= th.failure => Some(at),
+        Some(_) if worst == 0 && slowest >= th.recovery => None,
+        other => other,
+    };
+    let verdict = match down_since {
+        Some(since) if worst > 0 => Verdict::Down { since },
+        Some(_) => Verdict::Recovering { successes: slowest },
+        None if worst > 0 => Verdict::Suspect { failures: worst },
+        None => Verdict::Healthy,
+    };
+    (down_since, verdict)
+}
+
+/// Replaces `Down` with `ObserverIsolated` when every serving region is down at once.
+///
+/// `verdicts` are the serving regions' own verdicts. With fewer than two serving regions
+/// there is nothing to compare, and nothing changes.
+pub fn isolate(verdicts: &[Verdict]) -> Vec<Verdict> {
+    let downs: Option<Vec<Ts>> = verdicts
+        .iter()
+        .map(|v| match v {
+            Verdict::Down { since } => Some(*since),
+            _ => None,
+        })
+        .collect();
+    match downs {
+        Some(d) if d.len() >= 2 => {
+            let since = d.iter().copied().max().unwrap_or_default();
+            vec![Verdict::ObserverIsolated { since }; d.len()]
+        }
+        _ => verdicts.to_vec(),
+    }
+}
+
+/// The last failed round of a probe.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct LastFailure {
+    pub at: Ts,
+    pub reason: String,
+}
+
+/// What the tracker knows about one probe in one region.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub struct ProbeState {
+    pub probe: String,
+    pub region: RegionName,
+    pub critical: bool,
+    pub consecutive_failures: u32,
+    pub consecutive_successes: u32,
+    pub last_success: Option<Ts>,
+    pub last_failure: Option<LastFailure>,
+    /// The newest observation (role, lag, latency, detail).
+    pub latest: Observation,
+}
+
+/// A region's verdict changed because of an observation.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct VerdictChange {
+    pub region: RegionName,
+    pub from: Verdict,
+    pub to: Verdict,
+    pub at: Ts,
+}
+
+/// The newest lag a region's probes reported.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub struct LagReading {
+    pub probe: String,
+    pub at: Ts,
+    pub lag: Lag,
+}
+
+/// The newest role a region's probes reported.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct RoleReading {
+    pub probe: String,
+    pub at: Ts,
+    pub role: Role,
+}
+
+/// One serving region in a snapshot.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct RegionHealth {
+    pub region: RegionName,
+    #[serde(flatten)]
+    pub verdict: Verdict,
+    pub healthy_since: Option<Ts>,
+}
+
+/// Everything the tracker knows, for `--json`, the status API and the journal.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub regions: Vec<RegionHealth>,
+    pub probes: Vec<ProbeState>,
+}
+
+/// What the tracker remembers about a serving region between observations.
+#[derive(Clone, Copy, Debug)]
+struct RegionLatch {
+    /// The region's own verdict, before the isolation rule looks at all of them.
+    own: Verdict,
+    down_since: Option<Ts>,
+    healthy_since: Option<Ts>,
+}
+
+impl Default for RegionLatch {
+    fn default() -> Self {
+        RegionLatch {
+            own: Verdict::Unknown,
+            down_since: None,
+            healthy_since: None,
+        }
+    }
+}
+
+/// Consumes observations and keeps, per (probe, region), the streaks and the last success
+/// and failure, and per serving region a verdict.
+#[derive(Clone, Debug)]
+pub struct HealthTracker {
+    th: Thresholds,
+    /// Primary first, then the secondaries: the regions that get a verdict.
+    serving: Vec<RegionName>,
+    /// Probe name → critical. A probe not listed is tracked as advisory.
+    critical: BTreeMap<String, bool>,
+    probes: BTreeMap<(String, RegionName), ProbeState>,
+    latches: BTreeMap<RegionName, RegionLatch>,
+}
+
+impl HealthTracker {
+    /// `serving`: the regions that get a verdict; `probes`: every probe's name and
+    /// whether it is critical.
+    pub fn new(
+        th: Thresholds,
+        serving: Vec<RegionName>,
+        probes: impl IntoIterator<Item = (String, bool)>,
+    ) -> HealthTracker {
+        HealthTracker {
+            th,
+            latches: serving
+                .iter()
+                .map(|r| (r.clone(), RegionLatch::default()))
+                .collect(),
+            serving,
+            critical: probes.into_iter().collect(),
+            probes: BTreeMap::new(),
+        }
+    }
+
+    pub fn for_policy(policy: &Policy) -> HealthTracker {
+        HealthTracker::new(
+            Thresholds {
+                failure: policy.detection.failure_threshold,
+                recovery: policy.detection.recovery_threshold,
+            },
+            policy.regions.serving().cloned().collect(),
+            policy.probes.iter().map(|p| (p.name.clone(), p.critical)),
+        )
+    }
+
+    /// Applies one observation and returns the regions whose verdict it changed.
+    ///
+    /// An observation older than the newest one already applied for the same probe and
+    /// region is stale (a late result) and is ignored.
+    pub fn observe(&mut self, obs: Observation) -> Vec<VerdictChange> {
+        let key = (obs.probe.clone(), obs.region.clone());
+        if self.probes.get(&key).is_some_and(|p| p.latest.at > obs.at) {
+            return Vec::new();
+        }
+        let before = self.verdicts();
+        let at = obs.at;
+        let critical = self.critical.get(&obs.probe).copied().unwrap_or(false);
+        let state = self.probes.entry(key).or_insert_with(|| ProbeState {
+            probe: obs.probe.clone(),
+            region: obs.region.clone(),
+            critical,
+            consecutive_failures: 0,
+            consecutive_successes: 0,
+            last_success: None,
+            last_failure: None,
+            latest: obs.clone(),
+        });
+        match &obs.outcome {
+            Outcome::Ok => {
+                state.consecutive_successes = state.consecutive_successes.saturating_add(1);
+                state.consecutive_failures = 0;
+                state.last_success = Some(at);
+            }
+            Outcome::Failed { reason } => {
+                state.consecutive_failures = state.consecutive_failures.saturating_add(1);
+                state.consecutive_successes = 0;
+                state.last_failure = Some(LastFailure {
+                    at,
+                    reason: reason.clone(),
+                });
+            }
+        }
+        state.latest = obs.clone();
+
+        if let Some(latch) = self.latches.get(&obs.region).copied() {
+            let streaks = self.streaks(&obs.region);
+            let (down_since, own) = assess(&streaks, latch.down_since, self.th, at);
+            self.latches.insert(
+                obs.region.clone(),
+                RegionLatch {
+                    own,
+                    down_since,
+                    ..latch
+                },
+            );
+        }
+        let after = self.verdicts();
+        let mut changes = Vec::new();
+        for ((region, from), (_, to)) in before.into_iter().zip(after) {
+            // "Continuously healthy" restarts whenever the region is anything else.
+            if let Some(latch) = self.latches.get_mut(&region) {
+                latch.healthy_since = match (to, latch.healthy_since) {
+                    (Verdict::Healthy, Some(t)) => Some(t),
+                    (Verdict::Healthy, None) => Some(at),
+                    _ => None,
+                };
+            }
+            if from != to {
+                changes.push(VerdictChange {
+                    region,
+                    from,
+                    to,
+                    at,
+                });
+            }
+        }
+        changes
+    }
+
+    /// The critical probes of `region` that have reported, as streaks.
+    fn streaks(&self, region: &RegionName) -> Vec<Streak> {
+        self.probes
+            .values()
+            .filter(|p| p.critical && p.region == *region)
+            .map(|p| Streak {
+                failures: p.consecutive_failures,
+                successes: p.consecutive_successes,
+            })
+            .collect()
+    }
+
+    /// Every serving region's verdict, primary first.
+    pub fn verdicts(&self) -> Vec<(RegionName, Verdict)> {
+        let own: Vec<Verdict> = self
+            .serving
+            .iter()
+            .map(|r| {
+                self.latches
+                    .get(r)
+                    .map(|l| l.own)
+                    .unwrap_or(Verdict::Unknown)
+            })
+            .collect();
+        self.serving.iter().cloned().zip(isolate(&own)).collect()
+    }
+
+    /// The verdict of one region; `Unknown` for a region that is not serving.
+    pub fn verdict(&self, region: &RegionName) -> Verdict {
+        self.verdicts()
+            .into_iter()
+            .find(|(r, _)| r == region)
+            .map(|(_, v)| v)
+            .unwrap_or(Verdict::Unknown)
+    }
+
+    /// Since when `region` has been continuously `Healthy` (`None`: it is not healthy).
+    pub fn healthy_since(&self, region: &RegionName) -> Option<Ts> {
+        self.latches.get(region).and_then(|l| l.healthy_since)
+    }
+
+    /// How long `region` has been continuously healthy at `now`; zero when it is not.
+    pub fn healthy_for(&self, region: &RegionName, now: Ts) -> Duration {
+        self.healthy_since(region)
+            .map(|t| now.since(t))
+            .unwrap_or(Duration::ZERO)
+    }
+
+    pub fn probe(&self, probe: &str, region: &RegionName) -> Option<&ProbeState> {
+        self.probes.get(&(probe.to_string(), region.clone()))
+    }
+
+    /// The newest observation of `probe` in `region`.
+    pub fn latest(&self, probe: &str, region: &RegionName) -> Option<&Observation> {
+        self.probe(probe, region).map(|p| &p.latest)
+    }
+
+    /// Every tracked (probe, region), ordered by probe then region.
+    pub fn probes(&self) -> impl Iterator<Item = &ProbeState> {
+        self.probes.values()
+    }
+
+    /// The worst replica lag among the newest observations of `region`'s probes (largest
+    /// seconds, then bytes): the figure the RPO guardrail compares with its budget.
+    pub fn replica_lag(&self, region: &RegionName) -> Option<LagReading> {
+        self.probes
+            .values()
+            .filter(|p| p.region == *region)
+            .filter_map(|p| {
+                p.latest.lag.map(|lag| LagReading {
+                    probe: p.probe.clone(),
+                    at: p.latest.at,
+                    lag,
+                })
+            })
+            .max_by(|a, b| {
+                let key = |l: &Lag| (l.seconds.unwrap_or(0.0), l.bytes.unwrap_or(0));
+                let (ka, kb) = (key(&a.lag), key(&b.lag));
+                ka.0.total_cmp(&kb.0).then(ka.1.cmp(&kb.1))
+            })
+    }
+
+    /// The newest role any of `region`'s probes reported.
+    pub fn role(&self, region: &RegionName) -> Option<RoleReading> {
+        self.probes
+            .values()
+            .filter(|p| p.region == *region)
+            .filter_map(|p| {
+                p.latest.role.map(|role| RoleReading {
+                    probe: p.probe.clone(),
+                    at: p.latest.at,
+                    role,
+                })
+            })
+            .max_by_key(|r| r.at)
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            regions: self
+                .verdicts()
+                .into_iter()
+                .map(|(region, verdict)| RegionHealth {
+                    healthy_since: self.healthy_since(&region),
+                    region,
+                    verdict,
+                })
+                .collect(),
+            probes: self.probes.values().cloned().collect(),
+        }
+    }
+
+    pub fn thresholds(&self) -> Thresholds {
+        self.th
+    }
+}
+
+/// A sentence about how long ago something was, for operators: "12s ago".
+pub fn ago(then: Ts, now: Ts) -> String {
+    format!("{} ago", fmt_duration(now.since(then)))
+}

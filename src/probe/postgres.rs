@@ -1,0 +1,106 @@
+//! `postgres` probes: connect, run one query, and report the role and, on a standby,
+//! the replica lag the RPO guardrail reads.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{Facts, Failure, Probe};
+use crate::clients::pg::{self, PgError};
+use crate::core::health::{Lag, Role};
+use crate::core::model::PostgresEndpoint;
+
+/// One round trip that proves the server answers queries (`SELECT 1` plus what it
+/// knows about replication).
+///
+/// Lag is measured on the standby against the WAL it has received:
+/// - bytes: received but not yet replayed;
+/// - seconds: while replay is behind, the age of the last replayed transaction; when
+///   everything received is replayed, zero. The age alone would be wrong on an idle
+///   primary: with no new transactions it grows forever although nothing is missing.
+///   The age is an upper bound on how far replay is behind while it is behind.
+/// - streaming: whether a WAL receiver process is running. When the standby loses its
+///   primary, the received position stops advancing, replay catches up, and both
+///   figures fall to zero although the standby may lack the primary's last writes;
+///   `streaming = false` is what tells that case apart. (Unprivileged roles see only the
+///   receiver's pid in `pg_stat_wal_receiver`, which is all this needs.)
+const QUERY: &str = "\
+SELECT 1::int4 AS alive,
+       pg_is_in_recovery() AS standby,
+       CASE WHEN pg_is_in_recovery()
+            THEN pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::float8
+       END AS lag_bytes,
+       CASE WHEN NOT pg_is_in_recovery() THEN NULL
+            WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0::float8
+            ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8
+       END AS lag_seconds,
+       EXISTS (SELECT 1 FROM pg_stat_wal_receiver) AS streaming";
+
+pub struct PostgresProbe {
+    endpoint: PostgresEndpoint,
+    /// The connect timeout; the whole round is also bounded by the caller.
+    timeout: Duration,
+}
+
+impl PostgresProbe {
+    pub fn new(endpoint: PostgresEndpoint, timeout: Duration) -> PostgresProbe {
+        PostgresProbe { endpoint, timeout }
+    }
+}
+
+#[async_trait]
+impl Probe for PostgresProbe {
+    fn endpoint(&self) -> String {
+        format!("postgres {}", self.endpoint)
+    }
+
+    async fn check(&self) -> Result<Facts, Failure> {
+        // A fresh connection every round: a pooled one would hide a server that no
+        // longer accepts connections (max_connections reached, pg_hba changed).
+        let client = pg::connect(&self.endpoint, self.timeout)
+            .await
+            .map_err(|e| Failure::new(connect_reason(e)))?;
+        let row = client
+            .query_one(QUERY, &[])
+            .await
+            .map_err(|e| Failure::new(format!("query failed: {}", pg::describe(&e))))?;
+        let standby: bool = row.get("standby");
+        if !standby {
+            return Ok(Facts {
+                role: Some(Role::Primary),
+                lag: None,
+                detail: Some("primary".to_string()),
+            });
+        }
+        let bytes: Option<f64> = row.get("lag_bytes");
+        let seconds: Option<f64> = row.get("lag_seconds");
+        let streaming: bool = row.get("streaming");
+        let lag = Lag {
+            // LSN differences are whole bytes; the float cast only carries them.
+            bytes: bytes.map(|b| b.max(0.0) as u64),
+            seconds: seconds.map(|s| s.max(0.0)),
+            streaming: Some(streaming),
+        };
+        let detail = if streaming {
+            format!("standby, lag {lag}")
+        } else {
+            format!("standby, lag {lag} (so it covers only WAL already received)")
+        };
+        Ok(Facts {
+            role: Some(Role::Standby),
+            lag: Some(lag),
+            detail: Some(detail),
+        })
+    }
+}
+
+/// The connection error without the endpoint, which the probe's reason already names.
+fn connect_reason(e: PgError) -> String {
+    match e {
+        PgError::Secret { source, .. } => format!("password: {source}"),
+        PgError::Timeout { timeout, .. } => {
+            format!("no connection within {}ms", timeout.as_millis())
+        }
+        PgError::Connect { reason, .. } => format!("could not connect: {reason}"),
+    }
+}
