@@ -1,6 +1,6 @@
 //! The guardrails: which region a failover may go to, and what stops an automatic one.
 
-use super::{RegionName, Snapshot, State, Verdict};
+use super::{HealthSummary, RegionName, State, Verdict};
 use crate::core::model::{Mode, Policy};
 use crate::core::reason::Reason;
 use crate::core::time::Ts;
@@ -10,7 +10,7 @@ use crate::core::time::Ts;
 pub(super) fn automatic_failover(
     policy: &Policy,
     s: &State,
-    snap: &Snapshot,
+    snap: &HealthSummary,
     now: Ts,
 ) -> Result<RegionName, Reason> {
     let g = &policy.guardrails;
@@ -68,7 +68,7 @@ pub(super) fn automatic_failover(
 pub(super) fn pick_target(
     policy: &Policy,
     s: &State,
-    snap: &Snapshot,
+    snap: &HealthSummary,
     wanted: Option<&RegionName>,
 ) -> Result<RegionName, Reason> {
     let candidates: Vec<RegionName> = match wanted {
@@ -103,7 +103,7 @@ pub(super) fn pick_target(
 /// accepted the loss.
 pub(super) fn rpo_gate(
     policy: &Policy,
-    snap: &Snapshot,
+    snap: &HealthSummary,
     to: &RegionName,
     allow_data_loss: bool,
 ) -> Result<(), Reason> {
@@ -119,7 +119,7 @@ pub(super) fn rpo_gate(
 }
 
 /// Failback's preconditions: the primary healthy for the sustained window, its data in sync.
-pub(super) fn failback_ready(policy: &Policy, snap: &Snapshot, now: Ts) -> Result<(), Reason> {
+pub(super) fn failback_ready(policy: &Policy, snap: &HealthSummary, now: Ts) -> Result<(), Reason> {
     let primary = &policy.regions.primary;
     let needed = policy.guardrails.failback_healthy_for;
     let h = snap.get(primary);

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::core::health::Verdict;
 use crate::core::ids::{Epoch, RunId};
 use crate::core::model::{Direction, RegionName};
 use crate::core::reason::Reason;
@@ -24,37 +25,24 @@ pub struct RegionHealth {
     pub in_sync: Option<bool>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "verdict")]
-pub enum Verdict {
-    Healthy,
-    Suspect {
-        failures: u32,
-    },
-    Down {
-        since: Ts,
-        failures: u32,
-    },
-    Recovering {
-        successes: u32,
-    },
-    /// Not probed yet.
-    Unknown,
-}
-
-/// One evaluation of every region.
+/// One evaluation of every region, summarised from the health tracker.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Snapshot {
+pub struct HealthSummary {
     pub regions: Vec<RegionHealth>,
-    /// Every serving region failed at once: the controller's own network is suspect.
-    pub isolated: bool,
     /// Observers (this one included) that see the serving region down.
     pub votes: u32,
 }
 
-impl Snapshot {
+impl HealthSummary {
     pub fn get(&self, r: &RegionName) -> Option<&RegionHealth> {
         self.regions.iter().find(|h| h.region == *r)
+    }
+
+    /// Every serving region failed at once: the controller's own network is suspect.
+    pub fn isolated(&self) -> bool {
+        self.regions
+            .iter()
+            .any(|h| matches!(h.verdict, Verdict::ObserverIsolated { .. }))
     }
 }
 
@@ -104,7 +92,7 @@ pub enum OperatorCommand {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "input")]
 pub enum Input {
-    Health(Snapshot),
+    Health(HealthSummary),
     Tick(Clock),
     /// The journal accepted a run (also fed at startup for an unfinished run).
     RunStarted {

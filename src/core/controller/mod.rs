@@ -97,7 +97,7 @@ pub struct State {
     /// The newest decision, for `status`.
     pub last_decision: Option<Decision>,
     /// The newest health snapshot; operator commands are judged against it.
-    pub health: Option<Snapshot>,
+    pub health: Option<HealthSummary>,
 }
 
 impl State {
@@ -329,7 +329,7 @@ fn tick(policy: &Policy, s: &mut State, clock: Clock, now: Ts, out: &mut Vec<Com
     }
 }
 
-fn health(policy: &Policy, s: &mut State, snap: &Snapshot, now: Ts, out: &mut Vec<Command>) {
+fn health(policy: &Policy, s: &mut State, snap: &HealthSummary, now: Ts, out: &mut Vec<Command>) {
     s.health = Some(snap.clone());
     if s.phase.run_in_progress() {
         return;
@@ -339,7 +339,7 @@ fn health(policy: &Policy, s: &mut State, snap: &Snapshot, now: Ts, out: &mut Ve
     {
         return;
     }
-    if snap.isolated {
+    if snap.isolated() {
         block(s, out, now, Reason::ObserverIsolated);
         return;
     }
@@ -351,7 +351,11 @@ fn health(policy: &Policy, s: &mut State, snap: &Snapshot, now: Ts, out: &mut Ve
         return;
     }
     match active.verdict {
-        Verdict::Healthy | Verdict::Recovering { .. } | Verdict::Unknown => {
+        // Isolation was handled above; the arm keeps the match total.
+        Verdict::Healthy
+        | Verdict::Recovering { .. }
+        | Verdict::Unknown
+        | Verdict::ObserverIsolated { .. } => {
             if matches!(s.phase, Phase::Blocked { .. }) {
                 let reason = Reason::Recovered {
                     region: s.active.clone(),
@@ -380,11 +384,11 @@ fn health(policy: &Policy, s: &mut State, snap: &Snapshot, now: Ts, out: &mut Ve
                 s.phase = Phase::Suspect { failures, since };
             }
         }
-        Verdict::Down { since, failures } => {
+        Verdict::Down { since } => {
             let why = Reason::RegionDown {
                 region: s.active.clone(),
                 since,
-                failures,
+                failures: policy.detection.failure_threshold,
             };
             match automatic_failover(policy, s, snap, now) {
                 Ok(to) => {
@@ -459,7 +463,7 @@ pub(super) fn start(s: &mut State, out: &mut Vec<Command>, request: RunRequest, 
 fn on_secondary(
     policy: &Policy,
     s: &mut State,
-    snap: &Snapshot,
+    snap: &HealthSummary,
     active: &RegionHealth,
     now: Ts,
     out: &mut Vec<Command>,

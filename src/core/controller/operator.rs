@@ -1,7 +1,9 @@
 //! Operator commands: pause, resume, approve, and failover or failback by hand.
 
 use super::guard::{failback_ready, pick_target, rpo_gate};
-use super::{Command, OperatorCommand, Pause, Phase, RunRequest, Snapshot, State, record, start};
+use super::{
+    Command, HealthSummary, OperatorCommand, Pause, Phase, RunRequest, State, record, start,
+};
 use crate::core::model::{Direction, Policy, RegionName};
 use crate::core::reason::Reason;
 use crate::core::time::Ts;
@@ -135,7 +137,7 @@ pub(super) fn operator(
 fn manual_failover(
     policy: &Policy,
     s: &mut State,
-    snap: Option<&Snapshot>,
+    snap: Option<&HealthSummary>,
     to: Option<RegionName>,
     allow_data_loss: bool,
     why: Reason,

@@ -506,7 +506,7 @@ fn random_inputs_never_break_the_automatic_failover_guardrails() {
                 sim.trace
             );
             assert!(
-                !snap.isolated && snap.votes >= p.guardrails.quorum,
+                !snap.isolated() && snap.votes >= p.guardrails.quorum,
                 "{}",
                 sim.trace
             );

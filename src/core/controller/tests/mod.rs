@@ -78,12 +78,11 @@ impl Sim {
 
     /// `east=down west=ok eu=ok lag=2s isolated votes=1 synced healthy_since=T`
     pub(super) fn health(&mut self, t: u64, spec: &str) -> &mut Sim {
-        let mut snap = Snapshot {
+        let mut snap = HealthSummary {
             regions: vec![],
-            isolated: false,
             votes: 1,
         };
-        let (mut lag, mut synced, mut since) = (None, None, Some(Ts(0)));
+        let (mut lag, mut synced, mut since, mut isolated) = (None, None, Some(Ts(0)), false);
         for tok in spec.split_whitespace() {
             match tok.split_once('=') {
                 Some(("lag", v)) => {
@@ -98,7 +97,6 @@ impl Sim {
                         "ok" => Verdict::Healthy,
                         "down" => Verdict::Down {
                             since: Ts::from_secs(t),
-                            failures: 3,
                         },
                         "suspect" => Verdict::Suspect { failures: 1 },
                         "recovering" => Verdict::Recovering { successes: 1 },
@@ -115,9 +113,17 @@ impl Sim {
                         in_sync: None,
                     });
                 }
-                None if tok == "isolated" => snap.isolated = true,
+                None if tok == "isolated" => isolated = true,
                 None if tok == "synced" || tok == "unsynced" => synced = Some(tok == "synced"),
                 None => panic!("unknown token {tok}"),
+            }
+        }
+        if isolated {
+            // The tracker reports isolation on every serving region at once.
+            for h in &mut snap.regions {
+                h.verdict = Verdict::ObserverIsolated {
+                    since: Ts::from_secs(t),
+                };
             }
         }
         // Lag and sync describe the secondaries' replicas (failover) or the primary's
