@@ -13,6 +13,7 @@ pub mod model;
 pub mod plan;
 pub mod reason;
 pub mod step;
+pub mod summary;
 pub mod time;
 
 #[cfg(test)]
