@@ -37,11 +37,12 @@ impl LinkMemory {
     pub fn observe(&mut self, obs: &Observation) {
         let link = self.links.entry(obs.region.clone()).or_default();
         link.first_seen.get_or_insert(obs.at);
-        if let Some(lag) = obs.lag {
-            if obs.is_ok() && lag.streaming == Some(true) {
-                link.last_streaming_at = Some(obs.at);
-                link.lag_then = lag.duration().unwrap_or_default();
-            }
+        if let Some(lag) = obs.lag
+            && obs.is_ok()
+            && lag.streaming == Some(true)
+        {
+            link.last_streaming_at = Some(obs.at);
+            link.lag_then = lag.duration().unwrap_or_default();
         }
     }
 }
