@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod clients;
 pub mod core;
+pub mod daemon;
 pub mod journal;
 pub mod policy;
 pub mod probe;

@@ -16,6 +16,7 @@ mod read;
 mod records;
 mod runs;
 mod schema;
+mod service;
 mod sql;
 #[cfg(test)]
 mod tests;

@@ -2,7 +2,7 @@
 //! read from its row.
 
 use rusqlite::Row;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::core::ids::{Epoch, RunId};
 use crate::core::model::{Direction, RegionName};
@@ -11,7 +11,7 @@ use crate::core::step::{AttemptOutcome, ErrorClass, Phase, RunStatus, StepState}
 use crate::core::time::Ts;
 
 /// One run, without its steps.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
     pub run_id: RunId,
     pub service: String,
@@ -65,7 +65,7 @@ impl RunRecord {
 }
 
 /// One step of a run, with every attempt made at it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StepRecord {
     pub name: String,
     /// 1-based; steps of the same stage ran in parallel.
@@ -112,7 +112,7 @@ impl StepRecord {
 }
 
 /// One check call, apply attempt, verification or compensation.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AttemptRecord {
     pub step: String,
     pub phase: Phase,
@@ -151,7 +151,7 @@ impl AttemptRecord {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ApprovalRecord {
     pub step: String,
     pub approved_by: String,
@@ -171,7 +171,7 @@ impl ApprovalRecord {
 }
 
 /// One entry of the append-only audit trail.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AuditRecord {
     pub at: Ts,
     pub run_id: Option<RunId>,
@@ -197,7 +197,7 @@ impl AuditRecord {
 }
 
 /// Everything the journal knows about one run: what `lifeboat show` prints.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunDetail {
     pub run: RunRecord,
     pub plan: Plan,
@@ -208,7 +208,7 @@ pub struct RunDetail {
 }
 
 /// Which region serves a service, as far as completed runs know.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ServiceState {
     pub service: String,
     pub active_region: RegionName,

@@ -1,0 +1,101 @@
+//! Who acts on a journal: an exclusive lock held by the daemon or by a standalone CLI
+//! command, and a small file beside the journal where a running daemon says how to reach
+//! its API. The CLI reads that file to decide whether to talk to the daemon or to act
+//! itself.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::sandbox::process;
+
+/// Holds the journal's lock until dropped.
+#[derive(Debug)]
+pub struct ActorLock {
+    _file: File,
+    pub path: PathBuf,
+}
+
+/// The lock file of a journal: `<journal>.lock`.
+pub fn lock_path(journal: &Path) -> PathBuf {
+    append_ext(journal, "lock")
+}
+
+/// The discovery file of a journal: `<journal>.api`.
+pub fn api_path(journal: &Path) -> PathBuf {
+    append_ext(journal, "api")
+}
+
+/// The API token file of a journal, when the daemon made its own: `<journal>.token`.
+pub fn token_path(journal: &Path) -> PathBuf {
+    append_ext(journal, "token")
+}
+
+fn append_ext(p: &Path, ext: &str) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(".");
+    s.push(ext);
+    PathBuf::from(s)
+}
+
+/// Takes the exclusive lock of `journal`, or says who holds it.
+///
+/// Guarantees: while the returned value lives, no other lifeboat process on this host
+/// acts on the same journal (daemon or standalone command).
+/// Errors: another process holds it (its pid when known), or the lock file cannot be made.
+pub fn lock(journal: &Path, who: &str) -> anyhow::Result<ActorLock> {
+    let path = lock_path(journal);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("open the lock file {}", path.display()))?;
+    if rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+        let holder = std::fs::read_to_string(&path).unwrap_or_default();
+        anyhow::bail!(
+            "another lifeboat process is acting on this service ({}): only one may at a time; talk to it (lifeboat status), or wait for it to finish",
+            if holder.trim().is_empty() {
+                "unknown process".to_string()
+            } else {
+                holder.trim().to_string()
+            }
+        );
+    }
+    file.set_len(0)?;
+    writeln!(file, "{who}, pid {}", std::process::id())?;
+    Ok(ActorLock { _file: file, path })
+}
+
+/// What a running daemon publishes about itself.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Published {
+    pub url: String,
+    pub pid: u32,
+    /// Where the API token is, when the daemon generated it (readable by its user only).
+    pub token_file: Option<PathBuf>,
+}
+
+pub fn publish(journal: &Path, info: &Published) -> anyhow::Result<()> {
+    let path = api_path(journal);
+    std::fs::write(&path, serde_json::to_string_pretty(info)?)
+        .with_context(|| format!("write {}", path.display()))
+}
+
+pub fn unpublish(journal: &Path) {
+    let _ = std::fs::remove_file(api_path(journal));
+}
+
+/// The daemon acting on `journal`, if one is alive.
+pub fn find(journal: &Path) -> Option<Published> {
+    let text = std::fs::read_to_string(api_path(journal)).ok()?;
+    let info: Published = serde_json::from_str(&text).ok()?;
+    process::alive(info.pid).then_some(info)
+}
