@@ -2,12 +2,17 @@
 //! stdout (or stderr for progress); `--json` prints one JSON document for scripts.
 
 mod approve;
+mod client;
+mod control;
 mod history;
 mod journal_args;
 mod plan;
 mod probe;
+mod progress;
+mod run;
 mod sandbox;
 mod show;
+mod status_text;
 mod validate;
 
 use std::io::IsTerminal;
@@ -18,6 +23,46 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 pub use history::render_history;
 pub use plan::render_plan;
+
+/// Builds the step adapters a run executes, for a policy.
+pub type FactoryFn = dyn Fn(
+    std::sync::Arc<crate::core::model::Policy>,
+    Option<crate::clients::aws::AwsClients>,
+) -> std::sync::Arc<dyn crate::runbook::StepFactory>;
+
+fn step_factory(
+    policy: std::sync::Arc<crate::core::model::Policy>,
+    aws: Option<crate::clients::aws::AwsClients>,
+) -> std::sync::Arc<dyn crate::runbook::StepFactory> {
+    pending_actions::factory(policy, aws)
+}
+
+/// Until the step adapters land (issue 5): every step refuses, clearly.
+mod pending_actions {
+    use std::sync::Arc;
+
+    use crate::core::plan::{Plan, PlannedStep};
+    use crate::runbook::{Step, StepError, StepFactory};
+
+    struct Pending;
+
+    impl StepFactory for Pending {
+        fn build(&self, _: &Plan, step: &PlannedStep) -> Result<Arc<dyn Step>, StepError> {
+            Err(StepError::fatal(format!(
+                "step `{}`: this build has no adapter for `{}` steps",
+                step.name,
+                step.action.kind()
+            )))
+        }
+    }
+
+    pub fn factory(
+        _: Arc<crate::core::model::Policy>,
+        _: Option<crate::clients::aws::AwsClients>,
+    ) -> Arc<dyn StepFactory> {
+        Arc::new(Pending)
+    }
+}
 pub use show::render_run;
 
 const ABOUT: &str =
@@ -92,6 +137,18 @@ pub enum Command {
     Abort(approve::AbortArgs),
     /// Run the policy's probes once (or continuously with --watch) and show each region's health
     Probe(probe::Args),
+    /// Run the controller: probe, decide and act, with an HTTP API on loopback
+    Run(run::Args),
+    /// The controller's state and why, each region's and probe's health, the runs
+    Status(control::StatusArgs),
+    /// Move the service to a secondary region now (asks for confirmation)
+    Failover(control::FailoverArgs),
+    /// Return the service to its primary region, verified and without data loss
+    Failback(control::FailbackArgs),
+    /// Stop automatic decisions (probing and reporting go on)
+    Pause(control::PauseArgs),
+    /// Let the controller decide again after a pause or a failed run
+    Resume(control::ResumeArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -124,9 +181,15 @@ pub fn main() -> ExitCode {
         Command::Sandbox(args) => sandbox::run(args, cli.color),
         Command::History(args) => history::run(args, &cli.state_dir),
         Command::Show(args) => show::run(args, &cli.state_dir),
-        Command::Approve(args) => approve::approve(args, &cli.state_dir),
+        Command::Approve(args) => approve::approve(args, &cli.state_dir, &step_factory),
         Command::Abort(args) => approve::abort(args, &cli.state_dir),
         Command::Probe(args) => probe::run(args, cli.color),
+        Command::Run(args) => run::run(args, &cli.state_dir, &step_factory),
+        Command::Status(args) => control::status(args, &cli.state_dir, cli.color),
+        Command::Failover(args) => control::failover(args, &cli.state_dir, &step_factory),
+        Command::Failback(args) => control::failback(args, &cli.state_dir, &step_factory),
+        Command::Pause(args) => control::pause(args, &cli.state_dir),
+        Command::Resume(args) => control::resume(args, &cli.state_dir),
     };
     match result {
         Ok(code) => code,

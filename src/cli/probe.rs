@@ -116,24 +116,11 @@ struct View {
 
 async fn once(policy: &Policy, probes: Vec<RegionProbe>, view: &View) -> anyhow::Result<ExitCode> {
     let clock = Clock::system();
-    let mut tasks = tokio::task::JoinSet::new();
-    for p in &probes {
-        let p = p.clone();
-        tasks.spawn(async move { p.run(&clock).await });
-    }
+    let observations = crate::probe::round(&probes, &clock).await;
     let mut tracker = HealthTracker::for_policy(policy);
-    let mut observations = Vec::new();
-    while let Some(done) = tasks.join_next().await {
-        let obs = done.context("a probe task failed")?;
-        observations.push(obs.clone());
-        tracker.observe(obs);
+    for obs in &observations {
+        tracker.observe(obs.clone());
     }
-    // Policy order, not completion order.
-    observations.sort_by_key(|o| {
-        probes
-            .iter()
-            .position(|p| p.name == o.probe && p.region == o.region)
-    });
     if view.json {
         println!(
             "{}",

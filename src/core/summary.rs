@@ -30,6 +30,8 @@ struct Link {
     last_streaming_at: Option<Ts>,
     /// The lag it reported then.
     lag_then: Duration,
+    /// When the region's database was last seen working as the primary.
+    last_primary_ok: Option<Ts>,
 }
 
 impl LinkMemory {
@@ -37,6 +39,9 @@ impl LinkMemory {
     pub fn observe(&mut self, obs: &Observation) {
         let link = self.links.entry(obs.region.clone()).or_default();
         link.first_seen.get_or_insert(obs.at);
+        if obs.is_ok() && obs.role == Some(Role::Primary) {
+            link.last_primary_ok = Some(obs.at);
+        }
         if let Some(lag) = obs.lag
             && obs.is_ok()
             && lag.streaming == Some(true)
@@ -57,7 +62,7 @@ pub fn summarize(
     votes: u32,
     now: Ts,
 ) -> HealthSummary {
-    let writer_last_ok = last_ok(tracker, writer, now);
+    let writer_last_ok = last_ok(tracker, memory, writer, now);
     let regions = tracker
         .verdicts()
         .into_iter()
@@ -83,9 +88,16 @@ pub fn summarize(
     HealthSummary { regions, votes }
 }
 
-/// When the writer region was last seen working: now while it is healthy, else the newest
-/// success of any of its critical probes.
-fn last_ok(tracker: &HealthTracker, writer: &RegionName, now: Ts) -> Ts {
+/// When the writer was last seen taking writes: its database's last round as primary
+/// (other probes of the region, storage or workers, may pass while the database is dead);
+/// without a database probe, now while the region is healthy, else its newest success.
+fn last_ok(tracker: &HealthTracker, memory: &LinkMemory, writer: &RegionName, now: Ts) -> Ts {
+    if let Some(t) = memory.links.get(writer).and_then(|l| l.last_primary_ok) {
+        let db_ok_now = tracker
+            .role(writer)
+            .is_some_and(|r| r.role == Role::Primary && r.at == t);
+        return if db_ok_now { now } else { t };
+    }
     if tracker.verdict(writer).is_healthy() {
         return now;
     }
@@ -239,6 +251,27 @@ mod tests {
             Some(Duration::from_secs(15)),
             "writer last ok at t=19, link last up at t=4"
         );
+    }
+
+    #[test]
+    fn other_probes_passing_after_the_writer_database_died_do_not_inflate_the_lag() {
+        let mut tr = HealthTracker::new(
+            Thresholds { failure: 3, recovery: 3 },
+            vec![r("east"), r("west")],
+            [("db".to_string(), true), ("storage".to_string(), true)],
+        );
+        let mut mem = LinkMemory::default();
+        for t in 0..5 {
+            feed(&mut tr, &mut mem, writer_ok(t));
+            feed(&mut tr, &mut mem, standby(t, true, 0.0));
+        }
+        // The database dies at t=5; east's storage probe keeps passing for a minute.
+        for t in 5..65 {
+            feed(&mut tr, &mut mem, writer_down(t));
+            feed(&mut tr, &mut mem, Observation::ok("storage", &r("east"), Ts::from_secs(t), Duration::ZERO));
+            feed(&mut tr, &mut mem, standby(t, false, 0.0));
+        }
+        assert_eq!(lag_of(&tr, &mem, 65), Some(Duration::ZERO), "the writer database was last seen at t=4, as was the link");
     }
 
     #[test]

@@ -96,38 +96,7 @@ impl Engine {
     pub fn restore(&mut self) -> Result<(), JournalError> {
         let service = self.policy.service.clone();
         let t = now();
-        let active = self
-            .journal
-            .service_state(&service)?
-            .map(|s| s.active_region)
-            .unwrap_or_else(|| self.policy.regions.primary.clone());
-        self.state = State::new(&self.policy, active, t);
-        if let Some(p) = self
-            .journal
-            .latest_record(&service, &["paused", "resumed"])?
-        {
-            if p.action == "paused" {
-                self.state.paused = Some(Pause {
-                    by: p.actor,
-                    reason: p.detail,
-                    since: p.at,
-                });
-            }
-        }
-        let window = self.policy.guardrails.failover_window;
-        for run in self.journal.runs(200)? {
-            if run.status == RunStatus::Completed {
-                if let Some(f) = run.finished_at {
-                    self.state.last_switch = Some(self.state.last_switch.map_or(f, |l| l.max(f)));
-                }
-            }
-            if run.direction == Direction::Failover
-                && run.started_by.starts_with(AUTO)
-                && t.since(run.created_at) < window
-            {
-                self.state.auto_failovers.push(run.created_at);
-            }
-        }
+        self.state = restored_state(&self.policy, &self.journal, t)?;
         if let Some(run) = self.journal.unfinished(&service)?.into_iter().next() {
             let (state, _) = controller::step(
                 &self.policy,
@@ -540,6 +509,41 @@ impl Engine {
     pub fn active(&self) -> &RegionName {
         &self.state.active
     }
+}
+
+/// The controller's state as the journal remembers it: the serving region, an operator's
+/// pause, and the switches that count toward the cooldown and the per-window limit.
+pub fn restored_state(policy: &Policy, journal: &Journal, t: Ts) -> Result<State, JournalError> {
+    let service = &policy.service;
+    let active = journal
+        .service_state(service)?
+        .map(|s| s.active_region)
+        .unwrap_or_else(|| policy.regions.primary.clone());
+    let mut state = State::new(policy, active, t);
+    if let Some(p) = journal.latest_record(service, &["paused", "resumed"])? {
+        if p.action == "paused" {
+            state.paused = Some(Pause {
+                by: p.actor,
+                reason: p.detail,
+                since: p.at,
+            });
+        }
+    }
+    let window = policy.guardrails.failover_window;
+    for run in journal.runs(200)? {
+        if run.status == RunStatus::Completed {
+            if let Some(f) = run.finished_at {
+                state.last_switch = Some(state.last_switch.map_or(f, |l| l.max(f)));
+            }
+        }
+        if run.direction == Direction::Failover
+            && run.started_by.starts_with(AUTO)
+            && t.since(run.created_at) < window
+        {
+            state.auto_failovers.push(run.created_at);
+        }
+    }
+    Ok(state)
 }
 
 /// How automatic runs are marked in the journal's `started_by`, so the per-window limit

@@ -1,0 +1,154 @@
+//! `lifeboat status` for people: the state and why, each region, each probe, the runs.
+
+use std::fmt::Write as _;
+
+use crate::core::health::Verdict;
+use crate::core::time::fmt_duration;
+use crate::daemon::status::StatusView;
+
+fn paint(color: bool, code: &str, s: &str) -> String {
+    if color {
+        format!("\x1b[{code}m{s}\x1b[0m")
+    } else {
+        s.to_string()
+    }
+}
+
+fn verdict_text(v: &Verdict) -> String {
+    v.to_string()
+}
+
+pub fn render(v: &StatusView, color: bool) -> String {
+    let mut s = String::new();
+    let state = match v.state.as_str() {
+        "primary" | "on_secondary" => paint(color, "32", &v.state),
+        "blocked" | "suspect" | "paused" => paint(color, "33", &v.state),
+        _ => paint(color, "36", &v.state),
+    };
+    let _ = writeln!(s, "{}: {state} (mode {})", v.service, v.mode.as_str());
+    let where_ = if v.active == v.primary {
+        "its primary region".to_string()
+    } else {
+        format!("a secondary; the primary is {}", v.primary)
+    };
+    let _ = writeln!(s, "  serving from {} ({where_})", v.active);
+    let _ = writeln!(s, "  as of {} — {}", v.observed_at, v.source);
+    if let Some(why) = &v.why {
+        let _ = writeln!(s, "\n  {} {why}", paint(color, "1;33", "why:"));
+        if let Some(next) = &v.next_step {
+            let _ = writeln!(s, "  {} {next}", paint(color, "1", "next:"));
+        }
+    }
+    if let Some(until) = v.frozen_until {
+        let _ = writeln!(
+            s,
+            "  automatic decisions are frozen until {until} (the controller distrusted its own clock or loop)"
+        );
+    }
+
+    let _ = writeln!(s, "\nRegions");
+    for r in &v.regions {
+        let verdict = verdict_text(&r.verdict);
+        let verdict = if r.verdict.is_healthy() {
+            paint(color, "32", &verdict)
+        } else {
+            paint(color, "31", &verdict)
+        };
+        let mut extra = Vec::new();
+        if let Some(d) = r.healthy_for {
+            extra.push(format!("healthy for {}", fmt_duration(d)));
+        }
+        if let Some(role) = &r.role {
+            extra.push(format!("database {role}"));
+        }
+        if let Some(l) = r.replica_lag {
+            extra.push(format!("replica lag {}", fmt_duration(l)));
+        }
+        match r.in_sync {
+            Some(true) => extra.push("in sync".to_string()),
+            Some(false) => extra.push("not in sync".to_string()),
+            None => {}
+        }
+        let serving = if r.serving { "serving" } else { "" };
+        let _ = writeln!(
+            s,
+            "  {:<12} {:<8} {verdict:<24} {}",
+            r.region.as_str(),
+            serving,
+            extra.join(", ")
+        );
+    }
+
+    let _ = writeln!(s, "\nProbes");
+    let _ = writeln!(
+        s,
+        "  {:<10} {:<12} {:<16} {:<10} {:<6} {:>8} {:>6}  {}",
+        "COMPONENT", "REGION", "PROBE", "KIND", "STATUS", "LATENCY", "FAILS", "DETAIL / LAST ERROR"
+    );
+    for p in &v.probes {
+        let status = if p.ok {
+            paint(color, "32", "ok    ")
+        } else {
+            paint(color, "31", "FAIL  ")
+        };
+        let name = if p.critical {
+            p.probe.clone()
+        } else {
+            format!("{} (adv.)", p.probe)
+        };
+        let note = if p.ok {
+            p.detail.clone().unwrap_or_default()
+        } else {
+            p.last_error.clone().unwrap_or_default()
+        };
+        let _ = writeln!(
+            s,
+            "  {:<10} {:<12} {:<16} {:<10} {status} {:>8} {:>6}  {note}",
+            p.component,
+            p.region.as_str(),
+            name,
+            p.kind,
+            format!("{}ms", p.latency.as_millis()),
+            p.consecutive_failures
+        );
+    }
+
+    if let Some(run) = &v.current_run {
+        let waiting = run
+            .waiting
+            .as_ref()
+            .map(|w| format!(" — waiting for approval: {w}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "\nCurrent run: {} ({} to {}){waiting}",
+            run.run_id, run.direction, run.to
+        );
+    }
+    if let Some(r) = &v.last_run {
+        let ended = r
+            .finished_at
+            .map(|t| format!(" at {t}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "\nLast run: {} {} {} → {}: {}{ended} (took {}; lifeboat show {})",
+            r.run_id,
+            r.direction,
+            r.from,
+            r.to,
+            r.status,
+            fmt_duration(r.duration()),
+            r.run_id
+        );
+    }
+    if let Some(d) = &v.last_decision {
+        let _ = writeln!(s, "Last decision ({}): {} — {}", d.at, d.summary, d.reason);
+    }
+    let _ = writeln!(
+        s,
+        "Worst-case detection time: {}",
+        fmt_duration(v.worst_case_detection)
+    );
+    s
+}
