@@ -82,8 +82,8 @@ pub fn render(v: &StatusView, color: bool) -> String {
     let _ = writeln!(s, "\nProbes");
     let _ = writeln!(
         s,
-        "  {:<10} {:<12} {:<16} {:<10} {:<6} {:>8} {:>6}  {}",
-        "COMPONENT", "REGION", "PROBE", "KIND", "STATUS", "LATENCY", "FAILS", "DETAIL / LAST ERROR"
+        "  {:<10} {:<12} {:<16} {:<10} {:<6} {:>8} {:>6}  DETAIL / LAST ERROR",
+        "COMPONENT", "REGION", "PROBE", "KIND", "STATUS", "LATENCY", "FAILS"
     );
     for p in &v.probes {
         let status = if p.ok {

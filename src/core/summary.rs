@@ -256,7 +256,10 @@ mod tests {
     #[test]
     fn other_probes_passing_after_the_writer_database_died_do_not_inflate_the_lag() {
         let mut tr = HealthTracker::new(
-            Thresholds { failure: 3, recovery: 3 },
+            Thresholds {
+                failure: 3,
+                recovery: 3,
+            },
             vec![r("east"), r("west")],
             [("db".to_string(), true), ("storage".to_string(), true)],
         );
@@ -268,10 +271,18 @@ mod tests {
         // The database dies at t=5; east's storage probe keeps passing for a minute.
         for t in 5..65 {
             feed(&mut tr, &mut mem, writer_down(t));
-            feed(&mut tr, &mut mem, Observation::ok("storage", &r("east"), Ts::from_secs(t), Duration::ZERO));
+            feed(
+                &mut tr,
+                &mut mem,
+                Observation::ok("storage", &r("east"), Ts::from_secs(t), Duration::ZERO),
+            );
             feed(&mut tr, &mut mem, standby(t, false, 0.0));
         }
-        assert_eq!(lag_of(&tr, &mem, 65), Some(Duration::ZERO), "the writer database was last seen at t=4, as was the link");
+        assert_eq!(
+            lag_of(&tr, &mem, 65),
+            Some(Duration::ZERO),
+            "the writer database was last seen at t=4, as was the link"
+        );
     }
 
     #[test]

@@ -102,8 +102,9 @@ async fn run(State(s): State<ApiState>, Path(id): Path<String>) -> Response {
     }
 }
 
-/// Checks the bearer token in constant time (no early exit on the first differing byte).
-fn authorized(s: &ApiState, headers: &HeaderMap) -> Result<(), Response> {
+/// The refusal when the bearer token is missing or wrong, checked in constant time (no
+/// early exit on the first differing byte); `None` when the call may go on.
+fn unauthorized(s: &ApiState, headers: &HeaderMap) -> Option<Response> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -116,12 +117,12 @@ fn authorized(s: &ApiState, headers: &HeaderMap) -> Result<(), Response> {
         diff |= w ^ given.get(i).copied().unwrap_or(0);
     }
     if diff != 0 {
-        return Err(error(
+        return Some(error(
             StatusCode::UNAUTHORIZED,
             "control calls need `Authorization: Bearer <token>`; the lifeboat CLI sends it for you (it reads the token file beside the journal, or $LIFEBOAT_API_TOKEN)",
         ));
     }
-    Ok(())
+    None
 }
 
 async fn send(s: &ApiState, req: Request) -> Response {
@@ -176,7 +177,7 @@ async fn failover(
     headers: HeaderMap,
     Json(b): Json<FailoverBody>,
 ) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
+    if let Some(r) = unauthorized(&s, &headers) {
         return r;
     }
     let cmd = OperatorCommand::Failover {
@@ -193,7 +194,7 @@ async fn failback(
     headers: HeaderMap,
     Json(b): Json<ByBody>,
 ) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
+    if let Some(r) = unauthorized(&s, &headers) {
         return r;
     }
     send(
@@ -207,7 +208,7 @@ async fn failback(
 }
 
 async fn pause(State(s): State<ApiState>, headers: HeaderMap, Json(b): Json<ByBody>) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
+    if let Some(r) = unauthorized(&s, &headers) {
         return r;
     }
     let reason = if b.reason.is_empty() {
@@ -223,7 +224,7 @@ async fn pause(State(s): State<ApiState>, headers: HeaderMap, Json(b): Json<ByBo
 }
 
 async fn resume(State(s): State<ApiState>, headers: HeaderMap, Json(b): Json<ByBody>) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
+    if let Some(r) = unauthorized(&s, &headers) {
         return r;
     }
     send(&s, Request::Operator(OperatorCommand::Resume { by: b.by })).await
@@ -234,7 +235,7 @@ async fn approve_hold(
     headers: HeaderMap,
     Json(b): Json<ByBody>,
 ) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
+    if let Some(r) = unauthorized(&s, &headers) {
         return r;
     }
     send(
@@ -253,7 +254,7 @@ async fn approve_run(
     Path(id): Path<String>,
     Json(b): Json<ByBody>,
 ) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
+    if let Some(r) = unauthorized(&s, &headers) {
         return r;
     }
     send(
@@ -273,7 +274,7 @@ async fn abort_run(
     Path(id): Path<String>,
     Json(b): Json<ByBody>,
 ) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
+    if let Some(r) = unauthorized(&s, &headers) {
         return r;
     }
     if b.reason.trim().is_empty() {

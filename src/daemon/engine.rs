@@ -391,16 +391,15 @@ impl Engine {
                         next_step: r.next_step().map(str::to_string),
                     };
                 }
-                if let Some((by, action, detail)) = audit {
-                    if let Err(e) =
+                if let Some((by, action, detail)) = audit
+                    && let Err(e) =
                         self.journal
                             .record(&self.policy.service, &by, action, &detail, t)
-                    {
-                        return Reply::Refused {
-                            message: format!("could not record it in the journal: {e}"),
-                            next_step: None,
-                        };
-                    }
+                {
+                    return Reply::Refused {
+                        message: format!("could not record it in the journal: {e}"),
+                        next_step: None,
+                    };
                 }
                 let started = !matches!(before, controller::Phase::Starting { .. })
                     && matches!(self.state.phase, controller::Phase::Starting { .. });
@@ -520,21 +519,21 @@ pub fn restored_state(policy: &Policy, journal: &Journal, t: Ts) -> Result<State
         .map(|s| s.active_region)
         .unwrap_or_else(|| policy.regions.primary.clone());
     let mut state = State::new(policy, active, t);
-    if let Some(p) = journal.latest_record(service, &["paused", "resumed"])? {
-        if p.action == "paused" {
-            state.paused = Some(Pause {
-                by: p.actor,
-                reason: p.detail,
-                since: p.at,
-            });
-        }
+    if let Some(p) = journal.latest_record(service, &["paused", "resumed"])?
+        && p.action == "paused"
+    {
+        state.paused = Some(Pause {
+            by: p.actor,
+            reason: p.detail,
+            since: p.at,
+        });
     }
     let window = policy.guardrails.failover_window;
     for run in journal.runs(200)? {
-        if run.status == RunStatus::Completed {
-            if let Some(f) = run.finished_at {
-                state.last_switch = Some(state.last_switch.map_or(f, |l| l.max(f)));
-            }
+        if run.status == RunStatus::Completed
+            && let Some(f) = run.finished_at
+        {
+            state.last_switch = Some(state.last_switch.map_or(f, |l| l.max(f)));
         }
         if run.direction == Direction::Failover
             && run.started_by.starts_with(AUTO)

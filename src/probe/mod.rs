@@ -277,6 +277,25 @@ pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// Runs every probe once, all at the same time; the observations come back in the order
+/// of `probes` (not the order they finished in).
+pub async fn round(probes: &[RegionProbe], clock: &Clock) -> Vec<Observation> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, p) in probes.iter().enumerate() {
+        let (p, clock) = (p.clone(), *clock);
+        tasks.spawn(async move { (i, p.run(&clock).await) });
+    }
+    let mut out: Vec<(usize, Observation)> = Vec::with_capacity(probes.len());
+    while let Some(done) = tasks.join_next().await {
+        // A probe task only ends early if it panicked; that round is simply missing.
+        if let Ok(pair) = done {
+            out.push(pair);
+        }
+    }
+    out.sort_by_key(|(i, _)| *i);
+    out.into_iter().map(|(_, o)| o).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,23 +378,4 @@ mod tests {
         );
         assert!(!redact_url("http://bob:pw@h/").contains("pw"));
     }
-}
-
-/// Runs every probe once, all at the same time; the observations come back in the order
-/// of `probes` (not the order they finished in).
-pub async fn round(probes: &[RegionProbe], clock: &Clock) -> Vec<Observation> {
-    let mut tasks = tokio::task::JoinSet::new();
-    for (i, p) in probes.iter().enumerate() {
-        let (p, clock) = (p.clone(), clock.clone());
-        tasks.spawn(async move { (i, p.run(&clock).await) });
-    }
-    let mut out: Vec<(usize, Observation)> = Vec::with_capacity(probes.len());
-    while let Some(done) = tasks.join_next().await {
-        // A probe task only ends early if it panicked; that round is simply missing.
-        if let Ok(pair) = done {
-            out.push(pair);
-        }
-    }
-    out.sort_by_key(|(i, _)| *i);
-    out.into_iter().map(|(_, o)| o).collect()
 }

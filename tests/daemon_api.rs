@@ -1,0 +1,289 @@
+//! `lifeboat run` as a process: its API serves health, Prometheus metrics and status to
+//! anyone on loopback, refuses control calls without the token, refuses to listen beyond
+//! loopback without one, lets only one runner act on a journal, refuses a damaged
+//! journal, and stops cleanly on SIGTERM.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lifeboat::sandbox::endpoint::{self, Faults};
+
+/// A policy with one HTTP probe per region, against two fault-switch endpoints.
+fn policy(dir: &Path, east: u16, west: u16) -> PathBuf {
+    let text = format!(
+        r#"
+[service]
+name = "api-test"
+
+[regions]
+primary = "us-east-1"
+secondaries = ["us-west-2"]
+
+[detection]
+interval = "500ms"
+timeout = "200ms"
+mode = "manual"
+
+[journal]
+path = "journal.db"
+
+[targets.api]
+kind = "http"
+regions.us-east-1.url = "http://127.0.0.1:{east}/health"
+regions.us-west-2.url = "http://127.0.0.1:{west}/health"
+
+[[probes]]
+name = "api"
+component = "api"
+kind = "http"
+target = "api"
+
+[[failover.steps]]
+name = "confirm"
+kind = "manual_approval"
+prompt = "go?"
+
+[[failback.steps]]
+name = "healthy"
+kind = "wait_healthy"
+"#
+    );
+    let path = dir.join("policy.toml");
+    std::fs::write(&path, text).expect("write policy");
+    path
+}
+
+struct Daemon {
+    child: Child,
+    url: String,
+    token: String,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(policy: &Path, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+        .args(["run", "--policy"])
+        .arg(policy)
+        .args(extra)
+        .env("LIFEBOAT_API_TOKEN", "")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start lifeboat run")
+}
+
+fn start(policy: &Path) -> Daemon {
+    let child = spawn(policy, &[]);
+    let api = policy.parent().expect("dir").join("journal.db.api");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !api.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the daemon did not publish its API"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&api).expect("read")).expect("json");
+    let token =
+        std::fs::read_to_string(info["token_file"].as_str().expect("token file")).expect("token");
+    Daemon {
+        child,
+        url: info["url"].as_str().expect("url").to_string(),
+        token,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_serves_views_openly_and_control_only_with_the_token() {
+    let dir = support::tempdir();
+    let (east, _t1) = endpoint::spawn(Faults::new("us-east-1"), 0)
+        .await
+        .expect("east");
+    let (west, _t2) = endpoint::spawn(Faults::new("us-west-2"), 0)
+        .await
+        .expect("west");
+    let policy = policy(dir.path(), east, west);
+    let d = start(&policy);
+    let http = reqwest::Client::new();
+
+    assert_eq!(
+        http.get(format!("{}/healthz", d.url))
+            .send()
+            .await
+            .expect("healthz")
+            .status(),
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    // /metrics is valid Prometheus text with the controller's and the probes' series.
+    let text = http
+        .get(format!("{}/metrics", d.url))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("parses as Prometheus text");
+    let names: Vec<&str> = scrape.samples.iter().map(|s| s.metric.as_str()).collect();
+    for want in [
+        "lifeboat_controller_state",
+        "lifeboat_probe_up",
+        "lifeboat_region_verdict",
+        "lifeboat_probe_latency_seconds",
+    ] {
+        assert!(names.contains(&want), "{want} missing from:\n{text}");
+    }
+    let primary_state = scrape
+        .samples
+        .iter()
+        .find(|s| {
+            s.metric == "lifeboat_controller_state" && s.labels.get("state") == Some("primary")
+        })
+        .expect("state series");
+    assert!(
+        matches!(primary_state.value, prometheus_parse::Value::Gauge(v) if v == 1.0),
+        "{text}"
+    );
+
+    let status: serde_json::Value = http
+        .get(format!("{}/v1/status", d.url))
+        .send()
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(status["state"], "primary");
+    assert_eq!(status["active"], "us-east-1");
+
+    // Control calls: none without the token, none with a wrong one.
+    let pause = || {
+        http.post(format!("{}/v1/pause", d.url))
+            .json(&serde_json::json!({"reason": "test", "by": "t"}))
+    };
+    assert_eq!(pause().send().await.expect("no token").status(), 401);
+    assert_eq!(
+        pause()
+            .bearer_auth("not-the-token")
+            .send()
+            .await
+            .expect("wrong token")
+            .status(),
+        401
+    );
+    let ok = pause().bearer_auth(&d.token).send().await.expect("token");
+    assert_eq!(ok.status(), 200, "{:?}", ok.text().await);
+    let status: serde_json::Value = http
+        .get(format!("{}/v1/status", d.url))
+        .send()
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(status["state"], "paused");
+
+    // The CLI finds the daemon and goes through it.
+    let out = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+        .args(["resume", "--by", "tester", "--policy"])
+        .arg(&policy)
+        .output()
+        .expect("lifeboat resume");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: serde_json::Value = http
+        .get(format!("{}/v1/status", d.url))
+        .send()
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(status["state"], "primary");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_one_runner_acts_on_a_journal_and_sigterm_stops_cleanly() {
+    let dir = support::tempdir();
+    let (east, _t1) = endpoint::spawn(Faults::new("us-east-1"), 0)
+        .await
+        .expect("east");
+    let (west, _t2) = endpoint::spawn(Faults::new("us-west-2"), 0)
+        .await
+        .expect("west");
+    let policy = policy(dir.path(), east, west);
+    let mut d = start(&policy);
+
+    let second = spawn(&policy, &[])
+        .wait_with_output()
+        .expect("second daemon");
+    assert_eq!(second.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&second.stderr)
+            .contains("another lifeboat process is acting on this service")
+    );
+
+    assert!(
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(d.child.id().to_string())
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let status = d.child.wait().expect("wait");
+    assert_eq!(status.code(), Some(0), "SIGTERM exits 0");
+    assert!(
+        !dir.path().join("journal.db.api").exists(),
+        "the discovery file is removed"
+    );
+}
+
+#[test]
+fn it_refuses_to_listen_beyond_loopback_without_a_token() {
+    let dir = support::tempdir();
+    let policy = policy(dir.path(), 1, 2);
+    let out = spawn(&policy, &["--listen", "0.0.0.0:0"])
+        .wait_with_output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("refusing to listen on 0.0.0.0:0 without an API token"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_damaged_journal_stops_the_daemon_before_it_acts() {
+    let dir = support::tempdir();
+    let policy = policy(dir.path(), 1, 2);
+    std::fs::write(dir.path().join("journal.db"), b"this is not a journal").expect("write");
+    let out = spawn(&policy, &[]).wait_with_output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("lifeboat acts on nothing it cannot read"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("journal.db.api").exists(),
+        "nothing was started"
+    );
+}
