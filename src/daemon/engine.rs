@@ -158,7 +158,11 @@ impl Engine {
             } => self.run_ended(run, direction, result),
             Event::Request(req, reply) => {
                 let answer = self.request(req);
+                // Refresh the view first, so a client reading status after the answer
+                // sees what it just changed.
+                self.publish();
                 let _ = reply.send(answer);
+                return true;
             }
             Event::Shutdown => return false,
         }
