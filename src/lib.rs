@@ -7,6 +7,7 @@ pub mod cli;
 pub mod clients;
 pub mod core;
 pub mod daemon;
+pub mod drill;
 pub mod journal;
 pub mod policy;
 pub mod probe;

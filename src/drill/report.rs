@@ -1,0 +1,435 @@
+//! A drill's evidence: the figures it measured, each expectation passed or failed, and the
+//! timeline, as JSON for machines, Markdown for the terminal, and an HTML page with an SVG
+//! timeline drawn by a plotting crate.
+
+use std::fmt::Write as _;
+
+use plotters::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Report {
+    pub drill: String,
+    pub description: String,
+    pub repetition: u32,
+    pub passed: bool,
+    pub checks: Vec<Check>,
+    pub figures: Figures,
+    /// Seconds since the (first) fault; negative before it.
+    pub timeline: Vec<Mark>,
+    pub steps: Vec<Span>,
+    pub writes: Vec<WritePoint>,
+    /// What went wrong running the drill itself (not an expectation), if anything.
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Check {
+    pub what: String,
+    pub passed: bool,
+    pub detail: String,
+}
+
+/// The measured figures, in seconds unless named otherwise. `None`: did not happen.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Figures {
+    /// From the fault to the controller declaring the region down.
+    pub detection: Option<f64>,
+    /// From the fault to the failover being started.
+    pub decision: Option<f64>,
+    /// From the fault to the failover completed.
+    pub failover: Option<f64>,
+    /// From the first failed write after the fault to the first successful one after it.
+    pub client_rto: Option<f64>,
+    /// Acknowledged writes missing from the serving database after the failover.
+    pub lost_writes: Option<u64>,
+    pub writes_acked: u64,
+    pub writes_failed: u64,
+    /// Whether two databases ever took writes at the same time.
+    pub two_writable: bool,
+    pub writable_samples: usize,
+    /// From asking for the failback to it completing.
+    pub failback: Option<f64>,
+    /// Acknowledged writes missing after the failback.
+    pub failback_lost_writes: Option<u64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Mark {
+    pub at: f64,
+    pub what: String,
+}
+
+/// A step of a run, placed on the timeline.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Span {
+    pub run: String,
+    pub step: String,
+    pub kind: String,
+    pub start: f64,
+    pub end: f64,
+    pub state: String,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct WritePoint {
+    pub at: f64,
+    pub acked: bool,
+}
+
+fn secs(v: Option<f64>) -> String {
+    v.map(|s| format!("{s:.2}s"))
+        .unwrap_or_else(|| "—".to_string())
+}
+
+fn count(v: Option<u64>) -> String {
+    v.map(|n| n.to_string()).unwrap_or_else(|| "—".to_string())
+}
+
+impl Report {
+    /// The summary printed in the terminal.
+    pub fn markdown(&self) -> String {
+        let mut s = String::new();
+        let verdict = if self.passed { "PASSED" } else { "FAILED" };
+        let _ = writeln!(
+            s,
+            "## Drill `{}` (repetition {}): {verdict}\n",
+            self.drill, self.repetition
+        );
+        if !self.description.is_empty() {
+            let _ = writeln!(s, "{}\n", self.description);
+        }
+        let f = &self.figures;
+        let _ = writeln!(s, "| figure | value |\n|---|---|");
+        let rows = [
+            ("time to detect", secs(f.detection)),
+            ("time to decision", secs(f.decision)),
+            ("failover completed", secs(f.failover)),
+            ("client-side RTO (writes failing)", secs(f.client_rto)),
+            ("acknowledged writes lost (failover)", count(f.lost_writes)),
+            ("failback", secs(f.failback)),
+            (
+                "acknowledged writes lost (failback)",
+                count(f.failback_lost_writes),
+            ),
+            (
+                "writes acknowledged / failed",
+                format!("{} / {}", f.writes_acked, f.writes_failed),
+            ),
+            (
+                "two writable primaries",
+                format!(
+                    "{} ({} samples)",
+                    if f.two_writable { "YES" } else { "never" },
+                    f.writable_samples
+                ),
+            ),
+        ];
+        for (k, v) in rows {
+            let _ = writeln!(s, "| {k} | {v} |");
+        }
+        if !self.steps.is_empty() {
+            let _ = writeln!(
+                s,
+                "\n| run | step | kind | duration | state |\n|---|---|---|---|---|"
+            );
+            for st in &self.steps {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {:.2}s | {} |",
+                    st.run,
+                    st.step,
+                    st.kind,
+                    st.end - st.start,
+                    st.state
+                );
+            }
+        }
+        let _ = writeln!(s, "\n| expectation | result | detail |\n|---|---|---|");
+        for c in &self.checks {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} |",
+                c.what,
+                if c.passed { "pass" } else { "FAIL" },
+                c.detail.replace('|', "/")
+            );
+        }
+        if let Some(e) = &self.error {
+            let _ = writeln!(s, "\nThe drill itself failed: {e}");
+        }
+        s
+    }
+
+    /// A self-contained page: the summary tables and the SVG timeline.
+    pub fn html(&self) -> String {
+        let svg = self
+            .timeline_svg()
+            .unwrap_or_else(|e| format!("<p>the timeline could not be drawn: {}</p>", escape(&e)));
+        let mut rows = String::new();
+        for c in &self.checks {
+            let _ = write!(
+                rows,
+                "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td></tr>",
+                if c.passed { "pass" } else { "fail" },
+                escape(&c.what),
+                if c.passed { "pass" } else { "FAIL" },
+                escape(&c.detail)
+            );
+        }
+        let f = &self.figures;
+        let figures = [
+            ("time to detect", secs(f.detection)),
+            ("time to decision", secs(f.decision)),
+            ("failover completed", secs(f.failover)),
+            ("client-side RTO", secs(f.client_rto)),
+            ("acknowledged writes lost (failover)", count(f.lost_writes)),
+            ("failback", secs(f.failback)),
+            (
+                "acknowledged writes lost (failback)",
+                count(f.failback_lost_writes),
+            ),
+            (
+                "two writable primaries",
+                if f.two_writable {
+                    "YES".to_string()
+                } else {
+                    "never".to_string()
+                },
+            ),
+        ]
+        .iter()
+        .map(|(k, v)| format!("<tr><td>{}</td><td>{}</td></tr>", escape(k), escape(v)))
+        .collect::<String>();
+        format!(
+            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>lifeboat drill {name}</title>\n\
+             <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}} table{{border-collapse:collapse;margin:1em 0}} \
+             td,th{{border:1px solid #ccc;padding:4px 8px}} tr.pass td:nth-child(2){{color:#080}} tr.fail td:nth-child(2){{color:#c00;font-weight:bold}} \
+             h1 .verdict{{color:{color}}}</style></head>\n<body><h1>Drill <code>{name}</code> <span class=\"verdict\">{verdict}</span></h1>\n\
+             <p>{desc}</p>\n<h2>Timeline</h2>\n{svg}\n<h2>Figures</h2><table>{figures}</table>\n\
+             <h2>Expectations</h2><table><tr><th>expectation</th><th>result</th><th>detail</th></tr>{rows}</table>\n</body></html>\n",
+            name = escape(&self.drill),
+            verdict = if self.passed { "passed" } else { "FAILED" },
+            color = if self.passed { "#080" } else { "#c00" },
+            desc = escape(&self.description),
+        )
+    }
+
+    /// The timeline: write outcomes, the controller's marks and each step as a bar.
+    pub fn timeline_svg(&self) -> Result<String, String> {
+        let mut rows: Vec<String> = vec!["writes".to_string(), "controller".to_string()];
+        for s in &self.steps {
+            let label = format!("{} · {}", s.run.split('-').next().unwrap_or(""), s.step);
+            if !rows.contains(&label) {
+                rows.push(label);
+            }
+        }
+        let t_min = self
+            .writes
+            .iter()
+            .map(|w| w.at)
+            .chain(self.timeline.iter().map(|m| m.at))
+            .fold(0.0_f64, f64::min)
+            - 0.5;
+        let t_max = self
+            .writes
+            .iter()
+            .map(|w| w.at)
+            .chain(self.timeline.iter().map(|m| m.at))
+            .chain(self.steps.iter().map(|s| s.end))
+            .fold(1.0_f64, f64::max)
+            + 0.5;
+        let height = 120 + 34 * rows.len() as u32;
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, (1080, height)).into_drawing_area();
+            root.fill(&WHITE).map_err(|e| e.to_string())?;
+            let n = rows.len() as f64;
+            let mut chart = ChartBuilder::on(&root)
+                .margin(12)
+                .x_label_area_size(36)
+                .y_label_area_size(230)
+                .caption("seconds from the fault", ("sans-serif", 16))
+                .build_cartesian_2d(t_min..t_max, 0.0..n)
+                .map_err(|e| e.to_string())?;
+            let labels = rows.clone();
+            chart
+                .configure_mesh()
+                .y_labels(rows.len() * 2 + 1)
+                .y_label_formatter(&move |y| {
+                    let i = (n - y - 0.5).round();
+                    let near = (n - y - 0.5 - i).abs() < 0.01;
+                    if near && i >= 0.0 {
+                        labels.get(i as usize).cloned().unwrap_or_default()
+                    } else {
+                        String::new()
+                    }
+                })
+                .x_desc("s")
+                .draw()
+                .map_err(|e| e.to_string())?;
+            let row_y = |i: usize| n - i as f64 - 0.5;
+            // The fault.
+            chart
+                .draw_series(LineSeries::new(
+                    vec![(0.0, 0.0), (0.0, n)],
+                    RED.stroke_width(2),
+                ))
+                .map_err(|e| e.to_string())?
+                .label("fault")
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED));
+            chart
+                .draw_series(self.writes.iter().map(|w| {
+                    let color = if w.acked {
+                        GREEN.mix(0.7)
+                    } else {
+                        RED.mix(0.9)
+                    };
+                    Circle::new((w.at, row_y(0)), 3, color.filled())
+                }))
+                .map_err(|e| e.to_string())?;
+            chart
+                .draw_series(
+                    self.timeline
+                        .iter()
+                        .map(|m| TriangleMarker::new((m.at, row_y(1)), 7, BLUE.filled())),
+                )
+                .map_err(|e| e.to_string())?;
+            chart
+                .draw_series(self.timeline.iter().enumerate().map(|(k, m)| {
+                    let dy = if k % 2 == 0 { 0.32 } else { -0.18 };
+                    Text::new(
+                        m.what.clone(),
+                        (m.at, row_y(1) + dy),
+                        ("sans-serif", 11).into_font(),
+                    )
+                }))
+                .map_err(|e| e.to_string())?;
+            for s in &self.steps {
+                let label = format!("{} · {}", s.run.split('-').next().unwrap_or(""), s.step);
+                let i = rows.iter().position(|r| *r == label).unwrap_or(0);
+                let color = match s.state.as_str() {
+                    "verified" | "skipped" => BLUE.mix(0.6),
+                    "failed" => RED.mix(0.8),
+                    _ => RGBColor(255, 165, 0).mix(0.8),
+                };
+                let end = if s.end - s.start < 0.02 {
+                    s.start + 0.02
+                } else {
+                    s.end
+                };
+                chart
+                    .draw_series(std::iter::once(Rectangle::new(
+                        [(s.start, row_y(i) - 0.3), (end, row_y(i) + 0.3)],
+                        color.filled(),
+                    )))
+                    .map_err(|e| e.to_string())?;
+            }
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()
+                .map_err(|e| e.to_string())?;
+            root.present().map_err(|e| e.to_string())?;
+        }
+        Ok(svg)
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// min / median / max of the values that are present.
+pub fn spread(values: impl IntoIterator<Item = Option<f64>>) -> Option<(f64, f64, f64, usize)> {
+    let mut v: Vec<f64> = values.into_iter().flatten().collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let median = if v.len() % 2 == 1 {
+        v[v.len() / 2]
+    } else {
+        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+    };
+    Some((v[0], median, v[v.len() - 1], v.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Report {
+        Report {
+            drill: "region-outage".into(),
+            description: "test".into(),
+            repetition: 1,
+            passed: true,
+            checks: vec![Check {
+                what: "fails over within 30s".into(),
+                passed: true,
+                detail: "5.1s".into(),
+            }],
+            figures: Figures {
+                detection: Some(2.1),
+                decision: Some(2.1),
+                failover: Some(3.4),
+                ..Figures::default()
+            },
+            timeline: vec![
+                Mark {
+                    at: 2.1,
+                    what: "down".into(),
+                },
+                Mark {
+                    at: 3.4,
+                    what: "failover done".into(),
+                },
+            ],
+            steps: vec![Span {
+                run: "fo-x".into(),
+                step: "promote".into(),
+                kind: "postgres_promote".into(),
+                start: 2.2,
+                end: 2.9,
+                state: "verified".into(),
+            }],
+            writes: vec![
+                WritePoint {
+                    at: -1.0,
+                    acked: true,
+                },
+                WritePoint {
+                    at: 1.0,
+                    acked: false,
+                },
+                WritePoint {
+                    at: 4.0,
+                    acked: true,
+                },
+            ],
+            error: None,
+        }
+    }
+
+    #[test]
+    fn the_timeline_is_an_svg_with_every_step_and_mark() {
+        let svg = sample().timeline_svg().expect("draws");
+        assert!(svg.starts_with("<svg"), "{}", &svg[..60.min(svg.len())]);
+        assert!(svg.contains("promote") && svg.contains("failover done") && svg.contains("writes"));
+        assert!(sample().html().contains("<svg"));
+    }
+
+    #[test]
+    fn spread_gives_min_median_max() {
+        assert_eq!(
+            spread([Some(3.0), None, Some(1.0), Some(2.0)]),
+            Some((1.0, 2.0, 3.0, 3))
+        );
+        assert_eq!(spread([None, None]), None);
+    }
+}

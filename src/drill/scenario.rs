@@ -1,0 +1,276 @@
+//! Drill scenarios: files under `policies/drills/` that say what to break, what load to
+//! run meanwhile, and what must happen (or must not).
+//!
+//! ```toml
+//! [drill]
+//! name = "region-outage"
+//! policy = "../sandbox.toml"
+//!
+//! [load]
+//! writes_per_second = 20
+//!
+//! [[faults]]
+//! kind = "stop_database"      # in the primary region, unless `region` says otherwise
+//!
+//! [expect]
+//! failover = true
+//! within = "30s"
+//! failback = true
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::{Deserialize, Deserializer, Serialize};
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub drill: Meta,
+    #[serde(default)]
+    pub steady_state: SteadyState,
+    #[serde(default)]
+    pub load: Load,
+    pub faults: Vec<Fault>,
+    pub expect: Expect,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Meta {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// The policy the drill runs (relative to the scenario file).
+    #[serde(default = "default_policy")]
+    pub policy: PathBuf,
+}
+
+fn default_policy() -> PathBuf {
+    PathBuf::from("../sandbox.toml")
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SteadyState {
+    /// How long every critical probe may take to pass before the drill gives up.
+    #[serde(default = "d60", deserialize_with = "duration")]
+    pub timeout: Duration,
+}
+
+impl Default for SteadyState {
+    fn default() -> Self {
+        SteadyState { timeout: d60() }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Load {
+    /// Numbered inserts per second through the serving region's API.
+    #[serde(default = "default_wps")]
+    pub writes_per_second: u32,
+}
+
+impl Default for Load {
+    fn default() -> Self {
+        Load {
+            writes_per_second: default_wps(),
+        }
+    }
+}
+
+fn default_wps() -> u32 {
+    20
+}
+
+/// One thing the drill breaks.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    pub kind: FaultKind,
+    /// `primary` (default) or `secondary`.
+    #[serde(default)]
+    pub region: Side,
+    /// When, after the steady state holds.
+    #[serde(default, deserialize_with = "duration")]
+    pub at: Duration,
+    /// `flap_api`: how long each phase of the pattern lasts.
+    #[serde(default = "d1", deserialize_with = "duration")]
+    pub period: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// The region's PostgreSQL is stopped abruptly (immediate shutdown).
+    StopDatabase,
+    /// The region's API answers 500.
+    ApiError,
+    /// The region's workers stop sending heartbeats.
+    StopHeartbeats,
+    /// The region's bucket disappears (every S3 call fails).
+    StorageFail,
+    /// The API fails two rounds, passes one, and again, for as long as the drill runs.
+    FlapApi,
+    /// Every path from the controller to the region is cut; clients still reach it.
+    CutController,
+    /// The replication link to the standby is cut while the primary keeps taking writes.
+    DegradeReplication,
+}
+
+impl FaultKind {
+    pub fn describe(self) -> &'static str {
+        match self {
+            FaultKind::StopDatabase => "database stopped abruptly",
+            FaultKind::ApiError => "API answering 500",
+            FaultKind::StopHeartbeats => "worker heartbeats stopped",
+            FaultKind::StorageFail => "storage failing",
+            FaultKind::FlapApi => "API flapping (fail, fail, ok, …)",
+            FaultKind::CutController => {
+                "controller cut off from the region (clients still reach it)"
+            }
+            FaultKind::DegradeReplication => "replication link to the standby cut",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    #[default]
+    Primary,
+    Secondary,
+}
+
+/// What must happen.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// Whether the controller fails over.
+    pub failover: bool,
+    /// From the (last) fault to the failover completed.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub within: Option<Duration>,
+    /// With `failover = false`: how long to watch that nothing happens.
+    #[serde(default = "d20", deserialize_with = "duration")]
+    pub watch_for: Duration,
+    /// Acknowledged writes allowed to be missing on the new primary.
+    #[serde(default)]
+    pub max_lost_writes: Option<u64>,
+    /// The controller must first hold the failover for this reason (a metric label such
+    /// as `replica_lag`), then an operator approves accepting data loss.
+    #[serde(default)]
+    pub blocked: Option<String>,
+    /// How long the hold lasts before the drill approves it.
+    #[serde(default = "d5", deserialize_with = "duration")]
+    pub approve_after: Duration,
+    /// Whether losing acknowledged writes is expected (and must be reported).
+    #[serde(default)]
+    pub data_loss: bool,
+    /// Fail back (verified, zero data loss) after the failover.
+    #[serde(default)]
+    pub failback: bool,
+    /// From asking for the failback to it completing.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub failback_within: Option<Duration>,
+}
+
+fn d1() -> Duration {
+    Duration::from_secs(1)
+}
+fn d5() -> Duration {
+    Duration::from_secs(5)
+}
+fn d20() -> Duration {
+    Duration::from_secs(20)
+}
+fn d60() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    humantime::parse_duration(&s).map_err(|e| {
+        serde::de::Error::custom(format!("invalid duration \"{s}\": {e}; write e.g. \"30s\""))
+    })
+}
+
+fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
+}
+
+impl Scenario {
+    /// Reads and checks a scenario file. Errors name the file, line and column.
+    pub fn load(path: &Path) -> anyhow::Result<Scenario> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("read drill {}", path.display()))?;
+        let s: Scenario = toml::from_str(&text).map_err(|e| {
+            let (line, col) = e
+                .span()
+                .map(|sp| line_col(&text, sp.start))
+                .unwrap_or((1, 1));
+            anyhow::anyhow!("{}:{line}:{col}: {}", path.display(), e.message())
+        })?;
+        if s.faults.is_empty() {
+            anyhow::bail!(
+                "{}: a drill needs at least one [[faults]] entry",
+                path.display()
+            );
+        }
+        if s.expect.failback && !s.expect.failover {
+            anyhow::bail!(
+                "{}: `failback = true` needs `failover = true` (there is nothing to fail back from)",
+                path.display()
+            );
+        }
+        Ok(s)
+    }
+
+    /// The policy file, resolved against the scenario's directory.
+    pub fn policy_path(&self, scenario_path: &Path) -> PathBuf {
+        scenario_path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(&self.drill.policy)
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_shipped_drill_loads() {
+        let mut n = 0;
+        for e in std::fs::read_dir("policies/drills").expect("policies/drills") {
+            let p = e.expect("entry").path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                Scenario::load(&p).unwrap_or_else(|e| panic!("{e:#}"));
+                n += 1;
+            }
+        }
+        assert!(
+            n >= 7,
+            "the drills cover the seven faults the issue lists, found {n}"
+        );
+    }
+
+    #[test]
+    fn a_misspelt_field_is_reported_at_its_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("bad.toml");
+        std::fs::write(&p, "[drill]\nname = \"x\"\n\n[[faults]]\nkind = \"stop_database\"\n\n[expect]\nfailover = true\nwithin_ = \"3s\"\n").expect("write");
+        let e = Scenario::load(&p).expect_err("unknown field").to_string();
+        assert!(e.contains("bad.toml:9:1"), "{e}");
+        assert!(e.contains("within_"), "{e}");
+    }
+}
