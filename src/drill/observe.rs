@@ -51,7 +51,10 @@ impl<T> Running<T> {
 }
 
 /// Which region DNS sends clients to, refreshed every 200 ms from Route 53 (moto).
-pub fn follow_dns(world: &World, t0: Instant) -> (Arc<Mutex<String>>, Running<Vec<(Ms, String)>>) {
+/// The region clients are sent to, shared with the write load.
+pub type Active = Arc<Mutex<String>>;
+
+pub fn follow_dns(world: &World, t0: Instant) -> (Active, Running<Vec<(Ms, String)>>) {
     let active = Arc::new(Mutex::new(crate::sandbox::world::PRIMARY.to_string()));
     let (stop, mut stopped) = watch::channel(false);
     let (clients, zone, record, hc) = (
@@ -155,10 +158,10 @@ pub fn sample_writable(world: &World, t0: Instant) -> anyhow::Result<Running<Wri
         loop {
             let mut writable = 0;
             for (region, port) in &ports {
-                if conns.get(region).is_none_or(|c| c.is_closed()) {
-                    if let Some(c) = connect(*port, &password).await {
-                        conns.insert(region.clone(), c);
-                    }
+                if conns.get(region).is_none_or(|c| c.is_closed())
+                    && let Some(c) = connect(*port, &password).await
+                {
+                    conns.insert(region.clone(), c);
                 }
                 let Some(c) = conns.get(region) else { continue };
                 let q = c.query_one(
@@ -235,29 +238,27 @@ pub fn watch_daemon(
             .unwrap_or_default();
         let mut seen: Vec<Seen> = Vec::new();
         loop {
-            if let Ok(r) = http.get(format!("{url}/v1/status")).send().await {
-                if let Ok(v) = r.json::<StatusView>().await {
-                    let verdict = v
-                        .regions
-                        .iter()
-                        .find(|r| r.region.as_str() == primary)
-                        .map(|r| r.verdict.to_string())
-                        .unwrap_or_default();
-                    let s = Seen {
-                        at: ms(t0),
-                        state: v.state.clone(),
-                        why: v.why.clone(),
-                        primary_verdict: verdict,
-                    };
-                    if seen.last().is_none_or(|l| {
-                        l.state != s.state
-                            || l.why != s.why
-                            || l.primary_verdict != s.primary_verdict
-                    }) {
-                        seen.push(s);
-                    }
-                    *shared.lock().unwrap_or_else(|e| e.into_inner()) = Some(v);
+            if let Ok(r) = http.get(format!("{url}/v1/status")).send().await
+                && let Ok(v) = r.json::<StatusView>().await
+            {
+                let verdict = v
+                    .regions
+                    .iter()
+                    .find(|r| r.region.as_str() == primary)
+                    .map(|r| r.verdict.to_string())
+                    .unwrap_or_default();
+                let s = Seen {
+                    at: ms(t0),
+                    state: v.state.clone(),
+                    why: v.why.clone(),
+                    primary_verdict: verdict,
+                };
+                if seen.last().is_none_or(|l| {
+                    l.state != s.state || l.why != s.why || l.primary_verdict != s.primary_verdict
+                }) {
+                    seen.push(s);
                 }
+                *shared.lock().unwrap_or_else(|e| e.into_inner()) = Some(v);
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {}
