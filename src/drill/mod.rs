@@ -4,4 +4,5 @@
 pub mod faults;
 pub mod observe;
 pub mod report;
+pub mod run;
 pub mod scenario;

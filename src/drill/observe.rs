@@ -84,19 +84,23 @@ pub fn follow_dns(world: &World, t0: Instant) -> (Active, Running<Vec<(Ms, Strin
     (active, Running { stop, task })
 }
 
+/// Every write the load attempted, readable while it runs.
+pub type WriteLog = Arc<Mutex<Vec<Write>>>;
+
 /// Numbered inserts at `per_second`, each sent to the region DNS points at now.
 pub fn write_load(
     world: &World,
     per_second: u32,
-    active: Arc<Mutex<String>>,
+    active: Active,
     t0: Instant,
-    first_n: i64,
-) -> Running<Vec<Write>> {
+) -> (WriteLog, Running<()>) {
     let apis: BTreeMap<String, String> = world
         .regions
         .keys()
         .filter_map(|r| world.api_url(r).map(|u| (r.clone(), u)))
         .collect();
+    let log: WriteLog = Arc::new(Mutex::new(Vec::new()));
+    let shared = log.clone();
     let (stop, mut stopped) = watch::channel(false);
     let gap = Duration::from_secs_f64(1.0 / f64::from(per_second.max(1)));
     let task = tokio::spawn(async move {
@@ -104,8 +108,7 @@ pub fn write_load(
             .timeout(Duration::from_millis(1500))
             .build()
             .unwrap_or_default();
-        let mut out = Vec::new();
-        let mut n = first_n;
+        let mut n = 1;
         let mut tick = tokio::time::interval(gap);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -125,18 +128,18 @@ pub fn write_load(
                 .send()
                 .await
                 .is_ok_and(|r| r.status().as_u16() == 201);
-            out.push(Write {
+            let w = Write {
                 n,
                 at,
                 region,
                 acked,
                 latency_ms: started.elapsed().as_millis() as u64,
-            });
+            };
+            shared.lock().unwrap_or_else(|e| e.into_inner()).push(w);
             n += 1;
         }
-        out
     });
-    Running { stop, task }
+    (log, Running { stop, task })
 }
 
 /// Whether each region's database would take a write, sampled every 100 ms. Two `true`s

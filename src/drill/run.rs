@@ -1,0 +1,703 @@
+//! Running one drill: a fresh sandbox, the real daemon as a child process, a write load
+//! throughout, the faults, the expectations, a verified failback when asked, and a
+//! rollback that always runs.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use super::faults::{self, Injected};
+use super::observe::{self, Seen, Write};
+use super::report::{Check, Figures, Mark, Report, Span, WritePoint};
+use super::scenario::Scenario;
+use crate::core::health::Verdict;
+use crate::core::model::Direction;
+use crate::core::step::RunStatus;
+use crate::core::time::Ts;
+use crate::daemon::engine::now;
+use crate::daemon::status::StatusView;
+use crate::journal::{RunDetail, RunRecord};
+use crate::sandbox::world::{self, PRIMARY, SECONDARY, World};
+
+/// What a drill needs from its caller.
+pub struct Setup {
+    pub scenario: Scenario,
+    pub policy: PathBuf,
+    /// The lifeboat binary that runs the daemon (this one).
+    pub bin: PathBuf,
+    /// Where the daemon's logs go.
+    pub logs: PathBuf,
+}
+
+/// The daemon under test; stopped (SIGTERM, then SIGKILL) when dropped.
+struct Daemon {
+    child: Child,
+    url: String,
+    token: String,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        crate::sandbox::process::stop_pid(self.child.id(), Duration::from_secs(10));
+        let _ = self.child.wait();
+    }
+}
+
+impl Daemon {
+    async fn start(
+        bin: &Path,
+        policy: &Path,
+        journal: &Path,
+        log: &Path,
+    ) -> anyhow::Result<Daemon> {
+        let _ = std::fs::remove_file(journal);
+        let out =
+            std::fs::File::create(log).with_context(|| format!("create {}", log.display()))?;
+        let child = Command::new(bin)
+            .args(["run", "--policy"])
+            .arg(policy)
+            .env("AWS_ACCESS_KEY_ID", crate::sandbox::moto::ACCESS_KEY_ID)
+            .env(
+                "AWS_SECRET_ACCESS_KEY",
+                crate::sandbox::moto::SECRET_ACCESS_KEY,
+            )
+            .env("LIFEBOAT_API_TOKEN", "")
+            .stdout(Stdio::null())
+            .stderr(out)
+            .spawn()
+            .context("start the daemon")?;
+        let api = crate::daemon::discovery::api_path(journal);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(info) = crate::daemon::discovery::find(journal) {
+                let token = info
+                    .token_file
+                    .as_ref()
+                    .and_then(|f| std::fs::read_to_string(f).ok())
+                    .unwrap_or_default();
+                return Ok(Daemon {
+                    child,
+                    url: info.url,
+                    token: token.trim().to_string(),
+                });
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the daemon did not publish {} within 20s; see {}",
+                    api.display(),
+                    log.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn post(&self, path: &str, body: serde_json::Value) -> anyhow::Result<String> {
+        let r = reqwest::Client::new()
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await?;
+        let status = r.status();
+        let text = r.text().await.unwrap_or_default();
+        if !status.is_success() {
+            bail!("POST {path}: {status}: {text}");
+        }
+        Ok(text)
+    }
+
+    async fn runs(&self) -> anyhow::Result<Vec<RunRecord>> {
+        Ok(reqwest::get(format!("{}/v1/runs", self.url))
+            .await?
+            .json()
+            .await?)
+    }
+
+    async fn run(&self, id: &str) -> anyhow::Result<RunDetail> {
+        Ok(reqwest::get(format!("{}/v1/runs/{id}", self.url))
+            .await?
+            .json()
+            .await?)
+    }
+
+    async fn status(&self) -> anyhow::Result<StatusView> {
+        Ok(reqwest::get(format!("{}/v1/status", self.url))
+            .await?
+            .json()
+            .await?)
+    }
+}
+
+/// Runs the drill once and reports; never leaves the sandbox broken behind it.
+pub async fn once(setup: &Setup, repetition: u32) -> Report {
+    let s = &setup.scenario;
+    let mut report = Report {
+        drill: s.drill.name.clone(),
+        description: s.drill.description.clone(),
+        repetition,
+        ..Report::default()
+    };
+    let dir = match world::dir_for_policy(&setup.policy) {
+        Ok(d) => d,
+        Err(e) => {
+            report.error = Some(format!("{e:#}"));
+            return report;
+        }
+    };
+    if let Err(e) = drive(setup, &dir, &mut report).await {
+        report.error = Some(format!("{e:#}"));
+        report.passed = false;
+    }
+    // Rollback: whatever happened above, the sandbox is taken down.
+    if let Err(e) = world::down(&dir) {
+        report.checks.push(Check {
+            what: "rollback leaves nothing running".into(),
+            passed: false,
+            detail: format!("{e:#}"),
+        });
+        report.passed = false;
+    }
+    report
+}
+
+async fn drive(setup: &Setup, dir: &Path, report: &mut Report) -> anyhow::Result<()> {
+    let s = &setup.scenario;
+    if dir.join("sandbox.json").exists() {
+        world::down(dir)?;
+    }
+    let world = world::up(dir).await.context("start the sandbox")?;
+    let (policy, _) = crate::policy::load_valid(&setup.policy)?;
+    let journal = crate::journal::location(&policy, Path::new("/var/lib/lifeboat"));
+    let log = setup
+        .logs
+        .join(format!("{}-{}-daemon.log", s.drill.name, report.repetition));
+    let daemon = Daemon::start(&setup.bin, &setup.policy, &journal, &log).await?;
+
+    let t0 = Instant::now();
+    let (active, dns) = observe::follow_dns(&world, t0);
+    let (writes, load) = observe::write_load(&world, s.load.writes_per_second, active, t0);
+    let sampler = observe::sample_writable(&world, t0)?;
+    let (_latest, watcher) = observe::watch_daemon(daemon.url.clone(), PRIMARY.to_string(), t0);
+
+    let outcome = scenario(setup, &world, &daemon, report, &writes, t0).await;
+
+    // Stop observing, then account.
+    let seen = watcher.stop().await;
+    load.stop().await;
+    let writable = sampler.stop().await;
+    let dns_changes = dns.stop().await;
+    let writes = writes.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let fault_ms = report
+        .timeline
+        .iter()
+        .find(|m| m.what.starts_with("fault"))
+        .map(|m| m.at);
+    finish_figures(report, &writes, &seen, &dns_changes, &writable, fault_ms);
+    report.passed = outcome.is_ok() && report.checks.iter().all(|c| c.passed);
+    drop(daemon);
+    outcome
+}
+
+/// Waits until `ok` holds on the daemon's status, or `within` passes.
+async fn until(
+    daemon: &Daemon,
+    within: Duration,
+    what: &str,
+    ok: impl Fn(&StatusView) -> bool,
+) -> anyhow::Result<StatusView> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(v) = daemon.status().await {
+            if ok(&v) {
+                return Ok(v);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{what} did not happen within {}s (state {}, why: {})",
+                    within.as_secs(),
+                    v.state,
+                    v.why.unwrap_or_default()
+                );
+            }
+        } else if Instant::now() > deadline {
+            bail!("{what}: the daemon stopped answering");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn all_probes_pass(v: &StatusView) -> bool {
+    !v.probes.is_empty()
+        && v.probes.iter().filter(|p| p.critical).all(|p| p.ok)
+        && v.regions.iter().all(|r| r.verdict.is_healthy())
+}
+
+/// A run of `direction` created after `after` (wall clock), if one exists.
+async fn new_run(daemon: &Daemon, direction: Direction, after: Ts) -> Option<RunRecord> {
+    daemon
+        .runs()
+        .await
+        .ok()?
+        .into_iter()
+        .find(|r| r.direction == direction && r.created_at >= after)
+}
+
+async fn wait_run_end(
+    daemon: &Daemon,
+    direction: Direction,
+    after: Ts,
+    within: Duration,
+) -> anyhow::Result<RunRecord> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(r) = new_run(daemon, direction, after).await
+            && r.status.is_finished()
+        {
+            return Ok(r);
+        }
+        if Instant::now() > deadline {
+            let v = daemon.status().await.ok();
+            bail!(
+                "no {direction} finished within {}s (state {}, why: {})",
+                within.as_secs(),
+                v.as_ref().map(|v| v.state.clone()).unwrap_or_default(),
+                v.and_then(|v| v.why).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn secs_since(t: Ts, fault: Ts) -> f64 {
+    (t.as_millis() as f64 - fault.as_millis() as f64) / 1000.0
+}
+
+/// Acknowledged writes the database of `region` does not have.
+async fn lost(world: &World, region: &str, writes: &[Write]) -> anyhow::Result<u64> {
+    let pg = world.pg(region)?;
+    let rows = tokio::task::spawn_blocking(move || {
+        pg.sql_in(
+            crate::sandbox::postgres::APP_DATABASE,
+            "SELECT n FROM orders",
+        )
+    })
+    .await??;
+    let present: BTreeSet<i64> = rows.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    Ok(writes
+        .iter()
+        .filter(|w| w.acked && !present.contains(&w.n))
+        .count() as u64)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn scenario(
+    setup: &Setup,
+    world: &World,
+    daemon: &Daemon,
+    report: &mut Report,
+    writes: &observe::WriteLog,
+    t0: Instant,
+) -> anyhow::Result<()> {
+    let s = &setup.scenario;
+    let ms = |t: Instant| t.duration_since(t0).as_secs_f64();
+    until(
+        daemon,
+        s.steady_state.timeout,
+        "the steady state (every critical probe passing)",
+        all_probes_pass,
+    )
+    .await?;
+    // A few seconds of writes before the fault: the baseline.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let fault_wall = now();
+    let fault_at = Instant::now();
+    report.timeline.push(Mark {
+        at: ms(fault_at),
+        what: "fault".into(),
+    });
+    let mut injected: Vec<Injected> = Vec::new();
+    let mut faults_sorted = s.faults.clone();
+    faults_sorted.sort_by_key(|f| f.at);
+    for f in &faults_sorted {
+        let wait = (fault_at + f.at).saturating_duration_since(Instant::now());
+        tokio::time::sleep(wait).await;
+        let region = faults::region(f.region);
+        injected.push(
+            faults::inject(world, f.kind, region, f.period)
+                .await
+                .with_context(|| format!("inject {:?} in {region}", f.kind))?,
+        );
+        report.timeline.push(Mark {
+            at: ms(Instant::now()),
+            what: format!("fault: {} ({region})", f.kind.describe()),
+        });
+    }
+
+    let result = expectations(
+        setup,
+        world,
+        daemon,
+        report,
+        writes,
+        fault_wall,
+        &mut injected,
+    )
+    .await;
+    // Heal whatever is still broken (the rollback's first half; the sandbox goes down after).
+    for f in injected {
+        let _ = faults::heal(world, f).await;
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn expectations(
+    setup: &Setup,
+    world: &World,
+    daemon: &Daemon,
+    report: &mut Report,
+    writes: &observe::WriteLog,
+    fault_wall: Ts,
+    injected: &mut Vec<Injected>,
+) -> anyhow::Result<()> {
+    let e = &setup.scenario.expect;
+    let off = fault_offset(report);
+    let at = |wall: Ts| off + secs_since(wall, fault_wall);
+    if !e.failover {
+        tokio::time::sleep(e.watch_for).await;
+        let run = new_run(daemon, Direction::Failover, fault_wall).await;
+        report.checks.push(Check {
+            what: format!("does not fail over (watched {}s)", e.watch_for.as_secs()),
+            passed: run.is_none(),
+            detail: match &run {
+                Some(r) => format!("run {} started: {}", r.run_id, r.reason),
+                None => "no failover started".into(),
+            },
+        });
+        let snapshot = writes.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let lost_now = lost(world, PRIMARY, &snapshot).await.ok();
+        report.figures.lost_writes = lost_now;
+        if let Some(max) = e.max_lost_writes {
+            report.checks.push(Check {
+                what: format!("at most {max} acknowledged writes lost"),
+                passed: lost_now.is_some_and(|l| l <= max),
+                detail: format!("{lost_now:?} lost"),
+            });
+        }
+        return Ok(());
+    }
+
+    if let Some(reason) = &e.blocked {
+        let held = until(daemon, Duration::from_secs(60), &format!("a hold for {reason}"), |v| {
+            matches!(&v.phase, crate::core::controller::Phase::Blocked { reason: r, .. } if r.label() == reason)
+        })
+        .await;
+        report.checks.push(Check {
+            what: format!("holds the failover for {reason} until approved"),
+            passed: held.is_ok(),
+            detail: match &held {
+                Ok(v) => v.why.clone().unwrap_or_default(),
+                Err(err) => format!("{err:#}"),
+            },
+        });
+        held?;
+        report.timeline.push(Mark {
+            at: at(now()),
+            what: format!("held: {reason}"),
+        });
+        tokio::time::sleep(e.approve_after).await;
+        daemon
+            .post(
+                "/v1/approve",
+                serde_json::json!({"by": "drill", "allow_data_loss": true}),
+            )
+            .await?;
+        report.timeline.push(Mark {
+            at: at(now()),
+            what: "approved (data loss accepted)".into(),
+        });
+    }
+
+    let within = e.within.unwrap_or(Duration::from_secs(60));
+    let fo = wait_run_end(
+        daemon,
+        Direction::Failover,
+        fault_wall,
+        within + Duration::from_secs(30),
+    )
+    .await;
+    let fo = match fo {
+        Ok(r) => r,
+        Err(err) => {
+            report.checks.push(Check {
+                what: format!("fails over within {}s", within.as_secs()),
+                passed: false,
+                detail: format!("{err:#}"),
+            });
+            return Ok(());
+        }
+    };
+    let detail = daemon.run(fo.run_id.as_str()).await?;
+    spans(report, &detail, fault_wall);
+    let completed = fo.status == RunStatus::Completed;
+    let took = fo.finished_at.map(|f| secs_since(f, fault_wall));
+    report.figures.decision = Some(secs_since(fo.created_at, fault_wall));
+    report.figures.failover = took.filter(|_| completed);
+    report.timeline.push(Mark {
+        at: at(fo.created_at),
+        what: "decision: failover".into(),
+    });
+    if let Some(f) = fo.finished_at {
+        report.timeline.push(Mark {
+            at: at(f),
+            what: format!("failover {}", fo.status),
+        });
+    }
+    report.checks.push(Check {
+        what: format!("fails over by itself within {}s", within.as_secs()),
+        passed: completed && took.is_some_and(|t| t <= within.as_secs_f64()),
+        detail: format!(
+            "run {} {} after {}",
+            fo.run_id,
+            fo.status,
+            took.map(|t| format!("{t:.2}s")).unwrap_or_default()
+        ),
+    });
+
+    // Let writes land in the new region, then count what the new primary lacks.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let snapshot = writes.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let lost_fo = lost(world, SECONDARY, &snapshot).await?;
+    report.figures.lost_writes = Some(lost_fo);
+    if let Some(max) = e.max_lost_writes {
+        report.checks.push(Check {
+            what: format!("at most {max} acknowledged writes lost on failover"),
+            passed: lost_fo <= max,
+            detail: format!("{lost_fo} lost"),
+        });
+    }
+    if e.data_loss {
+        report.checks.push(Check {
+            what: "reports the data loss it was allowed".into(),
+            passed: lost_fo > 0 && fo.allow_data_loss,
+            detail: format!(
+                "{lost_fo} acknowledged writes missing; run accepted data loss: {}",
+                fo.allow_data_loss
+            ),
+        });
+    }
+
+    if e.failback {
+        failback(setup, world, daemon, report, writes, fault_wall, injected).await?;
+    }
+    Ok(())
+}
+
+/// Seconds from the drill's start to the fault (marks are placed relative to the fault).
+fn fault_offset(report: &Report) -> f64 {
+    report
+        .timeline
+        .iter()
+        .find(|m| m.what == "fault")
+        .map(|m| m.at)
+        .unwrap_or(0.0)
+}
+
+fn spans(report: &mut Report, detail: &RunDetail, fault_wall: Ts) {
+    let off = fault_offset(report);
+    let run = detail.run.run_id.to_string();
+    for st in &detail.steps {
+        if let (Some(a), Some(b)) = (st.started_at, st.finished_at.or(st.started_at)) {
+            report.steps.push(Span {
+                run: run.clone(),
+                step: st.name.clone(),
+                kind: st.kind.clone(),
+                start: off + secs_since(a, fault_wall),
+                end: off + secs_since(b, fault_wall),
+                state: st.state.to_string(),
+            });
+        }
+    }
+}
+
+async fn failback(
+    setup: &Setup,
+    world: &World,
+    daemon: &Daemon,
+    report: &mut Report,
+    writes: &observe::WriteLog,
+    fault_wall: Ts,
+    injected: &mut Vec<Injected>,
+) -> anyhow::Result<()> {
+    let e = &setup.scenario.expect;
+    let off = fault_offset(report);
+    let at = |wall: Ts| off + secs_since(wall, fault_wall);
+    // Repair the primary region, and rejoin its database as a standby of the new primary
+    // (pg_rewind): the resync a failback waits for.
+    for f in injected.drain(..) {
+        faults::heal(world, f).await?;
+    }
+    let (old, new) = (world.pg(PRIMARY)?, world.pg(SECONDARY)?);
+    tokio::task::spawn_blocking(move || old.rewind_from(&new))
+        .await?
+        .context("rejoin the old primary as a standby (pg_rewind)")?;
+    report.timeline.push(Mark {
+        at: at(now()),
+        what: "primary repaired and rejoined".into(),
+    });
+    let needed = Duration::from_secs(90);
+    until(
+        daemon,
+        needed,
+        "the primary healthy for the failback window and in sync",
+        |v| {
+            v.regions.iter().any(|r| {
+                r.region.as_str() == PRIMARY
+                    && r.in_sync == Some(true)
+                    && r.verdict == Verdict::Healthy
+            })
+        },
+    )
+    .await?;
+    // The daemon refuses until the primary has been healthy long enough; ask until it accepts.
+    let asked = now();
+    let deadline = Instant::now() + needed;
+    loop {
+        match daemon
+            .post(
+                "/v1/failback",
+                serde_json::json!({"by": "drill", "note": "drill failback"}),
+            )
+            .await
+        {
+            Ok(text) if text.contains("accepted") => break,
+            _ if Instant::now() > deadline => bail!("the daemon kept refusing the failback"),
+            _ => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+    report.timeline.push(Mark {
+        at: at(now()),
+        what: "failback asked".into(),
+    });
+    let within = e.failback_within.unwrap_or(Duration::from_secs(60));
+    let fb = wait_run_end(
+        daemon,
+        Direction::Failback,
+        asked,
+        within + Duration::from_secs(30),
+    )
+    .await?;
+    let detail = daemon.run(fb.run_id.as_str()).await?;
+    spans(report, &detail, fault_wall);
+    let took = fb.finished_at.map(|f| secs_since(f, fb.created_at));
+    report.figures.failback = took.filter(|_| fb.status == RunStatus::Completed);
+    if let Some(f) = fb.finished_at {
+        report.timeline.push(Mark {
+            at: at(f),
+            what: format!("failback {}", fb.status),
+        });
+    }
+    report.checks.push(Check {
+        what: format!("fails back within {}s", within.as_secs()),
+        passed: fb.status == RunStatus::Completed
+            && took.is_some_and(|t| t <= within.as_secs_f64()),
+        detail: format!(
+            "run {} {} in {}",
+            fb.run_id,
+            fb.status,
+            took.map(|t| format!("{t:.2}s")).unwrap_or_default()
+        ),
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let all = writes.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let failback_start = (asked.as_millis() as f64 - fault_wall.as_millis() as f64) / 1000.0 + off;
+    // Writes acknowledged from the failback's start on must all be on the primary.
+    let after: Vec<Write> = all
+        .into_iter()
+        .filter(|w| w.at as f64 / 1000.0 >= failback_start - 1.0)
+        .collect();
+    let lost_fb = lost(world, PRIMARY, &after).await?;
+    report.figures.failback_lost_writes = Some(lost_fb);
+    report.checks.push(Check {
+        what: "no acknowledged write lost on the failback".into(),
+        passed: lost_fb == 0,
+        detail: format!(
+            "{lost_fb} lost of {} acknowledged",
+            after.iter().filter(|w| w.acked).count()
+        ),
+    });
+    Ok(())
+}
+
+/// The figures the observers give: write counts, client-side RTO, split brain.
+fn finish_figures(
+    report: &mut Report,
+    writes: &[Write],
+    seen: &[Seen],
+    dns: &[(u64, String)],
+    writable: &observe::WritableLog,
+    fault_ms: Option<f64>,
+) {
+    let f: &mut Figures = &mut report.figures;
+    f.writes_acked = writes.iter().filter(|w| w.acked).count() as u64;
+    f.writes_failed = writes.iter().filter(|w| !w.acked).count() as u64;
+    f.two_writable = !writable.both_writable_at.is_empty();
+    f.writable_samples = writable.samples;
+    let fault = fault_ms.unwrap_or(0.0);
+    if f.detection.is_none() {
+        f.detection = seen
+            .iter()
+            .find(|s| s.at as f64 / 1000.0 >= fault && s.primary_verdict.starts_with("down"))
+            .map(|s| s.at as f64 / 1000.0 - fault);
+        if let Some(d) = f.detection {
+            report.timeline.push(Mark {
+                at: fault + d,
+                what: "detected: down".into(),
+            });
+        }
+    }
+    // Client-side RTO: the first failed write after the fault to the first success after it.
+    let first_fail = writes
+        .iter()
+        .find(|w| w.at as f64 / 1000.0 >= fault && !w.acked);
+    f.client_rto = first_fail.and_then(|ff| {
+        writes
+            .iter()
+            .find(|w| w.at > ff.at && w.acked)
+            .map(|ok| (ok.at - ff.at) as f64 / 1000.0)
+    });
+    for (at, region) in dns.iter().skip(1) {
+        report.timeline.push(Mark {
+            at: *at as f64 / 1000.0,
+            what: format!("DNS → {region}"),
+        });
+    }
+    report.writes = writes
+        .iter()
+        .map(|w| WritePoint {
+            at: w.at as f64 / 1000.0 - fault,
+            acked: w.acked,
+        })
+        .collect();
+    for m in &mut report.timeline {
+        m.at -= fault;
+    }
+    for s in &mut report.steps {
+        s.start -= fault;
+        s.end -= fault;
+    }
+    report.checks.push(Check {
+        what: "never two writable primaries".into(),
+        passed: writable.both_writable_at.is_empty() && writable.samples > 0,
+        detail: format!(
+            "{} of {} samples had two",
+            writable.both_writable_at.len(),
+            writable.samples
+        ),
+    });
+}
