@@ -4,6 +4,7 @@
 mod approve;
 mod client;
 mod control;
+mod drill;
 mod history;
 mod journal_args;
 mod plan;
@@ -149,6 +150,8 @@ pub enum Command {
     Pause(control::PauseArgs),
     /// Let the controller decide again after a pause or a failed run
     Resume(control::ResumeArgs),
+    /// Rehearse a failure on the local sandbox and measure what lifeboat does
+    Drill(drill::Args),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -190,6 +193,7 @@ pub fn main() -> ExitCode {
         Command::Failback(args) => control::failback(args, &cli.state_dir, &step_factory),
         Command::Pause(args) => control::pause(args, &cli.state_dir),
         Command::Resume(args) => control::resume(args, &cli.state_dir),
+        Command::Drill(args) => drill::run(args),
     };
     match result {
         Ok(code) => code,
