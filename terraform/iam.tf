@@ -274,12 +274,13 @@ data "aws_iam_policy_document" "ecs" {
 data "aws_iam_policy_document" "cloudfront" {
   count = length(local.cloudfront_distribution_arns) > 0 ? 1 : 0
 
-  # GetInvalidation polls the invalidation lifeboat created; ListInvalidations lets a
-  # resumed step find one it created before a crash instead of creating another.
+  # GetInvalidation polls the invalidation lifeboat created. A resumed step finds one
+  # it created before a crash by repeating CreateInvalidation with the same caller
+  # reference (fixed per run and step), which CloudFront answers with the existing one.
   statement {
     sid       = "CloudFrontInvalidate"
     effect    = "Allow"
-    actions   = ["cloudfront:CreateInvalidation", "cloudfront:GetInvalidation", "cloudfront:ListInvalidations"]
+    actions   = ["cloudfront:CreateInvalidation", "cloudfront:GetInvalidation"]
     resources = local.cloudfront_distribution_arns
   }
 }
@@ -300,10 +301,12 @@ data "aws_iam_policy_document" "app_bucket_objects" {
   }
 
   # Heartbeat objects (read) and s3_sync_check (read, and copy what is missing).
+  # CopyObject copies an object's tags by default, which needs the tagging actions on
+  # the source (read) and the destination (write).
   statement {
     sid     = "AppBucketsData"
     effect  = "Allow"
-    actions = ["s3:GetObject", "s3:PutObject"]
+    actions = ["s3:GetObject", "s3:PutObject", "s3:GetObjectTagging", "s3:PutObjectTagging"]
     resources = [
       for b in values(local.s3_buckets) : "arn:${local.partition}:s3:::${b.name}/${b.data_prefix}*"
     ]
