@@ -9,16 +9,16 @@
 //!
 //! Invariant: an adapter calls only the AWS APIs listed for its kind in `core::iam`.
 
-mod cache;
-mod command;
-mod notify;
-mod postgres;
-mod postgres_fence;
-mod rds;
-mod route53;
-mod scale;
-mod storage;
-mod wait;
+pub mod cache;
+pub mod command;
+pub mod notify;
+pub mod postgres;
+pub mod postgres_fence;
+pub mod rds;
+pub mod route53;
+pub mod scale;
+pub mod storage;
+pub mod wait;
 
 use std::sync::Arc;
 use std::time::Duration;
