@@ -1,9 +1,10 @@
 //! The AWS steps against moto's server: Route 53 (failover pair, weighted, simple),
 //! Auto Scaling, ECS, RDS, CloudFront, SNS and S3. Each runs its happy path, a second
 //! run that finds the effect in place, and an error path that names the resource.
-//! Where moto falls short (ECS starts no tasks, PromoteReadReplica leaves the replica
-//! source set, CloudFront ignores caller references) the test says so and
-//! `tests/actions_aws_mocks.rs` covers the rest with scripted responses.
+//! Where moto falls short (ECS reports tasks running the moment UpdateService returns,
+//! PromoteReadReplica leaves the replica source set, CloudFront ignores caller
+//! references) the test says so and `tests/actions_aws_mocks.rs` covers the rest with
+//! scripted responses.
 
 #[path = "support/action_helpers.rs"]
 mod helpers;
