@@ -448,3 +448,116 @@ async fn wait_healthy_needs_n_passing_rounds_in_a_row_and_a_failure_starts_the_c
         "step `healthy` waits for probe `nope`, which the policy does not define"
     );
 }
+
+// ---------------------------------------------------------------- the factory
+
+#[test]
+fn the_factory_refuses_what_it_cannot_bind_naming_what_is_missing() {
+    use lifeboat::action::Factory;
+    use lifeboat::core::ids::{Epoch, RunId};
+    use lifeboat::core::model::Direction;
+    use lifeboat::core::plan::{self, PlanRequest};
+    use lifeboat::runbook::StepFactory;
+
+    let dir = support::tempdir();
+    let text = r#"
+[service]
+name = "orders"
+[regions]
+primary = "us-east-1"
+secondaries = ["us-west-2"]
+[detection]
+interval = "1s"
+timeout = "500ms"
+failure_threshold = 3
+mode = "manual"
+[channels.chat]
+kind = "webhook"
+url = { env = "LIFEBOAT_TEST_SURELY_UNSET_HOOK" }
+[targets.db]
+kind = "postgres"
+user = "lifeboat"
+database = "orders"
+password = { file = "no-such-password-file" }
+regions.us-east-1.host = "127.0.0.1"
+regions.us-west-2.host = "127.0.0.1"
+[targets.dns]
+kind = "route53"
+zone_id = "Z1"
+record_name = "orders.example.com"
+style = "failover_pair"
+regions.us-east-1.set_identifier = "use1"
+regions.us-west-2.set_identifier = "usw2"
+[[probes]]
+name = "db"
+component = "database"
+kind = "postgres"
+target = "db"
+[[failover.steps]]
+name = "promote"
+kind = "postgres_promote"
+target = "db"
+[[failover.steps]]
+name = "dns"
+kind = "route53_switch"
+target = "dns"
+[[failover.steps]]
+name = "chat"
+kind = "notify"
+channel = "chat"
+[[failover.steps]]
+name = "hook"
+kind = "command"
+run = ["true"]
+[[failback.steps]]
+name = "healthy"
+kind = "wait_healthy"
+[[failback.steps]]
+name = "dns"
+kind = "route53_switch"
+target = "dns"
+"#;
+    let path = dir.path().join("policy.toml");
+    std::fs::write(&path, text).expect("write policy");
+    let (policy, _) = lifeboat::policy::load_valid(&path).expect("valid policy");
+    let plan = plan::build(
+        &policy,
+        PlanRequest {
+            direction: Direction::Failover,
+            from: policy.regions.primary.clone(),
+            to: policy.regions.secondaries[0].clone(),
+            run_id: RunId("fo-1".into()),
+            epoch: Epoch(0),
+            reason: "test".into(),
+            allow_data_loss: false,
+        },
+    )
+    .expect("plan");
+    let probes =
+        lifeboat::probe::Context::new(None, Duration::from_millis(500), Duration::from_secs(1));
+    let factory = Factory::new(Arc::new(policy), None, probes);
+    let build = |name: &str| factory.build(&plan, plan.step(name).expect("step")).err();
+
+    let e = build("promote").expect("unreadable password");
+    assert_eq!(e.class, ErrorClass::Fatal);
+    assert!(
+        e.message
+            .starts_with("step `promote`: password: cannot read secret file"),
+        "{}",
+        e.message
+    );
+    let e = build("dns").expect("no AWS");
+    assert_eq!(
+        e.message,
+        "step `dns` (route53_switch) calls AWS, but lifeboat was started without AWS configuration: set [aws] in the policy or the standard AWS environment"
+    );
+    let e = build("chat").expect("unset webhook secret");
+    assert_eq!(
+        e.message,
+        "step `chat`: the webhook URL of channel `chat`: environment variable LIFEBOAT_TEST_SURELY_UNSET_HOOK is not set; export it in the environment lifeboat runs in"
+    );
+    assert!(
+        build("hook").is_none(),
+        "a command needs nothing but itself"
+    );
+}
