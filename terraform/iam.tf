@@ -202,6 +202,17 @@ data "aws_iam_policy_document" "rds_instances" {
     actions   = ["rds:DescribeDBInstances", "rds:PromoteReadReplica"]
     resources = local.rds_instance_arns
   }
+
+  # rds_promote_replica reads the replica's ReplicaLag before promoting it (the RPO
+  # guardrail). GetMetricStatistics has no resource-level permissions: the Service
+  # Authorization Reference lists no resource type for it, so IAM accepts only "*".
+  # It is read-only.
+  statement {
+    sid       = "RdsReplicaLag"
+    effect    = "Allow"
+    actions   = ["cloudwatch:GetMetricStatistics"]
+    resources = ["*"]
+  }
 }
 
 # --- rds probe, aurora_global_failover and aurora_global_switchover ----------------

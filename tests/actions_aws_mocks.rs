@@ -5,9 +5,11 @@
 //!
 //! Covered here: Aurora FailoverGlobalCluster / SwitchoverGlobalCluster (moto answers
 //! an HTML 500), a replica promotion that finishes (moto keeps the replica source set),
-//! RDS replication that stopped, ECS tasks that start one poll after UpdateService
-//! (moto reports them running at once), and CloudFront answering a repeated caller
-//! reference with the invalidation it already made (moto creates another).
+//! RDS replication that stopped, the replica's `ReplicaLag` from CloudWatch (the SDK
+//! speaks CloudWatch's CBOR protocol, which moto does not), ECS tasks that start one
+//! poll after UpdateService (moto reports them running at once), and CloudFront
+//! answering a repeated caller reference with the invalidation it already made (moto
+//! creates another).
 
 #[path = "support/action_helpers.rs"]
 #[macro_use]
@@ -73,6 +75,51 @@ fn promoted() -> PromoteReadReplicaOutput {
         .build()
 }
 
+/// GetMetricStatistics' answer for `ReplicaLag`: `Datapoints`, each with a `Timestamp`,
+/// the `Maximum` asked for and `Unit` Seconds.
+fn replica_lag(
+    seconds: &[f64],
+) -> aws_sdk_cloudwatch::operation::get_metric_statistics::GetMetricStatisticsOutput {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let mut out =
+        aws_sdk_cloudwatch::operation::get_metric_statistics::GetMetricStatisticsOutput::builder()
+            .label("ReplicaLag");
+    // Oldest first, and not sorted by size: the adapter must pick the newest.
+    for (i, s) in seconds.iter().enumerate() {
+        out = out.datapoints(
+            aws_sdk_cloudwatch::types::Datapoint::builder()
+                .timestamp(aws_sdk_cloudwatch::primitives::DateTime::from_secs(
+                    now - 60 * (seconds.len() - i) as i64,
+                ))
+                .maximum(*s)
+                .unit(aws_sdk_cloudwatch::types::StandardUnit::Seconds)
+                .build(),
+        );
+    }
+    out.build()
+}
+
+/// A CloudWatch client whose GetMetricStatistics for the replica answers `seconds`.
+fn cloudwatch(seconds: &'static [f64]) -> (aws_sdk_cloudwatch::Client, aws_smithy_mocks::Rule) {
+    let rule = mock!(aws_sdk_cloudwatch::Client::get_metric_statistics)
+        .match_requests(|r| {
+            r.namespace() == Some("AWS/RDS")
+                && r.metric_name() == Some("ReplicaLag")
+                && r.dimensions().iter().any(|d| {
+                    d.name() == Some("DBInstanceIdentifier")
+                        && d.value() == Some("ledger-replica-euw1")
+                })
+        })
+        .then_output(move || replica_lag(seconds));
+    (
+        mocked!(aws_sdk_cloudwatch, RuleMode::MatchAny, [&rule]),
+        rule,
+    )
+}
+
 /// AWS clears `ReadReplicaSourceDBInstanceIdentifier` when the promotion finishes (the
 /// instance goes `modifying`, then `available`); moto never does.
 #[tokio::test]
@@ -91,7 +138,8 @@ async fn a_replica_promotion_finishes_when_the_instance_is_available_and_standal
         .match_requests(|r| r.db_instance_identifier() == Some("ledger-replica-euw1"))
         .then_output(promoted);
     let client = mocked!(aws_sdk_rds, RuleMode::MatchAny, [&describe, &promote]);
-    let step = PromoteReplica::new(client, "ledger-replica-euw1", "eu-west-1", "ledger-db");
+    let (cw, lag) = cloudwatch(&[9.0, 30.0, 0.8]);
+    let step = PromoteReplica::new(client, cw, "ledger-replica-euw1", "eu-west-1", "ledger-db");
     let c = ctx("promote-replica", SECONDARY);
     let ran = drive(&step, &c).await.expect("promote");
     let Ran::Applied(applied, verified) = &ran else {
@@ -99,8 +147,9 @@ async fn a_replica_promotion_finishes_when_the_instance_is_available_and_standal
     };
     assert_eq!(
         applied,
-        "PromoteReadReplica accepted for RDS instance `ledger-replica-euw1` in eu-west-1 (replication replicating)"
+        "PromoteReadReplica accepted for RDS instance `ledger-replica-euw1` in eu-west-1 (replication replicating, lag 800ms)"
     );
+    assert_eq!(lag.num_calls(), 1);
     assert_eq!(
         verified,
         "RDS instance `ledger-replica-euw1` in eu-west-1 is available and no longer a replica"
@@ -121,7 +170,9 @@ async fn a_replica_whose_replication_stopped_is_promoted_only_once_data_loss_is_
         .then_output(|| replica("available", Some("ledger-primary"), Some(("error", false))));
     let promote = mock!(aws_sdk_rds::Client::promote_read_replica).then_output(promoted);
     let client = mocked!(aws_sdk_rds, RuleMode::MatchAny, [&describe, &promote]);
-    let step = PromoteReplica::new(client, "ledger-replica-euw1", "eu-west-1", "ledger-db");
+    // RDS reports -1 while replication is broken.
+    let (cw, _) = cloudwatch(&[-1.0]);
+    let step = PromoteReplica::new(client, cw, "ledger-replica-euw1", "eu-west-1", "ledger-db");
     let mut c = ctx("promote-replica", SECONDARY);
     let e = step.apply(&c).await.expect_err("needs approval");
     assert_eq!(e.class, ErrorClass::NeedsApproval);
@@ -135,11 +186,43 @@ async fn a_replica_whose_replication_stopped_is_promoted_only_once_data_loss_is_
     assert!(
         applied
             .detail
-            .ends_with("(replication error, data loss accepted)"),
+            .ends_with("(replication error, data loss accepted, lag unknown: ReplicaLag is -1)"),
         "{}",
         applied.detail
     );
     assert_eq!(promote.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn a_replica_lagging_past_the_rpo_budget_waits_for_approval() {
+    let describe = mock!(aws_sdk_rds::Client::describe_db_instances).then_output(|| {
+        replica(
+            "available",
+            Some("ledger-primary"),
+            Some(("replicating", true)),
+        )
+    });
+    let promote = mock!(aws_sdk_rds::Client::promote_read_replica).then_output(promoted);
+    let client = mocked!(aws_sdk_rds, RuleMode::MatchAny, [&describe, &promote]);
+    let (cw, _) = cloudwatch(&[2.0, 42.0]);
+    let step = PromoteReplica::new(client, cw, "ledger-replica-euw1", "eu-west-1", "ledger-db");
+    let mut c = ctx("promote-replica", SECONDARY);
+    let e = step.apply(&c).await.expect_err("over budget");
+    assert_eq!(e.class, ErrorClass::NeedsApproval);
+    assert_eq!(
+        e.message,
+        "replica lag 42s on RDS instance `ledger-replica-euw1` in eu-west-1 exceeds the RPO budget 5s — approve with --allow-data-loss to accept losing the writes not yet replicated"
+    );
+    assert_eq!(promote.num_calls(), 0);
+    c.allow_data_loss = true;
+    let applied = step.apply(&c).await.expect("accepted");
+    assert!(
+        applied
+            .detail
+            .ends_with("(replication replicating, lag 42s)"),
+        "{}",
+        applied.detail
+    );
 }
 
 // ---------------------------------------------------------------- Aurora global

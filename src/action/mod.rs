@@ -153,6 +153,7 @@ impl StepFactory for Factory {
                     aws_region,
                 } => Arc::new(rds::PromoteReplica::new(
                     aws()?.rds(aws_region),
+                    aws()?.cloudwatch(aws_region),
                     instance_id,
                     aws_region,
                     target,

@@ -2,37 +2,45 @@
 //! writable instance) and `aurora_global_failover` / `aurora_global_switchover` (a
 //! secondary cluster of an Aurora global database becomes its writer).
 
+use std::time::{Duration, SystemTime};
+
 use async_trait::async_trait;
 use aws_sdk_rds::types::{DbInstance, GlobalCluster};
 
 use super::{aws_error, target_section};
 use crate::core::model::AuroraEndpoint;
+use crate::core::time::fmt_duration;
 use crate::runbook::{Applied, Check, Step, StepCtx, StepError, Verify};
 
 /// Promotes an RDS read replica.
 ///
 /// Guarantees: `apply` calls PromoteReadReplica only on an instance that is still a
-/// replica, and only when its replication is running or the run accepted data loss;
-/// `verify` waits for `available` and no replica source.
+/// replica, and only when its replication is running and its last `ReplicaLag` is
+/// within the run's RPO budget, or the run accepted data loss; `verify` waits for
+/// `available` and no replica source.
 /// Assumptions: the instance is a read replica of the primary being left.
 /// Errors: fatal when the instance does not exist or the call is denied;
-/// NeedsApproval when replication has stopped (see `replication_gate`).
+/// NeedsApproval when replication has stopped or the lag is over budget.
 pub struct PromoteReplica {
     client: aws_sdk_rds::Client,
+    cloudwatch: aws_sdk_cloudwatch::Client,
     instance_id: String,
     what: String,
     section: String,
 }
 
 impl PromoteReplica {
+    /// `cloudwatch` is a client in the replica's region, where RDS publishes its lag.
     pub fn new(
         client: aws_sdk_rds::Client,
+        cloudwatch: aws_sdk_cloudwatch::Client,
         instance_id: &str,
         aws_region: &str,
         target: &str,
     ) -> PromoteReplica {
         PromoteReplica {
             client,
+            cloudwatch,
             instance_id: instance_id.to_string(),
             what: format!("RDS instance `{instance_id}` in {aws_region}"),
             section: target_section(target),
@@ -77,10 +85,9 @@ fn replication(db: &DbInstance) -> Option<(bool, String)> {
     Some((ok, s))
 }
 
-/// The RPO input RDS gives without CloudWatch: whether replication is running. A
-/// replica whose replication stopped or failed cannot say how far behind it is, so
-/// promoting it may lose writes: that takes an operator's approval. (`ReplicaLag` in
-/// seconds is a CloudWatch metric, not part of any Describe answer.)
+/// The first RPO input: whether replication is running (DescribeDBInstances). A replica
+/// whose replication stopped or failed cannot say how far behind it is, so promoting
+/// it may lose writes: that takes an operator's approval.
 fn replication_gate(db: &DbInstance, ctx: &StepCtx, what: &str) -> Result<String, StepError> {
     match replication(db) {
         Some((true, s)) => Ok(format!("replication {s}")),
@@ -89,6 +96,84 @@ fn replication_gate(db: &DbInstance, ctx: &StepCtx, what: &str) -> Result<String
         ))),
         Some((false, s)) => Ok(format!("replication {s}, data loss accepted")),
         None => Ok("replication status not reported".to_string()),
+    }
+}
+
+/// How far behind the replica was, by CloudWatch.
+#[derive(Clone, Debug, PartialEq)]
+enum ReplicaLag {
+    Seconds(f64),
+    /// No datapoint, a negative one (RDS reports -1 while replication is broken), or
+    /// CloudWatch could not be read; the words say which.
+    Unknown(String),
+}
+
+/// How far back to look for the newest `ReplicaLag` datapoint: RDS publishes it every
+/// minute, so five minutes tolerates a late one without trusting a stale one.
+const LAG_WINDOW: Duration = Duration::from_secs(300);
+
+impl PromoteReplica {
+    /// The newest `ReplicaLag` (AWS/RDS, seconds) of the last few minutes. A failure to
+    /// read it does not stop a failover: it is reported, and the replication status
+    /// still gates the promotion.
+    async fn replica_lag(&self) -> ReplicaLag {
+        use aws_sdk_cloudwatch::primitives::DateTime;
+        use aws_sdk_cloudwatch::types::{Dimension, Statistic};
+        let now = SystemTime::now();
+        let out = self
+            .cloudwatch
+            .get_metric_statistics()
+            .namespace("AWS/RDS")
+            .metric_name("ReplicaLag")
+            .dimensions(
+                Dimension::builder()
+                    .name("DBInstanceIdentifier")
+                    .value(&self.instance_id)
+                    .build(),
+            )
+            .start_time(DateTime::from(now - LAG_WINDOW))
+            .end_time(DateTime::from(now))
+            .period(60)
+            .statistics(Statistic::Maximum)
+            .send()
+            .await;
+        let out = match out {
+            Ok(o) => o,
+            Err(e) => {
+                return ReplicaLag::Unknown(format!(
+                    "CloudWatch GetMetricStatistics failed: {}",
+                    crate::clients::aws::describe_error(&e)
+                ));
+            }
+        };
+        let newest = out
+            .datapoints()
+            .iter()
+            .filter_map(|d| Some((d.timestamp()?.as_secs_f64(), d.maximum()?)))
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        match newest {
+            Some((_, lag)) if lag >= 0.0 => ReplicaLag::Seconds(lag),
+            Some((_, lag)) => ReplicaLag::Unknown(format!("ReplicaLag is {lag}")),
+            None => ReplicaLag::Unknown("no ReplicaLag datapoint in the last 5 minutes".into()),
+        }
+    }
+}
+
+/// The second RPO input: the replica's lag against the run's budget.
+fn lag_gate(lag: &ReplicaLag, ctx: &StepCtx, what: &str) -> Result<String, StepError> {
+    match lag {
+        ReplicaLag::Seconds(s) => {
+            let lag = Duration::from_secs_f64(*s);
+            if lag > ctx.rpo_budget && !ctx.allow_data_loss {
+                return Err(StepError::needs_approval(format!(
+                    "replica lag {} on {what} exceeds the RPO budget {} — approve with --allow-data-loss to accept losing the writes not yet replicated",
+                    fmt_duration(lag),
+                    fmt_duration(ctx.rpo_budget)
+                )));
+            }
+            Ok(format!("lag {}", fmt_duration(lag)))
+        }
+        ReplicaLag::Unknown(why) => Ok(format!("lag unknown: {why}")),
     }
 }
 
@@ -115,6 +200,7 @@ impl Step for PromoteReplica {
             )));
         }
         let replication = replication_gate(&db, ctx, &self.what)?;
+        let lag = lag_gate(&self.replica_lag().await, ctx, &self.what)?;
         self.client
             .promote_read_replica()
             .db_instance_identifier(&self.instance_id)
@@ -122,7 +208,7 @@ impl Step for PromoteReplica {
             .await
             .map_err(|e| aws_error("rds:PromoteReadReplica", &self.what, &self.section, &e))?;
         Ok(Applied::new(format!(
-            "PromoteReadReplica accepted for {} ({replication})",
+            "PromoteReadReplica accepted for {} ({replication}, {lag})",
             self.what
         )))
     }

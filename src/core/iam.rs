@@ -33,9 +33,14 @@ pub const PROBE_ACTIONS: &[(&str, &[&str])] = &[
 
 /// AWS actions per step kind. Kinds that call no AWS API are absent.
 pub const STEP_ACTIONS: &[(&str, &[&str])] = &[
+    // The replica's lag before promoting: RDS publishes `ReplicaLag` to CloudWatch only.
     (
         "rds_promote_replica",
-        &["rds:DescribeDBInstances", "rds:PromoteReadReplica"],
+        &[
+            "rds:DescribeDBInstances",
+            "rds:PromoteReadReplica",
+            "cloudwatch:GetMetricStatistics",
+        ],
     ),
     (
         "aurora_global_failover",

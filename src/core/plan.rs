@@ -236,7 +236,7 @@ fn describe(
     match (action, endpoint) {
         (Action::RdsPromoteReplica { .. }, Some(Endpoint::RdsInstance { instance_id, .. })) => {
             format!(
-                "promote RDS read replica `{instance_id}` in {region} (PromoteReadReplica; approval needed first if its replication has stopped); wait until it is available and no longer a replica"
+                "promote RDS read replica `{instance_id}` in {region} (PromoteReadReplica, once its replication runs and its ReplicaLag is within the RPO budget, or data loss is accepted); wait until it is available and no longer a replica"
             )
         }
         (Action::AuroraGlobalFailover { .. }, Some(Endpoint::AuroraCluster(a))) => {

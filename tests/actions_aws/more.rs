@@ -38,7 +38,13 @@ async fn a_read_replica_promotion_is_accepted_and_a_missing_instance_is_named() 
         .send()
         .await
         .expect("create read replica");
-    let step = PromoteReplica::new(aws.rds(SECONDARY), &replica, SECONDARY, "ledger-db");
+    let step = PromoteReplica::new(
+        aws.rds(SECONDARY),
+        aws.cloudwatch(SECONDARY),
+        &replica,
+        SECONDARY,
+        "ledger-db",
+    );
     let c = ctx("promote-replica", SECONDARY);
     match step.check(&c).await.expect("check") {
         Check::NotDone(d) => assert!(
@@ -60,14 +66,26 @@ async fn a_read_replica_promotion_is_accepted_and_a_missing_instance_is_named() 
         other => panic!("moto keeps the replica source: {other:?}"),
     }
     // The primary is standalone already: a second "promotion" of it is a no-op.
-    let already = PromoteReplica::new(aws.rds(SECONDARY), &primary, SECONDARY, "ledger-db");
+    let already = PromoteReplica::new(
+        aws.rds(SECONDARY),
+        aws.cloudwatch(SECONDARY),
+        &primary,
+        SECONDARY,
+        "ledger-db",
+    );
     let ran = drive(&already, &c).await.expect("no-op");
     assert!(
         matches!(ran, Ran::AlreadyDone(ref d) if d.contains("is a standalone instance")),
         "{ran:?}"
     );
 
-    let none = PromoteReplica::new(aws.rds(SECONDARY), "no-such-db", SECONDARY, "ledger-db");
+    let none = PromoteReplica::new(
+        aws.rds(SECONDARY),
+        aws.cloudwatch(SECONDARY),
+        "no-such-db",
+        SECONDARY,
+        "ledger-db",
+    );
     let e = none.check(&c).await.expect_err("missing");
     assert_eq!(e.class, ErrorClass::Fatal);
     assert!(
