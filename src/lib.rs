@@ -3,6 +3,7 @@
 //! See ARCHITECTURE.md for the map. In short: `policy` loads what the operator wrote,
 //! `core` decides, and the other modules do the I/O those decisions call for.
 
+pub mod action;
 pub mod cli;
 pub mod clients;
 pub mod core;

@@ -202,6 +202,17 @@ data "aws_iam_policy_document" "rds_instances" {
     actions   = ["rds:DescribeDBInstances", "rds:PromoteReadReplica"]
     resources = local.rds_instance_arns
   }
+
+  # rds_promote_replica reads the replica's ReplicaLag before promoting it (the RPO
+  # guardrail). GetMetricStatistics has no resource-level permissions: the Service
+  # Authorization Reference lists no resource type for it, so IAM accepts only "*".
+  # It is read-only.
+  statement {
+    sid       = "RdsReplicaLag"
+    effect    = "Allow"
+    actions   = ["cloudwatch:GetMetricStatistics"]
+    resources = ["*"]
+  }
 }
 
 # --- rds probe, aurora_global_failover and aurora_global_switchover ----------------
@@ -274,12 +285,13 @@ data "aws_iam_policy_document" "ecs" {
 data "aws_iam_policy_document" "cloudfront" {
   count = length(local.cloudfront_distribution_arns) > 0 ? 1 : 0
 
-  # GetInvalidation polls the invalidation lifeboat created; ListInvalidations lets a
-  # resumed step find one it created before a crash instead of creating another.
+  # GetInvalidation polls the invalidation lifeboat created. A resumed step finds one
+  # it created before a crash by repeating CreateInvalidation with the same caller
+  # reference (fixed per run and step), which CloudFront answers with the existing one.
   statement {
     sid       = "CloudFrontInvalidate"
     effect    = "Allow"
-    actions   = ["cloudfront:CreateInvalidation", "cloudfront:GetInvalidation", "cloudfront:ListInvalidations"]
+    actions   = ["cloudfront:CreateInvalidation", "cloudfront:GetInvalidation"]
     resources = local.cloudfront_distribution_arns
   }
 }
@@ -300,10 +312,12 @@ data "aws_iam_policy_document" "app_bucket_objects" {
   }
 
   # Heartbeat objects (read) and s3_sync_check (read, and copy what is missing).
+  # CopyObject copies an object's tags by default, which needs the tagging actions on
+  # the source (read) and the destination (write).
   statement {
     sid     = "AppBucketsData"
     effect  = "Allow"
-    actions = ["s3:GetObject", "s3:PutObject"]
+    actions = ["s3:GetObject", "s3:PutObject", "s3:GetObjectTagging", "s3:PutObjectTagging"]
     resources = [
       for b in values(local.s3_buckets) : "arn:${local.partition}:s3:::${b.name}/${b.data_prefix}*"
     ]

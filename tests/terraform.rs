@@ -18,7 +18,10 @@ use hcl::{Block, Body};
 /// AWS actions that have no resource-level permissions and so may only be granted on
 /// `"*"`. Source: the Service Authorization Reference lists no resource type for them.
 /// Anything else granted on `"*"` is a scoping mistake.
-const ACTIONS_WITHOUT_RESOURCE_TYPES: &[&str] = &["autoscaling:DescribeAutoScalingGroups"];
+const ACTIONS_WITHOUT_RESOURCE_TYPES: &[&str] = &[
+    "autoscaling:DescribeAutoScalingGroups",
+    "cloudwatch:GetMetricStatistics",
+];
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

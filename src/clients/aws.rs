@@ -99,6 +99,11 @@ impl AwsClients {
         aws_sdk_rds::Client::new(&self.config(region))
     }
 
+    /// CloudWatch, where RDS publishes a read replica's `ReplicaLag`.
+    pub fn cloudwatch(&self, region: &str) -> aws_sdk_cloudwatch::Client {
+        aws_sdk_cloudwatch::Client::new(&self.config(region))
+    }
+
     pub fn autoscaling(&self, region: &str) -> aws_sdk_autoscaling::Client {
         aws_sdk_autoscaling::Client::new(&self.config(region))
     }

@@ -19,8 +19,53 @@ pub enum PgError {
     #[error("PostgreSQL {endpoint}: no connection within {}ms", timeout.as_millis())]
     Timeout { endpoint: String, timeout: Duration },
     #[error("PostgreSQL {endpoint}: {reason}")]
-    Connect { endpoint: String, reason: String },
+    Connect {
+        endpoint: String,
+        reason: String,
+        /// The SQLSTATE when the server answered with an error (a wrong password, a
+        /// missing database, too many connections); `None` when it could not be reached.
+        sqlstate: Option<String>,
+    },
 }
+
+impl PgError {
+    /// Nothing answered at the address: refused, reset or timed out before the server
+    /// said anything. A server that answered with an error (even "shutting down") was
+    /// reachable.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            PgError::Timeout { .. } | PgError::Connect { sqlstate: None, .. }
+        )
+    }
+}
+
+/// The status query the `postgres` probe and the promotion step share: one round trip
+/// that proves the server answers queries (`SELECT 1` plus what it knows about
+/// replication).
+///
+/// Lag is measured on the standby against the WAL it has received:
+/// - bytes: received but not yet replayed;
+/// - seconds: while replay is behind, the age of the last replayed transaction; when
+///   everything received is replayed, zero. The age alone would be wrong on an idle
+///   primary: with no new transactions it grows forever although nothing is missing.
+///   The age is an upper bound on how far replay is behind while it is behind.
+/// - streaming: whether a WAL receiver process is running. When the standby loses its
+///   primary, the received position stops advancing, replay catches up, and both
+///   figures fall to zero although the standby may lack the primary's last writes;
+///   `streaming = false` is what tells that case apart. (Unprivileged roles see only the
+///   receiver's pid in `pg_stat_wal_receiver`, which is all this needs.)
+pub const STATUS_QUERY: &str = "\
+SELECT 1::int4 AS alive,
+       pg_is_in_recovery() AS standby,
+       CASE WHEN pg_is_in_recovery()
+            THEN pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::float8
+       END AS lag_bytes,
+       CASE WHEN NOT pg_is_in_recovery() THEN NULL
+            WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0::float8
+            ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8
+       END AS lag_seconds,
+       EXISTS (SELECT 1 FROM pg_stat_wal_receiver) AS streaming";
 
 /// Connects and spawns the connection's driver task. The connection closes when the
 /// returned client is dropped.
@@ -47,6 +92,7 @@ pub async fn connect(ep: &PostgresEndpoint, timeout: Duration) -> Result<Client,
             return Err(PgError::Connect {
                 endpoint,
                 reason: describe(&e),
+                sqlstate: e.code().map(|c| c.code().to_string()),
             });
         }
         Ok(Ok(c)) => c,

@@ -33,9 +33,14 @@ pub const PROBE_ACTIONS: &[(&str, &[&str])] = &[
 
 /// AWS actions per step kind. Kinds that call no AWS API are absent.
 pub const STEP_ACTIONS: &[(&str, &[&str])] = &[
+    // The replica's lag before promoting: RDS publishes `ReplicaLag` to CloudWatch only.
     (
         "rds_promote_replica",
-        &["rds:DescribeDBInstances", "rds:PromoteReadReplica"],
+        &[
+            "rds:DescribeDBInstances",
+            "rds:PromoteReadReplica",
+            "cloudwatch:GetMetricStatistics",
+        ],
     ),
     (
         "aurora_global_failover",
@@ -71,18 +76,28 @@ pub const STEP_ACTIONS: &[(&str, &[&str])] = &[
         ],
     ),
     ("ecs_scale", &["ecs:DescribeServices", "ecs:UpdateService"]),
+    // The caller reference is fixed per run and step, so a repeated CreateInvalidation
+    // returns the invalidation already made: no listing needed to find it after a crash.
     (
         "cloudfront_invalidate",
         &[
             "cloudfront:CreateInvalidation",
             "cloudfront:GetInvalidation",
-            "cloudfront:ListInvalidations",
         ],
     ),
     ("notify", &["sns:Publish"]),
+    // List both buckets; CopyObject reads the source (GetObject) and writes the
+    // destination (PutObject), and copies the object's tags with it, which takes
+    // GetObjectTagging on the source and PutObjectTagging on the destination.
     (
         "s3_sync_check",
-        &["s3:ListBucket", "s3:GetObject", "s3:PutObject"],
+        &[
+            "s3:ListBucket",
+            "s3:GetObject",
+            "s3:PutObject",
+            "s3:GetObjectTagging",
+            "s3:PutObjectTagging",
+        ],
     ),
 ];
 

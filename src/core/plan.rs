@@ -236,7 +236,7 @@ fn describe(
     match (action, endpoint) {
         (Action::RdsPromoteReplica { .. }, Some(Endpoint::RdsInstance { instance_id, .. })) => {
             format!(
-                "promote RDS read replica `{instance_id}` in {region} (PromoteReadReplica); wait until it is available and no longer a replica"
+                "promote RDS read replica `{instance_id}` in {region} (PromoteReadReplica, once its replication runs and its ReplicaLag is within the RPO budget, or data loss is accepted); wait until it is available and no longer a replica"
             )
         }
         (Action::AuroraGlobalFailover { .. }, Some(Endpoint::AuroraCluster(a))) => {
@@ -255,7 +255,7 @@ fn describe(
             a.global_cluster_id, a.cluster_id
         ),
         (Action::PostgresPromote { .. }, Some(Endpoint::Postgres(pg))) => format!(
-            "promote PostgreSQL standby {pg} in {region} (pg_promote); verify it is out of recovery and accepts a test write"
+            "promote PostgreSQL standby {pg} in {region} (pg_promote, once its lag is within the RPO budget or data loss is accepted) and lift any read-only fence; verify it is out of recovery and accepts a test write"
         ),
         (Action::PostgresFence { .. }, Some(Endpoint::Postgres(pg))) => format!(
             "fence PostgreSQL {pg} in {region}: make it read-only and end client sessions, so it cannot take writes (recorded as unreachable if it is down)"
@@ -368,7 +368,10 @@ fn describe(
         (Action::ManualApproval { prompt }, _) => {
             format!("pause for an operator: \"{prompt}\" (lifeboat approve RUN_ID)")
         }
-        (Action::Command { run }, _) => format!("run `{}` in {region}", run.join(" ")),
+        (Action::Command { run }, _) => format!(
+            "run `{}` in {region} (killed with its children at the step's timeout)",
+            run.join(" ")
+        ),
         // Validation guarantees targets match their actions; stay total anyway.
         (a, _) => format!("{} in {region}", a.kind()),
     }

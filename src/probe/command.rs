@@ -78,8 +78,8 @@ impl Probe for CommandProbe {
     }
 }
 
-/// Kills a process group when dropped.
-struct GroupKill(u32);
+/// Kills a process group when dropped (the `command` step uses it too).
+pub(crate) struct GroupKill(pub u32);
 
 impl Drop for GroupKill {
     fn drop(&mut self) {

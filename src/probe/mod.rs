@@ -27,6 +27,7 @@ use crate::core::time::{Ts, fmt_duration, millis};
 
 pub use build::{BuildError, Context, build, build_all, http_client, needs_aws};
 pub use command::CommandProbe;
+pub(crate) use command::GroupKill;
 pub use heartbeat::{Alive, HeartbeatProbe, Source as HeartbeatSource};
 pub use http::{HttpExpect, HttpProbe};
 pub use postgres::PostgresProbe;
@@ -260,6 +261,24 @@ pub(crate) fn snippet(s: &str, max: usize) -> String {
     } else {
         trimmed.to_string()
     }
+}
+
+/// The last `n` non-empty lines of a program's output on one line (`a | b`), for
+/// quoting what it said in a message; `None` when it said nothing.
+pub(crate) fn snippet_lines(output: &str, n: usize) -> Option<String> {
+    let mut last: Vec<&str> = output
+        .lines()
+        .rev()
+        .filter(|l| !l.trim().is_empty())
+        .take(n)
+        .collect();
+    last.reverse();
+    (!last.is_empty()).then(|| {
+        last.iter()
+            .map(|l| snippet(l, 160))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    })
 }
 
 /// An error and its causes in one line.

@@ -10,32 +10,6 @@ use crate::clients::pg::{self, PgError};
 use crate::core::health::{Lag, Role};
 use crate::core::model::PostgresEndpoint;
 
-/// One round trip that proves the server answers queries (`SELECT 1` plus what it
-/// knows about replication).
-///
-/// Lag is measured on the standby against the WAL it has received:
-/// - bytes: received but not yet replayed;
-/// - seconds: while replay is behind, the age of the last replayed transaction; when
-///   everything received is replayed, zero. The age alone would be wrong on an idle
-///   primary: with no new transactions it grows forever although nothing is missing.
-///   The age is an upper bound on how far replay is behind while it is behind.
-/// - streaming: whether a WAL receiver process is running. When the standby loses its
-///   primary, the received position stops advancing, replay catches up, and both
-///   figures fall to zero although the standby may lack the primary's last writes;
-///   `streaming = false` is what tells that case apart. (Unprivileged roles see only the
-///   receiver's pid in `pg_stat_wal_receiver`, which is all this needs.)
-const QUERY: &str = "\
-SELECT 1::int4 AS alive,
-       pg_is_in_recovery() AS standby,
-       CASE WHEN pg_is_in_recovery()
-            THEN pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::float8
-       END AS lag_bytes,
-       CASE WHEN NOT pg_is_in_recovery() THEN NULL
-            WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0::float8
-            ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8
-       END AS lag_seconds,
-       EXISTS (SELECT 1 FROM pg_stat_wal_receiver) AS streaming";
-
 pub struct PostgresProbe {
     endpoint: PostgresEndpoint,
     /// The connect timeout; the whole round is also bounded by the caller.
@@ -61,7 +35,7 @@ impl Probe for PostgresProbe {
             .await
             .map_err(|e| Failure::new(connect_reason(e)))?;
         let row = client
-            .query_one(QUERY, &[])
+            .query_one(pg::STATUS_QUERY, &[])
             .await
             .map_err(|e| Failure::new(format!("query failed: {}", pg::describe(&e))))?;
         let standby: bool = row.get("standby");

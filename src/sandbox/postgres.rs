@@ -127,12 +127,31 @@ impl PgServer {
                 "CREATE ROLE {APP_USER} LOGIN PASSWORD '{}'",
                 app_password.replace('\'', "''")
             ))
-            .and_then(|_| pg.sql(&format!("CREATE DATABASE {APP_DATABASE} OWNER {APP_USER}")));
+            .and_then(|_| pg.sql(&format!("CREATE DATABASE {APP_DATABASE} OWNER {APP_USER}")))
+            .and_then(|_| pg.grant_failover_privileges());
         if let Err(e) = setup {
             let _ = pg.stop(StopMode::Immediate);
             return Err(e);
         }
         Ok(pg)
+    }
+
+    /// What lifeboat's promotion and fence steps need, granted to the sandbox's role
+    /// without making it a superuser (PostgreSQL 15+). Function privileges live in each
+    /// database, so they are granted in the application database; the rest is
+    /// cluster-wide. A standby made from this primary inherits them.
+    fn grant_failover_privileges(&self) -> anyhow::Result<()> {
+        self.sql_in(
+            APP_DATABASE,
+            &format!(
+                "GRANT EXECUTE ON FUNCTION pg_promote(boolean, integer), pg_reload_conf() TO {APP_USER}"
+            ),
+        )?;
+        self.sql(&format!(
+            "GRANT ALTER SYSTEM ON PARAMETER default_transaction_read_only TO {APP_USER}"
+        ))?;
+        self.sql(&format!("GRANT pg_signal_backend TO {APP_USER}"))?;
+        Ok(())
     }
 
     /// Creates a streaming standby of `primary` with `pg_basebackup -R` and starts it.
