@@ -26,9 +26,7 @@ use std::time::Duration;
 
 use crate::clients::aws::AwsClients;
 use crate::clients::secret;
-use crate::core::model::{
-    Action, ChannelKind, Endpoint, Policy, PostgresEndpoint, RegionName, SecretRef,
-};
+use crate::core::model::{Action, Endpoint, Policy, PostgresEndpoint, RegionName, SecretRef};
 use crate::core::plan::{Plan, PlannedStep};
 use crate::probe;
 use crate::runbook::{Step, StepError, StepFactory};
@@ -273,26 +271,8 @@ impl StepFactory for Factory {
                         step.name
                     ))
                 })?;
-                let how = match &c.kind {
-                    ChannelKind::Sns { topic_arn } => notify::Via::Sns {
-                        client: aws()?.sns(&sns_region(topic_arn)),
-                        topic_arn: topic_arn.clone(),
-                    },
-                    ChannelKind::Webhook { url } => {
-                        // Resolved now so a missing secret stops the run before it acts;
-                        // kept redacted inside `Secret`.
-                        let url = secret::resolve(url).map_err(|e| {
-                            StepError::fatal(format!(
-                                "step `{}`: the webhook URL of channel `{channel}`: {e}",
-                                step.name
-                            ))
-                        })?;
-                        notify::Via::Webhook {
-                            client: self.http.clone(),
-                            url,
-                        }
-                    }
-                };
+                let how = notify::Via::for_channel(c, self.aws.as_ref(), &self.http)
+                    .map_err(|e| StepError::fatal(format!("step `{}`: {e}", step.name)))?;
                 Arc::new(notify::Notify::new(
                     channel,
                     how,
@@ -360,14 +340,6 @@ fn check_secret(step: &str, r: Option<&SecretRef>) -> Result<(), StepError> {
 
 /// The region of an SNS topic, from its ARN (`arn:aws:sns:REGION:ACCOUNT:NAME`); topics
 /// must be published to in their own region.
-fn sns_region(topic_arn: &str) -> String {
-    topic_arn
-        .split(':')
-        .nth(3)
-        .filter(|r| !r.is_empty())
-        .unwrap_or("us-east-1")
-        .to_string()
-}
 
 /// How long a PostgreSQL connection may take, within the step's deadline: short, so an
 /// unreachable server is reported quickly and the executor's retries take over.

@@ -14,8 +14,9 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 use super::aws_error;
-use crate::clients::secret::Secret;
-use crate::core::model::{Direction, RegionName};
+use crate::clients::aws::AwsClients;
+use crate::clients::secret::{self, Secret};
+use crate::core::model::{Channel, ChannelKind, Direction, RegionName};
 use crate::core::step::TimelineEntry;
 use crate::runbook::{Applied, Check, Step, StepCtx, StepError, Verify};
 
@@ -111,6 +112,89 @@ pub enum Via {
         client: reqwest::Client,
         url: Secret,
     },
+}
+
+impl Via {
+    /// How to reach a policy channel: its SNS topic (in the topic's region) or its
+    /// webhook (the URL read from its secret reference now, kept redacted).
+    ///
+    /// Errors: an SNS channel without AWS configuration; an unreadable webhook secret.
+    pub fn for_channel(
+        c: &Channel,
+        aws: Option<&AwsClients>,
+        http: &reqwest::Client,
+    ) -> Result<Via, String> {
+        Ok(match &c.kind {
+            ChannelKind::Sns { topic_arn } => {
+                let aws = aws.ok_or_else(|| {
+                    format!(
+                        "channel `{}` is an SNS topic, but no AWS configuration is loaded",
+                        c.name
+                    )
+                })?;
+                Via::Sns {
+                    client: aws.sns(&sns_region(topic_arn)),
+                    topic_arn: topic_arn.clone(),
+                }
+            }
+            ChannelKind::Webhook { url } => {
+                let url = secret::resolve(url)
+                    .map_err(|e| format!("the webhook URL of channel `{}`: {e}", c.name))?;
+                Via::Webhook {
+                    client: http.clone(),
+                    url,
+                }
+            }
+        })
+    }
+
+    /// Sends a plain alert (not tied to a run step). Errors name the channel, never the URL.
+    pub async fn send(&self, channel: &str, subject: &str, text: &str) -> Result<(), String> {
+        match self {
+            Via::Sns { client, topic_arn } => client
+                .publish()
+                .topic_arn(topic_arn)
+                .subject(subject)
+                .message(text)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| {
+                    format!(
+                        "SNS topic of channel `{channel}`: {}",
+                        crate::clients::aws::describe_error(&e)
+                    )
+                }),
+            Via::Webhook { client, url } => {
+                let resp = client
+                    .post(url.expose())
+                    .json(&serde_json::json!({"text": text}))
+                    .send()
+                    .await
+                    .map_err(|_| {
+                        format!("the webhook of channel `{channel}` could not be reached")
+                    })?;
+                if resp.status().is_success() {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "the webhook of channel `{channel}` answered HTTP {}",
+                        resp.status().as_u16()
+                    ))
+                }
+            }
+        }
+    }
+}
+
+/// The region of an SNS topic, from its ARN.
+fn sns_region(topic_arn: &str) -> String {
+    topic_arn
+        .split(':')
+        .nth(3)
+        .filter(|r| !r.is_empty())
+        .unwrap_or("us-east-1")
+        .to_string()
 }
 
 /// Sends one notification.

@@ -35,34 +35,12 @@ fn step_factory(
     policy: std::sync::Arc<crate::core::model::Policy>,
     aws: Option<crate::clients::aws::AwsClients>,
 ) -> std::sync::Arc<dyn crate::runbook::StepFactory> {
-    pending_actions::factory(policy, aws)
-}
-
-/// Until the step adapters land (issue 5): every step refuses, clearly.
-mod pending_actions {
-    use std::sync::Arc;
-
-    use crate::core::plan::{Plan, PlannedStep};
-    use crate::runbook::{Step, StepError, StepFactory};
-
-    struct Pending;
-
-    impl StepFactory for Pending {
-        fn build(&self, _: &Plan, step: &PlannedStep) -> Result<Arc<dyn Step>, StepError> {
-            Err(StepError::fatal(format!(
-                "step `{}`: this build has no adapter for `{}` steps",
-                step.name,
-                step.action.kind()
-            )))
-        }
-    }
-
-    pub fn factory(
-        _: Arc<crate::core::model::Policy>,
-        _: Option<crate::clients::aws::AwsClients>,
-    ) -> Arc<dyn StepFactory> {
-        Arc::new(Pending)
-    }
+    let probes = crate::probe::Context::new(
+        aws.clone(),
+        policy.detection.timeout,
+        policy.detection.interval,
+    );
+    std::sync::Arc::new(crate::action::Factory::new(policy, aws, probes))
 }
 pub use show::render_run;
 

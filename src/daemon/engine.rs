@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 use super::metrics::Metrics;
 use super::status::{self, StatusView};
@@ -79,6 +79,7 @@ pub struct Engine {
     pub state: State,
     pub status: Arc<RwLock<StatusView>>,
     pub metrics: Arc<Metrics>,
+    pub alerter: Arc<super::alerts::Alerter>,
     pub events: mpsc::Sender<Event>,
     pub started: Instant,
     pub source: String,
@@ -193,13 +194,8 @@ impl Engine {
                     }
                 }
                 Command::Alert(d) => {
-                    warn!(
-                        alert = true,
-                        reason = d.reason.label(),
-                        "{}: {}",
-                        d.summary,
-                        d.reason
-                    );
+                    self.alerter
+                        .send(&d.summary, &d.reason.to_string(), d.reason.next_step());
                 }
                 Command::Refuse(r) => refusals.push(Command::Refuse(r)),
             }
@@ -293,6 +289,15 @@ impl Engine {
                 });
             }
             ProgressKind::Verified | ProgressKind::Skipped | ProgressKind::StepFailed => {
+                if p.message.contains(crate::action::NOT_FENCED) {
+                    // Never two writable primaries: the old one must not come back as a
+                    // writer, and only a human can make sure of that now.
+                    self.alerter.send(
+                        "the old primary could not be fenced",
+                        &p.message,
+                        Some("keep the old primary's database stopped, or fence it by hand, until it is rejoined as a standby"),
+                    );
+                }
                 if let Some(step) = &p.step {
                     let kind = self
                         .journal

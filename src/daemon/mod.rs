@@ -5,6 +5,7 @@
 //! Invariant: one process acts on a journal at a time (an exclusive lock beside it), and
 //! the daemon never acts on a journal it cannot read.
 
+pub mod alerts;
 pub mod api;
 pub mod discovery;
 pub mod engine;
@@ -130,6 +131,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         state,
         status: status_view.clone(),
         metrics: metrics.clone(),
+        alerter: Arc::new(alerts::Alerter::new(&policy, opts.aws.as_ref())),
         events: events_tx.clone(),
         started,
         source,

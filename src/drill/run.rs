@@ -447,6 +447,15 @@ async fn expectations(
     let completed = fo.status == RunStatus::Completed;
     let took = fo.finished_at.map(|f| secs_since(f, fault_wall));
     report.figures.decision = Some(secs_since(fo.created_at, fault_wall));
+    report.figures.detection = down_since(daemon)
+        .await
+        .map(|since| secs_since(since, fault_wall));
+    if let Some(d) = report.figures.detection {
+        report.timeline.push(Mark {
+            at: off + d,
+            what: "detected: down".into(),
+        });
+    }
     report.figures.failover = took.filter(|_| completed);
     report.timeline.push(Mark {
         at: at(fo.created_at),
@@ -496,6 +505,19 @@ async fn expectations(
         failback(setup, world, daemon, report, writes, fault_wall, injected).await?;
     }
     Ok(())
+}
+
+/// When the daemon declared the primary down, by its own clock (the primary is still
+/// down when this is asked, right after the failover).
+async fn down_since(daemon: &Daemon) -> Option<Ts> {
+    let v = daemon.status().await.ok()?;
+    v.regions
+        .iter()
+        .find(|r| r.region.as_str() == PRIMARY)
+        .and_then(|r| match r.verdict {
+            Verdict::Down { since } => Some(since),
+            _ => None,
+        })
 }
 
 /// Seconds from the drill's start to the fault (marks are placed relative to the fault).
