@@ -338,9 +338,6 @@ fn check_secret(step: &str, r: Option<&SecretRef>) -> Result<(), StepError> {
     }
 }
 
-/// The region of an SNS topic, from its ARN (`arn:aws:sns:REGION:ACCOUNT:NAME`); topics
-/// must be published to in their own region.
-
 /// How long a PostgreSQL connection may take, within the step's deadline: short, so an
 /// unreachable server is reported quickly and the executor's retries take over.
 pub(crate) fn connect_bound(deadline: tokio::time::Instant) -> Duration {
@@ -387,15 +384,6 @@ mod tests {
         assert_eq!(a, idempotency_token("fo-20261123-153012-7f3a", "purge cdn"));
         assert_ne!(a, idempotency_token("fo-20261123-153012-7f3a", "purge"));
         assert!(idempotency_token(&"x".repeat(300), "s").len() <= 128);
-    }
-
-    #[test]
-    fn sns_topics_are_published_to_in_their_own_region() {
-        assert_eq!(
-            sns_region("arn:aws:sns:us-east-2:111122223333:checkout-dr"),
-            "us-east-2"
-        );
-        assert_eq!(sns_region("not-an-arn"), "us-east-1");
     }
 
     #[test]

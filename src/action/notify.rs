@@ -187,7 +187,8 @@ impl Via {
     }
 }
 
-/// The region of an SNS topic, from its ARN.
+/// The region of an SNS topic, from its ARN (`arn:aws:sns:REGION:ACCOUNT:NAME`); topics
+/// must be published to in their own region.
 fn sns_region(topic_arn: &str) -> String {
     topic_arn
         .split(':')
@@ -309,6 +310,15 @@ impl Step for Notify {
 mod tests {
     use super::*;
     use crate::core::time::Ts;
+
+    #[test]
+    fn sns_topics_are_published_to_in_their_own_region() {
+        assert_eq!(
+            sns_region("arn:aws:sns:us-east-2:111122223333:checkout-dr"),
+            "us-east-2"
+        );
+        assert_eq!(sns_region("not-an-arn"), "us-east-1");
+    }
 
     #[test]
     fn the_text_says_what_moves_where_and_why_with_the_timeline() {

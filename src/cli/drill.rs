@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::drill::report::{Report, spread};
+use crate::drill::report::{Report, Spread, spread};
 use crate::drill::run::{Setup, once};
 use crate::drill::scenario::Scenario;
 
@@ -52,7 +52,7 @@ struct Summary<'a> {
     drill: &'a str,
     repetitions: usize,
     passed: usize,
-    figures: Vec<(String, Option<(f64, f64, f64, usize)>)>,
+    figures: Vec<(String, Option<Spread>)>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {

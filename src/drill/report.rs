@@ -344,8 +344,11 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// min, median, max, and how many values were present.
+pub type Spread = (f64, f64, f64, usize);
+
 /// min / median / max of the values that are present.
-pub fn spread(values: impl IntoIterator<Item = Option<f64>>) -> Option<(f64, f64, f64, usize)> {
+pub fn spread(values: impl IntoIterator<Item = Option<f64>>) -> Option<Spread> {
     let mut v: Vec<f64> = values.into_iter().flatten().collect();
     if v.is_empty() {
         return None;
