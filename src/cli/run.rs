@@ -20,6 +20,13 @@ use crate::policy;
 Examples:
   lifeboat run --policy policies/orders.toml
   lifeboat run --policy policies/orders.toml --listen 127.0.0.1:7300 --log-format json
+  lifeboat run --policy policies/orders.toml --witness --vars witness-vars.toml \
+      --journal /var/lib/lifeboat/orders-witness.db --listen 10.0.3.5:7300 --token-file t
+
+A witness (--witness) runs in a third place, probes the same service and acts on nothing;
+the controller asks its /v1/status before an automatic failover when the policy sets
+[guardrails] quorum = 2 and lists it under witnesses. --vars gives it its own view of the
+targets (for example addresses that do not cross the controller's network).
 
 The daemon probes every region, decides, and runs the runbooks the policy allows it to.
 It serves GET /healthz, /metrics, /v1/status, /v1/runs and the control calls on
@@ -41,6 +48,23 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
 
+    /// Read [vars] values from this file instead of the one the policy names
+    #[arg(long, value_name = "FILE")]
+    pub vars: Option<PathBuf>,
+
+    /// Keep the journal here instead of where the policy says
+    #[arg(long, value_name = "FILE")]
+    pub journal: Option<PathBuf>,
+
+    /// Decide and log, never act, whatever the policy's mode
+    #[arg(long)]
+    pub shadow: bool,
+
+    /// Run as a witness for a controller elsewhere: probe and serve /v1/status, never act,
+    /// send no alerts, ask no witnesses itself
+    #[arg(long, conflicts_with = "shadow")]
+    pub witness: bool,
+
     /// Log lines as text (default) or JSON
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -52,10 +76,29 @@ pub fn run(
     factory: &FactoryFn,
 ) -> anyhow::Result<ExitCode> {
     init_logs(&args.log_format);
-    let (policy, report) = policy::load_valid(&args.policy)?;
+    let vars = match &args.vars {
+        Some(v) => Some(std::path::absolute(v).with_context(|| format!("find {}", v.display()))?),
+        None => None,
+    };
+    let (mut policy, report) = policy::load_valid_with_vars(&args.policy, vars.as_deref())?;
     for w in report.warnings() {
         tracing::warn!("policy warning: {}", w.message);
     }
+    if args.shadow || args.witness {
+        policy.detection.mode = crate::core::model::Mode::Shadow;
+    }
+    if args.witness {
+        policy.guardrails.witnesses.clear();
+        policy.guardrails.quorum = 1;
+        for c in policy.channels.iter_mut() {
+            c.alerts = false;
+        }
+        tracing::info!("running as a witness: probing and answering /v1/status, acting on nothing");
+    }
+    let journal_path = match &args.journal {
+        Some(j) => j.clone(),
+        None => journal::location(&policy, state_dir),
+    };
     let policy = Arc::new(policy);
     let token = match (&args.token_file, std::env::var("LIFEBOAT_API_TOKEN")) {
         (Some(f), _) => {
@@ -64,7 +107,6 @@ pub fn run(
         (None, Ok(t)) if !t.trim().is_empty() => Some(Secret::new(t.trim())),
         _ => None,
     };
-    let journal_path = journal::location(&policy, state_dir);
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let aws = aws_for(&policy).await;
@@ -87,7 +129,8 @@ fn init_logs(format: &str) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false);
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = if format == "json" {
         builder.json().try_init()
     } else {

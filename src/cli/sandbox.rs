@@ -69,7 +69,7 @@ pub fn run(args: Args, _color: ColorChoice) -> anyhow::Result<ExitCode> {
         Cmd::Up { json } => {
             let dir = world::dir_for_policy(&args.policy)?;
             eprintln!("starting the sandbox in {}", dir.display());
-            let w = tokio::runtime::Runtime::new()?.block_on(world::up(&dir))?;
+            let w = tokio::runtime::Runtime::new()?.block_on(world::up(&dir, &args.policy))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&w)?);
             } else {

@@ -113,6 +113,36 @@ pub fn render(v: &StatusView, color: bool) -> String {
         );
     }
 
+    if !v.witnesses.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nWitnesses (an automatic failover needs {} of {} observers to see the outage)",
+            v.quorum,
+            v.witnesses.len() + 1
+        );
+        for w in &v.witnesses {
+            let said = match (&w.answered_ago, w.fresh) {
+                (None, _) => "has not answered yet".to_string(),
+                (Some(ago), fresh) => {
+                    let sees = if w.sees_down.is_empty() {
+                        "sees no region down".to_string()
+                    } else {
+                        let names: Vec<&str> = w.sees_down.iter().map(|r| r.as_str()).collect();
+                        format!("sees {} down", names.join(", "))
+                    };
+                    let stale = if fresh { "" } else { " — too old to count" };
+                    format!("{sees} ({} ago{stale})", fmt_duration(*ago))
+                }
+            };
+            let err = w
+                .last_error
+                .as_ref()
+                .map(|e| format!("; last poll failed: {e}"))
+                .unwrap_or_default();
+            let _ = writeln!(s, "  {:<28} {said}{err}", w.url);
+        }
+    }
+
     if let Some(run) = &v.current_run {
         let waiting = run
             .waiting

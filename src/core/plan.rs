@@ -410,8 +410,10 @@ fn guardrails(policy: &Policy, direction: Direction) -> Vec<String> {
             ));
             if g.quorum > 1 {
                 out.push(format!(
-                    "{} observers must agree the region is down",
-                    g.quorum
+                    "{} of {} observers must see the region down: this controller and the witness(es) {}",
+                    g.quorum,
+                    g.witnesses.len() + 1,
+                    g.witnesses.join(", ")
                 ));
             }
         }

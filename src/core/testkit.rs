@@ -50,6 +50,7 @@ pub fn policy(failover: Vec<StepSpec>) -> Policy {
             clock_jump_tolerance: Duration::from_secs(20),
             freeze_for: Duration::from_secs(120),
             quorum: 1,
+            witnesses: vec![],
         },
         journal: JournalSettings::default(),
         aws: AwsSettings::default(),

@@ -14,7 +14,7 @@ use crate::core::controller::{
     self, Clock, Command, Input, OperatorCommand, Pause, RunOutcome as CtlOutcome, RunRequest,
     State,
 };
-use crate::core::health::{HealthTracker, Observation};
+use crate::core::health::{HealthTracker, Observation, Verdict};
 use crate::core::ids::{Epoch, RunId};
 use crate::core::model::{Direction, Policy, RegionName};
 use crate::core::plan::{self, PlanRequest};
@@ -36,6 +36,8 @@ pub enum Event {
         result: Result<RunOutcome, JournalError>,
     },
     Request(Request, oneshot::Sender<Reply>),
+    /// A witness's answer, or why it gave none.
+    Witness(super::witness::Poll),
     Shutdown,
 }
 
@@ -76,6 +78,7 @@ pub struct Engine {
     pub cancel: Cancel,
     pub tracker: HealthTracker,
     pub links: LinkMemory,
+    pub witnesses: super::witness::Witnesses,
     pub state: State,
     pub status: Arc<RwLock<StatusView>>,
     pub metrics: Arc<Metrics>,
@@ -148,8 +151,35 @@ impl Engine {
                 for c in changes {
                     info!(region = %c.region, "region {} went from {} to {}", c.region, c.from, c.to);
                 }
-                let summary = summarize(&self.tracker, &self.links, &self.state.active, 1, now());
+                let votes = self.votes();
+                let summary =
+                    summarize(&self.tracker, &self.links, &self.state.active, votes, now());
+                let sees_down = summary.regions.iter().any(|r| {
+                    r.region == self.state.active && matches!(r.verdict, Verdict::Down { .. })
+                });
+                if sees_down && votes < self.policy.guardrails.quorum {
+                    self.witnesses.ask_now.notify_waiters();
+                }
                 self.feed(Input::Health(summary));
+            }
+            Event::Witness(poll) => {
+                let before = self.votes();
+                if let Err(e) = &poll.result {
+                    tracing::debug!(witness = %poll.url, "witness did not answer: {e}");
+                }
+                self.witnesses.record(poll, Instant::now());
+                let votes = self.votes();
+                if votes != before {
+                    info!(
+                        "{votes} of {} observer(s) now see {} down (quorum {})",
+                        self.policy.guardrails.witnesses.len() + 1,
+                        self.state.active,
+                        self.policy.guardrails.quorum
+                    );
+                    let summary =
+                        summarize(&self.tracker, &self.links, &self.state.active, votes, now());
+                    self.feed(Input::Health(summary));
+                }
             }
             Event::Progress(p) => self.progress(p),
             Event::RunEnded {
@@ -500,6 +530,10 @@ impl Engine {
             now(),
             self.source.clone(),
         );
+        let view = StatusView {
+            witnesses: self.witnesses.views(Instant::now()),
+            ..view
+        };
         if let Ok(mut s) = self.status.write() {
             *s = view;
         }
@@ -512,6 +546,12 @@ impl Engine {
             info!("waiting for the running step to reach a journaled point");
             let _ = task.await;
         }
+    }
+
+    /// The observers that see the serving region down: this one (the controller only
+    /// counts votes when it sees the outage itself) and every witness that agrees.
+    fn votes(&self) -> u32 {
+        1 + self.witnesses.agreeing(&self.state.active, Instant::now())
     }
 
     pub fn active(&self) -> &RegionName {

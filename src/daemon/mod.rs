@@ -11,6 +11,7 @@ pub mod discovery;
 pub mod engine;
 pub mod metrics;
 pub mod status;
+pub mod witness;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -128,6 +129,10 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         cancel,
         tracker,
         links,
+        witnesses: witness::Witnesses::new(
+            &policy.guardrails.witnesses,
+            policy.detection.interval * 3,
+        ),
         state,
         status: status_view.clone(),
         metrics: metrics.clone(),
@@ -158,6 +163,13 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
 
     let heartbeat = Arc::new(AtomicU64::new(0));
     let tick = engine::tick_every(&policy);
+    let pollers = witness::spawn_pollers(
+        &policy.guardrails.witnesses,
+        tick,
+        policy.detection.timeout,
+        &engine.witnesses.ask_now,
+        &events_tx,
+    )?;
     let api_state = api::ApiState {
         status: status_view,
         metrics,
@@ -204,6 +216,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     }
     info!("shutting down: no new step will start");
     scheduler.stop().await;
+    for p in pollers {
+        p.abort();
+    }
     engine.shutdown().await;
     // Drain what the run reported while stopping, so the journal and metrics agree.
     while let Ok(p) = progress_rx.try_recv() {

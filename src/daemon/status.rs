@@ -40,6 +40,16 @@ pub struct StatusView {
     pub observed_at: Ts,
     /// Where this view comes from: the daemon, or one probe round of a standalone command.
     pub source: String,
+    /// Observers that must agree before an automatic failover, this one included.
+    #[serde(default = "one")]
+    pub quorum: u32,
+    /// The other observers (`[guardrails] witnesses`) and what they last said.
+    #[serde(default)]
+    pub witnesses: Vec<super::witness::WitnessView>,
+}
+
+fn one() -> u32 {
+    1
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -188,5 +198,7 @@ pub fn build(
         worst_case_detection: policy.detection.worst_case_detection(),
         observed_at: now,
         source,
+        quorum: policy.guardrails.quorum,
+        witnesses: Vec::new(),
     }
 }

@@ -169,7 +169,9 @@ async fn drive(setup: &Setup, dir: &Path, report: &mut Report) -> anyhow::Result
     if dir.join("sandbox.json").exists() {
         world::down(dir)?;
     }
-    let world = world::up(dir).await.context("start the sandbox")?;
+    let world = world::up(dir, &setup.policy)
+        .await
+        .context("start the sandbox")?;
     let (policy, _) = crate::policy::load_valid(&setup.policy)?;
     let journal = crate::journal::location(&policy, Path::new("/var/lib/lifeboat"));
     let log = setup
@@ -371,12 +373,24 @@ async fn expectations(
     if !e.failover {
         tokio::time::sleep(e.watch_for).await;
         let run = new_run(daemon, Direction::Failover, fault_wall).await;
+        let decided = daemon
+            .status()
+            .await
+            .ok()
+            .and_then(|v| v.last_decision)
+            .map(|d| {
+                format!(
+                    "; the controller's last decision: {} — {}",
+                    d.summary, d.reason
+                )
+            })
+            .unwrap_or_default();
         report.checks.push(Check {
             what: format!("does not fail over (watched {}s)", e.watch_for.as_secs()),
             passed: run.is_none(),
             detail: match &run {
                 Some(r) => format!("run {} started: {}", r.run_id, r.reason),
-                None => "no failover started".into(),
+                None => format!("no failover started{decided}"),
             },
         });
         let snapshot = writes.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -386,7 +400,10 @@ async fn expectations(
             report.checks.push(Check {
                 what: format!("at most {max} acknowledged writes lost"),
                 passed: lost_now.is_some_and(|l| l <= max),
-                detail: format!("{lost_now:?} lost"),
+                detail: match lost_now {
+                    Some(n) => format!("{n} lost"),
+                    None => "could not count them (the primary did not answer)".into(),
+                },
             });
         }
         return Ok(());

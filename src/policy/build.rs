@@ -54,9 +54,9 @@ pub struct Broken {
 
 /// Builds the policy from `report.source`, pushing every finding into `report`.
 /// Returns `None` when there is any error.
-pub fn build(report: &mut Report, base_dir: &Path) -> Option<Policy> {
+pub fn build(report: &mut Report, base_dir: &Path, vars_file: Option<&Path>) -> Option<Policy> {
     let text = report.source.clone();
-    let vars = vars::collect(report, &text, base_dir);
+    let vars = vars::collect(report, &text, base_dir, vars_file);
     let (doc, syntax) = DeTable::parse_recoverable(&text);
     if !syntax.is_empty() {
         for e in &syntax {
@@ -453,7 +453,42 @@ fn check_guardrails(
     let max_failovers =
         count(report, "max_failovers", g.max_failovers, 1, 0, 1000, why_m).unwrap_or(1);
     let why_q = "quorum is how many observers must agree before an automatic failover; 1 when a single controller runs";
+    let quorum_at = g.quorum.as_ref().map(|q| q.span()).unwrap_or(0..0);
     let quorum = count(report, "quorum", g.quorum, 1, 1, 9, why_q).unwrap_or(1);
+    let mut witnesses = Vec::new();
+    for w in g
+        .witnesses
+        .as_ref()
+        .map(|l| l.get_ref().as_slice())
+        .unwrap_or_default()
+    {
+        let url = w.get_ref();
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            report.push(
+                Diagnostic::error(
+                    "bad-url",
+                    format!("witness \"{url}\" is not an http(s) URL"),
+                )
+                .at(w.span())
+                .label("not a URL")
+                .help("name the witness daemon's API, e.g. \"http://witness.internal:7300\""),
+            );
+        }
+        checks::inline_credentials(report, url, w.span());
+        witnesses.push(url.clone());
+    }
+    if quorum as usize > witnesses.len() + 1 {
+        let at = quorum_at;
+        report.push(
+            Diagnostic::error(
+                "quorum-unreachable",
+                format!("a quorum of {quorum} needs at least {} witness(es), the policy lists {}", quorum - 1, witnesses.len()),
+            )
+            .at(at)
+            .label("too many votes needed")
+            .help("list the other observers under [guardrails] witnesses = [\"http://…\"], or lower the quorum"),
+        );
+    }
     let failover_window = dur(&g.failover_window).unwrap_or(Duration::from_secs(24 * 3600));
     if let Some(s) = &g.failover_window
         && failover_window.is_zero()
@@ -538,6 +573,7 @@ fn check_guardrails(
         clock_jump_tolerance,
         freeze_for,
         quorum,
+        witnesses,
     }
 }
 

@@ -33,8 +33,14 @@ pub struct Loaded {
 /// Reads and validates a policy file. Relative paths inside it (the journal) are
 /// resolved against the file's directory.
 pub fn load(path: &Path) -> Loaded {
+    load_with_vars(path, None)
+}
+
+/// Like `load`, reading `[vars]` values from `vars_file` instead of the file the policy
+/// names: the same policy seen from another place (a witness reaches the services directly).
+pub fn load_with_vars(path: &Path, vars_file: Option<&Path>) -> Loaded {
     match std::fs::read_to_string(path) {
-        Ok(text) => load_str(path, text),
+        Ok(text) => load_text(path, text, vars_file),
         Err(e) => {
             let mut report = Report::new(path, String::new());
             report.push(
@@ -51,9 +57,13 @@ pub fn load(path: &Path) -> Loaded {
 
 /// Validates policy text that came from `path`.
 pub fn load_str(path: &Path, text: String) -> Loaded {
+    load_text(path, text, None)
+}
+
+fn load_text(path: &Path, text: String, vars_file: Option<&Path>) -> Loaded {
     let mut report = Report::new(path, text);
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let policy = build::build(&mut report, &base_dir);
+    let policy = build::build(&mut report, &base_dir, vars_file);
     report.sort();
     Loaded { policy, report }
 }
@@ -61,7 +71,15 @@ pub fn load_str(path: &Path, text: String) -> Loaded {
 /// Loads a policy that must be valid, for commands that act on it. The error carries the
 /// rendered diagnostics.
 pub fn load_valid(path: &Path) -> anyhow::Result<(Policy, Report)> {
-    let loaded = load(path);
+    load_valid_with_vars(path, None)
+}
+
+/// `load_valid` with the vars file replaced (see `load_with_vars`).
+pub fn load_valid_with_vars(
+    path: &Path,
+    vars_file: Option<&Path>,
+) -> anyhow::Result<(Policy, Report)> {
+    let loaded = load_with_vars(path, vars_file);
     match loaded.policy {
         Some(p) => Ok((p, loaded.report)),
         None => anyhow::bail!(

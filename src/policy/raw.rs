@@ -146,6 +146,7 @@ pub struct RawGuardrails {
     pub clock_jump_tolerance: Option<Spanned<RawDuration>>,
     pub freeze_for: Option<Spanned<RawDuration>>,
     pub quorum: Option<Spanned<i64>>,
+    pub witnesses: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Deserialize, Debug, Default)]

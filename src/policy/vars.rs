@@ -43,7 +43,13 @@ pub struct Vars(BTreeMap<String, Var>);
 
 /// Reads `[vars]` (and its file) out of the policy text. Syntax errors are left to the
 /// main parse, which reports them.
-pub fn collect(report: &mut Report, text: &str, base_dir: &Path) -> Vars {
+/// `override_file`, when given, replaces the file `[vars]` names (the defaults still apply).
+pub fn collect(
+    report: &mut Report,
+    text: &str,
+    base_dir: &Path,
+    override_file: Option<&Path>,
+) -> Vars {
     let mut vars = Vars::default();
     let Ok(doc) = DeTable::parse(text) else {
         return vars;
@@ -82,6 +88,12 @@ pub fn collect(report: &mut Report, text: &str, base_dir: &Path) -> Vars {
         } else {
             vars.0.insert(name, var);
         }
+    }
+    if let Some(o) = override_file {
+        file = Some((
+            o.display().to_string(),
+            file.map(|(_, sp)| sp).unwrap_or(span.clone()),
+        ));
     }
     if let Some((path, fspan)) = file {
         let full = base_dir.join(&path);

@@ -129,7 +129,7 @@ pub(crate) async fn get(client: &reqwest::Client, url: &str) -> Result<(u16, Str
 
 /// A reqwest error without its URL (which the endpoint already names) and with its
 /// causes, e.g. "could not connect: tcp connect error: Connection refused (os error 111)".
-fn describe(e: &reqwest::Error) -> String {
+pub(crate) fn describe(e: &reqwest::Error) -> String {
     let what = if e.is_connect() {
         "could not connect"
     } else if e.is_timeout() {

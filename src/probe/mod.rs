@@ -8,7 +8,7 @@
 mod build;
 mod command;
 mod heartbeat;
-mod http;
+pub(crate) mod http;
 mod postgres;
 mod rds;
 mod redis;

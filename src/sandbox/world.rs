@@ -46,6 +46,10 @@ pub struct World {
     pub pg: BTreeMap<String, PgInfo>,
     pub aws: Provisioned,
     pub record: String,
+    /// A second lifeboat daemon, `run --witness`, that reaches every service directly
+    /// (not through the controller's fault proxies) and votes on outages.
+    #[serde(default)]
+    pub witness: Option<Service>,
 }
 
 impl World {
@@ -139,8 +143,9 @@ fn stage(msg: &str) {
     eprintln!("  {msg}");
 }
 
-/// Starts the sandbox in `dir`, unless one is already running there.
-pub async fn up(dir: &Path) -> anyhow::Result<World> {
+/// Starts the sandbox in `dir` for `policy` (which the witness daemon watches), unless
+/// one is already running there.
+pub async fn up(dir: &Path, policy: &Path) -> anyhow::Result<World> {
     if let Ok(w) = World::load(dir) {
         if process::alive(w.moto.pid) {
             eprintln!("the sandbox in {} is already up", dir.display());
@@ -159,7 +164,10 @@ pub async fn up(dir: &Path) -> anyhow::Result<World> {
 
     // Record what is started as it starts, so `down` can clean up after a failed `up`.
     let mut started: Vec<u32> = Vec::new();
-    let result = start_all(&dir, &password, &mut started).await;
+    let policy = policy
+        .canonicalize()
+        .with_context(|| format!("find {}", policy.display()))?;
+    let result = start_all(&dir, &password, &mut started, &policy).await;
     if result.is_err() {
         for pid in started {
             process::stop_pid(pid, Duration::from_secs(2));
@@ -177,7 +185,12 @@ fn open_pair(dir: &Path) -> anyhow::Result<PgPair> {
     Ok(PgPair::from_servers(p, s))
 }
 
-async fn start_all(dir: &Path, password: &str, started: &mut Vec<u32>) -> anyhow::Result<World> {
+async fn start_all(
+    dir: &Path,
+    password: &str,
+    started: &mut Vec<u32>,
+    policy: &Path,
+) -> anyhow::Result<World> {
     stage("starting moto's server (the AWS APIs)");
     let moto_port = free_port()?;
     let moto = moto::start(&dir.join("moto"), moto_port)?;
@@ -347,7 +360,7 @@ async fn start_all(dir: &Path, password: &str, started: &mut Vec<u32>) -> anyhow
     };
     let aws = sandbox_aws::provision(&clients, &names).await?;
 
-    let world = World {
+    let mut world = World {
         dir: dir.to_path_buf(),
         moto,
         redis: redis_services,
@@ -355,22 +368,76 @@ async fn start_all(dir: &Path, password: &str, started: &mut Vec<u32>) -> anyhow
         pg,
         aws,
         record: RECORD.to_string(),
+        witness: Some(Service {
+            pid: 0,
+            port: free_port()?,
+        }),
     };
+    std::fs::write(dir.join("state.toml"), vars(&world, View::Controller))?;
+    std::fs::write(dir.join("witness.toml"), vars(&world, View::Witness))?;
+
+    stage("starting the witness: a second lifeboat that reaches every service directly");
+    let port = world.witness.as_ref().map(|w| w.port).unwrap_or_default();
+    let mut cmd = Command::new(std::env::current_exe().context("find the lifeboat binary")?);
+    cmd.arg("run")
+        .arg("--policy")
+        .arg(policy)
+        .arg("--witness")
+        .arg("--vars")
+        .arg(dir.join("witness.toml"))
+        .arg("--journal")
+        .arg(dir.join("witness.db"))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .env("AWS_ACCESS_KEY_ID", moto::ACCESS_KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", moto::SECRET_ACCESS_KEY)
+        .env("LIFEBOAT_API_TOKEN", "");
+    let server = Server::spawn(
+        "the witness",
+        cmd,
+        port,
+        dir.join("witness.log"),
+        Duration::from_secs(20),
+    )?;
+    let pid = server.detach();
+    started.push(pid);
+    world.witness = Some(Service { pid, port });
+
     std::fs::write(
         dir.join("sandbox.json"),
         serde_json::to_string_pretty(&world)?,
     )?;
-    std::fs::write(dir.join("state.toml"), vars(&world))?;
     Ok(world)
 }
 
-/// The vars file the sandbox policy reads: the controller-facing (proxied) ports and
-/// moto's identifiers.
-fn vars(w: &World) -> String {
-    let proxy = |region: &str, name: &str| w.regions[region].1.proxies[name].listen;
-    let mut s = String::from(
-        "# Written by `lifeboat sandbox up`; read by policies/sandbox.toml. Do not edit.\n",
-    );
+/// Whose view of the services a vars file gives.
+#[derive(Clone, Copy, PartialEq)]
+enum View {
+    /// Through the fault proxies, so a drill can cut the controller off.
+    Controller,
+    /// Straight to each service, as a witness elsewhere would reach them.
+    Witness,
+}
+
+/// The vars file the sandbox policy reads: the ports as `view` reaches them, the
+/// witness's port and moto's identifiers.
+fn vars(w: &World, view: View) -> String {
+    let proxy = |region: &str, name: &str| {
+        let p = &w.regions[region].1.proxies[name];
+        if view == View::Controller {
+            p.listen
+        } else {
+            p.upstream
+        }
+    };
+    let mut s = String::from(match view {
+        View::Controller => {
+            "# Written by `lifeboat sandbox up`; read by policies/sandbox.toml. Do not edit.\n"
+        }
+        View::Witness => {
+            "# Written by `lifeboat sandbox up`; the witness daemon reads policies/sandbox.toml with these (direct) ports. Do not edit.\n"
+        }
+    });
     let lines = [
         ("moto_port", w.moto.port.to_string()),
         ("pg_primary_port", proxy(PRIMARY, "db").to_string()),
@@ -382,6 +449,13 @@ fn vars(w: &World) -> String {
         ("redis_use1_port", proxy(PRIMARY, "cache").to_string()),
         ("redis_usw2_port", proxy(SECONDARY, "cache").to_string()),
         ("zone_id", format!("\"{}\"", w.aws.zone_id)),
+        (
+            "witness_port",
+            w.witness
+                .as_ref()
+                .map(|s| s.port.to_string())
+                .unwrap_or_default(),
+        ),
     ];
     for (k, v) in lines {
         s.push_str(&format!("{k} = {v}\n"));
@@ -410,6 +484,9 @@ pub fn down(dir: &Path) -> anyhow::Result<()> {
             return Ok(());
         }
     };
+    if let Some(w) = &world.witness {
+        process::stop_pid(w.pid, Duration::from_secs(3));
+    }
     for (s, _) in world.regions.values() {
         process::stop_pid(s.pid, Duration::from_secs(3));
     }
@@ -464,6 +541,14 @@ pub fn status(dir: &Path) -> anyhow::Result<Vec<ComponentStatus>> {
     }
     for (region, s) in &w.redis {
         out.push(svc("redis", region, s, ""));
+    }
+    if let Some(witness) = &w.witness {
+        out.push(svc(
+            "witness",
+            "-",
+            witness,
+            "(lifeboat run --witness, reaching services directly)",
+        ));
     }
     for (region, (s, _)) in &w.regions {
         out.push(svc(
