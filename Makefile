@@ -13,10 +13,14 @@ deps:
 build:
 	$(CARGO) build --locked
 
-## Validate the policies and plan a failover of the sandbox service.
+## The main job on the local sandbox: validate the policies, show the failover plan,
+## then a region-outage drill end to end (fresh two-region sandbox, the real daemon,
+## a write load, primary database and API killed, automatic failover, verified
+## failback, sandbox taken down). Prints the figures and where the report is.
 demo: deps build
 	$(LIFEBOAT) validate policies/
 	$(LIFEBOAT) plan failover --policy policies/sandbox.toml
+	$(LIFEBOAT) drill policies/drills/region-outage.toml --policy policies/sandbox.toml
 
 ## Format check, then every test (unit, integration, end to end). The failpoints
 ## feature compiles in the crash points the crash tests (tests/crash.rs) kill the

@@ -88,6 +88,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&report)?);
         } else {
             println!("{}", report.markdown());
+            println!("{}", report.headline());
             println!("report: {}", base.with_extension("html").display());
         }
         reports.push(report);

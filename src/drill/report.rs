@@ -87,6 +87,38 @@ fn count(v: Option<u64>) -> String {
 }
 
 impl Report {
+    /// One line with the figures that matter, for the end of a terminal run.
+    pub fn headline(&self) -> String {
+        let f = &self.figures;
+        let verdict = if self.passed { "PASSED" } else { "FAILED" };
+        let mut parts = Vec::new();
+        if let Some(d) = f.detection {
+            parts.push(format!("detected in {d:.2}s"));
+        }
+        match f.failover {
+            Some(t) => parts.push(format!(
+                "failed over in {t:.2}s (clients saw {} of failed writes)",
+                secs(f.client_rto)
+            )),
+            None => parts.push("no failover".to_string()),
+        }
+        if let Some(n) = f.lost_writes {
+            parts.push(format!("{n} acknowledged write(s) lost"));
+        }
+        if let Some(t) = f.failback {
+            parts.push(format!(
+                "failed back in {t:.2}s losing {}",
+                count(f.failback_lost_writes)
+            ));
+        }
+        parts.push(if f.two_writable {
+            "TWO WRITABLE PRIMARIES SEEN".to_string()
+        } else {
+            "never two writable primaries".to_string()
+        });
+        format!("{} {verdict}: {}", self.drill, parts.join(", "))
+    }
+
     /// The summary printed in the terminal.
     pub fn markdown(&self) -> String {
         let mut s = String::new();
