@@ -37,8 +37,8 @@ fn drill(name: &str) -> (bool, Report) {
     let text = std::fs::read_to_string(out.join(format!("{name}-1.json")))
         .unwrap_or_else(|e| panic!("no report for {name} ({e}); stderr:\n{stderr}"));
     let report: Report = serde_json::from_str(&text).expect("the report is JSON");
-    let daemon_log = std::fs::read_to_string(out.join(format!("{name}-1-daemon.log")))
-        .unwrap_or_default();
+    let daemon_log =
+        std::fs::read_to_string(out.join(format!("{name}-1-daemon.log"))).unwrap_or_default();
     if !run.status.success() {
         eprintln!(
             "drill {name} failed:\n{}\n--- stderr\n{stderr}\n--- daemon log (tail)\n{}",
@@ -78,12 +78,23 @@ fn region_outage_fails_over_by_itself_then_fails_back_without_losing_a_write() {
     let failover = f.failover.expect("the failover completed");
     // interval 1s × threshold 3 (+ timeout 500ms) bounds detection; generous for 2 cores.
     assert!(detection < 10.0, "detected after {detection:.2}s");
-    assert!(failover >= detection, "failover {failover:.2}s before detection");
+    assert!(
+        failover >= detection,
+        "failover {failover:.2}s before detection"
+    );
     assert!(f.failback.is_some(), "the failback completed");
-    assert_eq!(f.failback_lost_writes, Some(0), "a planned failback loses nothing");
+    assert_eq!(
+        f.failback_lost_writes,
+        Some(0),
+        "a planned failback loses nothing"
+    );
     assert!(!f.two_writable, "never two writable primaries");
     assert!(f.writable_samples > 10, "the writable sampler ran");
-    assert!(f.writes_acked > 50, "the write load ran: {}", f.writes_acked);
+    assert!(
+        f.writes_acked > 50,
+        "the write load ran: {}",
+        f.writes_acked
+    );
     let kinds: Vec<&str> = r.steps.iter().map(|s| s.step.as_str()).collect();
     for step in ["promote-standby", "move-dns", "promote-primary", "dns-back"] {
         assert!(kinds.contains(&step), "step {step} ran: {kinds:?}");
@@ -105,7 +116,10 @@ fn a_lagging_standby_holds_the_failover_until_an_operator_accepts_the_loss() {
     assert!(ok, "every expectation holds: {:#?}", r.checks);
     let held = check(&r, "holds the failover");
     assert!(held.passed && held.detail.contains("lag"), "{held:?}");
-    assert!(r.figures.failover.is_some(), "the approved failover completed");
+    assert!(
+        r.figures.failover.is_some(),
+        "the approved failover completed"
+    );
     assert!(
         r.figures.lost_writes.unwrap_or(0) > 0,
         "the writes the standby never received are reported lost"
@@ -124,7 +138,10 @@ fn a_controller_cut_off_from_a_live_primary_does_not_fail_over() {
         "the witness's missing vote is why: {}",
         held.detail
     );
-    assert!(r.figures.detection.is_some(), "the controller did see its own outage");
+    assert!(
+        r.figures.detection.is_some(),
+        "the controller did see its own outage"
+    );
     assert_eq!(r.figures.lost_writes, Some(0));
     assert!(!r.figures.two_writable);
 }

@@ -118,6 +118,35 @@ async fn postgres_reports_roles_and_lag_and_a_stopped_primary_fails_clearly_with
     let lag = ok(&probe_standby().await).lag.expect("lag");
     assert_eq!((lag.bytes, lag.seconds), (Some(0), Some(0.0)));
 
+    // Fenced the way postgres_fence does it: still up, not a standby, refusing writes.
+    for sql in [
+        "ALTER SYSTEM SET default_transaction_read_only = on",
+        "SELECT pg_reload_conf()",
+    ] {
+        primary.sql(sql).expect("fence");
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let fenced = loop {
+        let f = probe_primary().await;
+        if ok(&f).role != Some(Role::Primary) || Instant::now() > deadline {
+            break f;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(ok(&fenced).role, Some(Role::Fenced), "{fenced:?}");
+    assert!(
+        fenced
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.starts_with("fenced"))
+    );
+    for sql in [
+        "ALTER SYSTEM RESET default_transaction_read_only",
+        "SELECT pg_reload_conf()",
+    ] {
+        primary.sql(sql).expect("unfence");
+    }
+
     // The primary dies like a machine would.
     primary.stop(StopMode::Immediate).expect("stop the primary");
     let started = Instant::now();

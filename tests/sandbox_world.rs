@@ -59,6 +59,21 @@ async fn the_sandbox_starts_serves_breaks_on_command_and_stops_cleanly() {
         Some(world.moto_url().as_str())
     );
 
+    // The witness answers its status API, as a shadow observer with its own view.
+    let witness = world
+        .witness
+        .as_ref()
+        .expect("the sandbox starts a witness");
+    let view: serde_json::Value =
+        reqwest::get(format!("http://127.0.0.1:{}/v1/status", witness.port))
+            .await
+            .expect("witness status")
+            .json()
+            .await
+            .expect("witness status is JSON");
+    assert_eq!(view["mode"], "shadow", "{view}");
+    assert_eq!(view["service"], "sandbox-orders");
+
     // A write through us-east-1's API commits on the primary and replicates.
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))

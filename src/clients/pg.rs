@@ -65,7 +65,8 @@ SELECT 1::int4 AS alive,
             WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0::float8
             ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8
        END AS lag_seconds,
-       EXISTS (SELECT 1 FROM pg_stat_wal_receiver) AS streaming";
+       EXISTS (SELECT 1 FROM pg_stat_wal_receiver) AS streaming,
+       current_setting('default_transaction_read_only') = 'on' AS read_only";
 
 /// Connects and spawns the connection's driver task. The connection closes when the
 /// returned client is dropped.

@@ -39,6 +39,14 @@ impl Probe for PostgresProbe {
             .await
             .map_err(|e| Failure::new(format!("query failed: {}", pg::describe(&e))))?;
         let standby: bool = row.get("standby");
+        let read_only: bool = row.get("read_only");
+        if !standby && read_only {
+            return Ok(Facts {
+                role: Some(Role::Fenced),
+                lag: None,
+                detail: Some("fenced: not in recovery, but refuses writes".to_string()),
+            });
+        }
         if !standby {
             return Ok(Facts {
                 role: Some(Role::Primary),

@@ -18,6 +18,10 @@ pub enum Role {
     /// Replays another's changes: a streaming standby, a read replica, an Aurora
     /// secondary cluster.
     Standby,
+    /// Was a primary and now refuses writes (PostgreSQL with
+    /// `default_transaction_read_only` on, as `postgres_fence` leaves it): not a writer,
+    /// and not a standby either until it is rejoined.
+    Fenced,
 }
 
 impl Role {
@@ -25,6 +29,7 @@ impl Role {
         match self {
             Role::Primary => "primary",
             Role::Standby => "standby",
+            Role::Fenced => "fenced (read-only)",
         }
     }
 }
