@@ -233,12 +233,26 @@ impl Report {
         .iter()
         .map(|(k, v)| format!("<tr><td>{}</td><td>{}</td></tr>", escape(k), escape(v)))
         .collect::<String>();
+        // The marks again as a table: close together on the chart, their labels overlap.
+        let mut marks = self.timeline.clone();
+        marks.sort_by(|a, b| a.at.total_cmp(&b.at));
+        let events = marks
+            .iter()
+            .map(|m| {
+                format!(
+                    "<tr><td style=\"text-align:right\">{:+.2}s</td><td>{}</td></tr>",
+                    m.at,
+                    escape(&m.what)
+                )
+            })
+            .collect::<String>();
         format!(
             "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>lifeboat drill {name}</title>\n\
              <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}} table{{border-collapse:collapse;margin:1em 0}} \
              td,th{{border:1px solid #ccc;padding:4px 8px}} tr.pass td:nth-child(2){{color:#080}} tr.fail td:nth-child(2){{color:#c00;font-weight:bold}} \
              h1 .verdict{{color:{color}}}</style></head>\n<body><h1>Drill <code>{name}</code> <span class=\"verdict\">{verdict}</span></h1>\n\
              <p>{desc}</p>\n<h2>Timeline</h2>\n{svg}\n<h2>Figures</h2><table>{figures}</table>\n\
+             <h2>Events</h2><table><tr><th>from the fault</th><th>what</th></tr>{events}</table>\n\
              <h2>Expectations</h2><table><tr><th>expectation</th><th>result</th><th>detail</th></tr>{rows}</table>\n</body></html>\n",
             name = escape(&self.drill),
             verdict = if self.passed { "passed" } else { "FAILED" },

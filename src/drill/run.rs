@@ -354,7 +354,34 @@ async fn scenario(
     for f in injected {
         let _ = faults::heal(world, f).await;
     }
-    result
+    result?;
+    // The steady state again, for the service as its clients see it: every critical probe
+    // of the region serving now passes.
+    let after = until(
+        daemon,
+        s.steady_state.timeout,
+        "the steady state after the drill (the serving region's critical probes passing)",
+        serving_region_healthy,
+    )
+    .await;
+    report.checks.push(Check {
+        what: "steady state after: the serving region's critical probes pass".into(),
+        passed: after.is_ok(),
+        detail: match &after {
+            Ok(v) => format!("{} serves, healthy", v.active),
+            Err(e) => format!("{e:#}"),
+        },
+    });
+    Ok(())
+}
+
+fn serving_region_healthy(v: &StatusView) -> bool {
+    let probes: Vec<_> = v
+        .probes
+        .iter()
+        .filter(|p| p.critical && p.region == v.active)
+        .collect();
+    !probes.is_empty() && probes.iter().all(|p| p.ok)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -8,10 +8,31 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-/// A port on 127.0.0.1 that was free a moment ago.
+/// A port on 127.0.0.1 that was free a moment ago, chosen below the kernel's ephemeral
+/// range: the servers bind it a little later, and a port from that range could meanwhile
+/// be taken as the local end of any outgoing connection (which made one sandbox start in
+/// ten fail with "address in use").
 pub fn free_port() -> anyhow::Result<u16> {
+    let low = ephemeral_low().unwrap_or(32768);
+    let range = 10_000..low.max(10_001);
+    for _ in 0..200 {
+        let port = fastrand::u16(range.clone());
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
     let l = TcpListener::bind("127.0.0.1:0").context("find a free port on 127.0.0.1")?;
     Ok(l.local_addr()?.port())
+}
+
+/// The first port of the kernel's ephemeral range (`net.ipv4.ip_local_port_range`).
+fn ephemeral_low() -> Option<u16> {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Whether something accepts TCP connections on 127.0.0.1:`port`.
