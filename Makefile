@@ -4,11 +4,15 @@ SHELL := /bin/bash
 CARGO ?= cargo
 LIFEBOAT := ./target/debug/lifeboat
 
-.PHONY: demo test deps build lint fmt
+.PHONY: demo test deps deps-sandbox build lint fmt
 
 ## Install the system and Python packages the tests and the sandbox use.
 deps:
 	tests/setup/install-deps.sh
+
+## Only what the sandbox needs: PostgreSQL, Redis, moto's server.
+deps-sandbox:
+	tests/setup/install-deps.sh --sandbox
 
 build:
 	$(CARGO) build --locked
@@ -17,7 +21,7 @@ build:
 ## then a region-outage drill end to end (fresh two-region sandbox, the real daemon,
 ## a write load, primary database and API killed, automatic failover, verified
 ## failback, sandbox taken down). Prints the figures and where the report is.
-demo: deps build
+demo: deps-sandbox build
 	$(LIFEBOAT) validate policies/
 	$(LIFEBOAT) plan failover --policy policies/sandbox.toml
 	$(LIFEBOAT) drill policies/drills/region-outage.toml --policy policies/sandbox.toml

@@ -150,6 +150,9 @@ impl Reason {
                 "check the host's clock and load; automation resumes by itself when the freeze ends"
             }
             Reason::Paused { .. } => "lifeboat resume",
+            Reason::NoQuorum { .. } => {
+                "the witnesses still reach the serving region: check this controller's own network to it (lifeboat status lists what each witness sees); if the region really is down, fail over by hand: lifeboat failover"
+            }
             Reason::RunFailed { .. } => {
                 "read the run (lifeboat show RUN_ID), fix the cause, then lifeboat failover or failback again"
             }

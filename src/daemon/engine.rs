@@ -18,6 +18,7 @@ use crate::core::health::{HealthTracker, Observation, Verdict};
 use crate::core::ids::{Epoch, RunId};
 use crate::core::model::{Direction, Policy, RegionName};
 use crate::core::plan::{self, PlanRequest};
+use crate::core::reason::Reason;
 use crate::core::step::RunStatus;
 use crate::core::summary::{LinkMemory, summarize};
 use crate::core::time::Ts;
@@ -88,6 +89,10 @@ pub struct Engine {
     pub source: String,
     /// The run this process drives, if any.
     pub running: Option<tokio::task::JoinHandle<()>>,
+    /// A "no quorum" alert held back briefly: the witnesses are being asked and usually
+    /// agree within a poll, and a page saying "blocked" a moment before "failing over"
+    /// is noise. Sent if the block still stands when the grace ends.
+    pub held_alert: Option<(Instant, controller::Decision)>,
 }
 
 pub fn now() -> Ts {
@@ -143,6 +148,7 @@ impl Engine {
                     mono_ms: self.started.elapsed().as_millis() as u64,
                 };
                 self.feed(Input::Tick(clock));
+                self.release_held_alert();
             }
             Event::Observed(obs) => {
                 self.links.observe(&obs);
@@ -222,6 +228,10 @@ impl Engine {
                     ) {
                         error!("could not journal a decision: {e}");
                     }
+                }
+                Command::Alert(d) if matches!(d.reason, Reason::NoQuorum { .. }) => {
+                    let grace = self.policy.detection.interval * 2;
+                    self.held_alert = Some((Instant::now() + grace, d));
                 }
                 Command::Alert(d) => {
                     self.alerter
@@ -545,6 +555,29 @@ impl Engine {
         if let Some(task) = self.running.take() {
             info!("waiting for the running step to reach a journaled point");
             let _ = task.await;
+        }
+    }
+
+    /// Sends the held "no quorum" alert once its grace is over, if the controller is still
+    /// blocked for want of a quorum; drops it if the block ended meanwhile.
+    fn release_held_alert(&mut self) {
+        let still_blocked = matches!(
+            &self.state.phase,
+            controller::Phase::Blocked {
+                reason: Reason::NoQuorum { .. },
+                ..
+            }
+        );
+        match &self.held_alert {
+            None => {}
+            Some(_) if !still_blocked => self.held_alert = None,
+            Some((until, _)) if Instant::now() < *until => {}
+            Some(_) => {
+                if let Some((_, d)) = self.held_alert.take() {
+                    self.alerter
+                        .send(&d.summary, &d.reason.to_string(), d.reason.next_step());
+                }
+            }
         }
     }
 

@@ -141,6 +141,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         started,
         source,
         running: None,
+        held_alert: None,
     };
     engine
         .restore()

@@ -3,18 +3,23 @@
 # Debian packages (PostgreSQL, Redis, python3-venv), Python packages (moto's server;
 # checkov in its own virtualenv under .lifeboat/tools) and cargo-nextest. Idempotent:
 # does nothing that is already in place.
+#
+#   install-deps.sh            everything `make test` needs
+#   install-deps.sh --sandbox  only what the sandbox and drills need (`make demo`):
+#                              PostgreSQL, Redis and moto's server
 set -euo pipefail
+only_sandbox=false
+[ "${1:-}" = "--sandbox" ] && only_sandbox=true
 here="$(cd "$(dirname "$0")" && pwd)"
 
 python="${PYTHON:-python3}"
 repo="$(cd "$here/../.." && pwd)"
 
-apt_packages=(postgresql redis-server python3-venv)
 missing=()
 command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 # checkov gets its own virtualenv (below); Debian's python3 makes one only with python3-venv.
-"$python" -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+$only_sandbox || "$python" -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install-deps: installing Debian packages: ${missing[*]}"
   sudo=""
@@ -32,6 +37,11 @@ if ! "$python" -c 'import moto, flask' >/dev/null 2>&1 || ! command -v moto_serv
   echo "install-deps: installing Python packages from tests/setup/requirements.txt"
   "$python" -m pip install --quiet --disable-pip-version-check -r "$here/requirements.txt"
   command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+fi
+
+if $only_sandbox; then
+  echo "install-deps: ok (sandbox)"
+  exit 0
 fi
 
 # checkov checks terraform/ (tests/terraform.rs). It lives in its own virtualenv under
