@@ -205,9 +205,9 @@ pub struct Guardrails {
     pub freeze_for: Duration,
     /// Observers that must agree before an automatic failover (1 when a single one runs).
     pub quorum: u32,
-    /// Other observers (lifeboat daemons probing from elsewhere, e.g. `lifeboat run
-    /// --shadow` in the witness region), asked for their view before an automatic
-    /// failover. Each that also sees the serving region down adds a vote.
+    /// The other observers' status URLs (lifeboat daemons probing from elsewhere, `lifeboat
+    /// run --witness`, typically in the `[regions] witness` location), asked for their view
+    /// before an automatic failover. Each that also sees the serving region down adds a vote.
     pub witnesses: Vec<String>,
 }
 
