@@ -30,14 +30,6 @@ fn lifeboat(args: &[&str]) -> Output {
         .expect("run lifeboat")
 }
 
-fn scratch_policy(root: &Path) -> String {
-    std::fs::create_dir_all(root.join("policies")).expect("mkdir");
-    let text = std::fs::read_to_string("policies/sandbox.toml").expect("read sandbox policy");
-    let path = root.join("policies/sandbox.toml");
-    std::fs::write(&path, text).expect("write policy");
-    path.to_str().expect("utf-8").to_string()
-}
-
 /// The daemon and the sandbox, stopped whatever happens to the test.
 struct Fixture {
     daemon: Child,
@@ -97,7 +89,7 @@ impl Fixture {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_daemon_fails_over_by_itself_and_fails_back_on_command_losing_no_acknowledged_write() {
     let root = support::tempdir();
-    let policy = scratch_policy(root.path());
+    let policy = support::scratch_sandbox_policy(root.path());
     let up = lifeboat(&["sandbox", "up", "--policy", &policy]);
     assert!(
         up.status.success(),

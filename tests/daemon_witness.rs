@@ -196,18 +196,18 @@ async fn the_controller_holds_until_the_witness_also_sees_the_outage() {
         &dir.path().join("witness.log"),
     );
     let _controller = run(&policy, &[], &hook, &dir.path().join("controller.log"));
-    let api = dir.path().join("journal.db.api");
+    let journal = dir.path().join("journal.db");
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !api.exists() {
+    let url = loop {
+        if let Some(published) = lifeboat::daemon::discovery::find(&journal) {
+            break published.url;
+        }
         assert!(
             Instant::now() < deadline,
             "the controller did not publish its API"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let info: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&api).expect("read")).expect("json");
-    let url = info["url"].as_str().expect("url").to_string();
+    };
     let witness_url = format!("http://{listen}");
     until(
         &witness_url,

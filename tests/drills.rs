@@ -4,25 +4,16 @@
 //! checks the outcome from the report the drill writes. They share nothing, but run one
 //! at a time (`.config/nextest.toml`): each is timing-sensitive and uses a dozen processes.
 
-use std::path::Path;
 use std::process::Command;
 
 use lifeboat::drill::report::Report;
 
-/// A copy of the shipped sandbox policy in a scratch repository layout, so the drill's
-/// sandbox, journal and reports live in the scratch directory.
-fn scratch_policy(root: &Path) -> std::path::PathBuf {
-    std::fs::create_dir_all(root.join("policies")).expect("mkdir");
-    let text = std::fs::read_to_string("policies/sandbox.toml").expect("read sandbox policy");
-    let path = root.join("policies/sandbox.toml");
-    std::fs::write(&path, text).expect("write policy");
-    path
-}
+mod support;
 
 /// Runs `policies/drills/NAME.toml` once; returns whether the command passed and its report.
 fn drill(name: &str) -> (bool, Report) {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let policy = scratch_policy(tmp.path());
+    let policy = support::scratch_sandbox_policy(tmp.path());
     let out = tmp.path().join("reports");
     let run = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
         .arg("drill")

@@ -17,20 +17,10 @@ fn lifeboat(args: &[&str]) -> Output {
         .expect("run lifeboat")
 }
 
-/// A copy of the shipped sandbox policy in a scratch repository layout, so the test's
-/// sandbox lives in the scratch directory and not in the developer's checkout.
-fn scratch_policy(root: &Path) -> String {
-    std::fs::create_dir_all(root.join("policies")).expect("mkdir");
-    let text = std::fs::read_to_string("policies/sandbox.toml").expect("read sandbox policy");
-    let path = root.join("policies/sandbox.toml");
-    std::fs::write(&path, text).expect("write policy");
-    path.to_str().expect("utf-8").to_string()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_sandbox_starts_serves_breaks_on_command_and_stops_cleanly() {
     let root = support::tempdir();
-    let policy = scratch_policy(root.path());
+    let policy = support::scratch_sandbox_policy(root.path());
     let up = lifeboat(&["sandbox", "up", "--policy", &policy]);
     assert!(
         up.status.success(),

@@ -66,6 +66,18 @@ pub fn resolve(r: &SecretRef) -> Result<Secret, SecretError> {
     Ok(Secret(value))
 }
 
+/// Writes a secret to a file only this user can read (mode 0600), creating its directory.
+pub fn write_private(path: &std::path::Path, value: &str) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, value).with_context(|| format!("write {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -93,7 +93,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                 fastrand::u64(..)
             ));
             let path = discovery::token_path(&opts.journal_path);
-            write_private(&path, t.expose())?;
+            crate::clients::secret::write_private(&path, t.expose())?;
             (t, Some(path))
         }
     };
@@ -227,15 +227,5 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     }
     discovery::unpublish(&opts.journal_path);
     info!("stopped");
-    Ok(())
-}
-
-fn write_private(path: &std::path::Path, value: &str) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(path, value).with_context(|| format!("write {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok(())
 }

@@ -160,7 +160,7 @@ pub async fn up(dir: &Path, policy: &Path) -> anyhow::Result<World> {
     std::fs::create_dir_all(dir)?;
     let dir = dir.canonicalize()?;
     let password = format!("sbx-{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-    write_private(&dir.join("pg-password"), &password)?;
+    crate::clients::secret::write_private(&dir.join("pg-password"), &password)?;
 
     // Record what is started as it starts, so `down` can clean up after a failed `up`.
     let mut started: Vec<u32> = Vec::new();
@@ -461,13 +461,6 @@ fn vars(w: &World, view: View) -> String {
         s.push_str(&format!("{k} = {v}\n"));
     }
     s
-}
-
-fn write_private(path: &Path, value: &str) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, value)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(())
 }
 
 /// Stops everything the sandbox in `dir` started, by PID, and removes its data.

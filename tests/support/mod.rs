@@ -24,6 +24,17 @@ pub fn tempdir() -> tempfile::TempDir {
         .expect("create a temporary directory")
 }
 
+/// A copy of the shipped sandbox policy in a scratch repository layout
+/// (`ROOT/policies/sandbox.toml`), so the sandbox, journal and reports it leads to live
+/// under `root` and not in the developer's checkout. Returns the policy's path.
+pub fn scratch_sandbox_policy(root: &Path) -> String {
+    std::fs::create_dir_all(root.join("policies")).expect("mkdir");
+    let text = std::fs::read_to_string("policies/sandbox.toml").expect("read sandbox policy");
+    let path = root.join("policies/sandbox.toml");
+    std::fs::write(&path, text).expect("write policy");
+    path.to_str().expect("utf-8").to_string()
+}
+
 /// A PostgreSQL primary on a free port with a streaming standby on another.
 pub fn pg_pair(dir: &Path) -> PgPair {
     let (p, s) = (free_port().expect("port"), free_port().expect("port"));
