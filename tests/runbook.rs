@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use lifeboat::core::ids::{Epoch, RunId};
-use lifeboat::core::step::{AttemptOutcome, ErrorClass, Phase, RunStatus, StepState};
+use lifeboat::core::step::{AttemptOutcome, AttemptPhase, ErrorClass, RunStatus, StepState};
 use lifeboat::runbook::{ProgressKind, ProgressSink, RunOutcome, StepError};
 use support::{Behaviour, SANDBOX_STEPS, Target, executor, journal, retryable, sandbox_plan};
 use tokio::time::Instant;
@@ -111,7 +111,7 @@ async fn apply_retries_throttling_with_growing_jittered_delays_then_succeeds() {
     let applies: Vec<_> = step
         .attempts
         .iter()
-        .filter(|a| a.phase == Phase::Apply)
+        .filter(|a| a.phase == AttemptPhase::Apply)
         .collect();
     let outcomes: Vec<_> = applies
         .iter()
@@ -210,7 +210,7 @@ async fn verify_is_polled_until_the_effect_is_observable() {
     let verify = step
         .attempts
         .iter()
-        .find(|a| a.phase == Phase::Verify)
+        .find(|a| a.phase == AttemptPhase::Verify)
         .expect("verify journaled");
     assert_eq!(
         (verify.attempt, verify.outcome),

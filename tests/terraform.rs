@@ -503,7 +503,7 @@ fn example_policy_takes_its_dns_and_channel_from_terraform_outputs() {
     .expect("write vars file");
 
     let (policy, _) = lifeboat::policy::load_valid(&policy_path).expect("the example loads");
-    use lifeboat::core::model::{ChannelKind, Endpoint, RegionName};
+    use lifeboat::core::model::{ChannelKind, DnsRecord, Endpoint, RegionName};
     let dns = policy.target("dns").expect("dns target");
     for (region, set_id) in [
         ("us-east-1", "checkout-us-east-1"),
@@ -515,10 +515,12 @@ fn example_policy_takes_its_dns_and_channel_from_terraform_outputs() {
         assert_eq!(r.zone_id, "Z9ZZZZZZZZZZZZZZZZZZ");
         assert_eq!(r.record_name, "checkout.example.com.");
         assert_eq!(r.ttl, 15);
-        assert_eq!(r.set_identifier.as_deref(), Some(set_id));
         assert_eq!(
-            r.health_check_id.as_deref(),
-            Some("abcdef01-2345-6789-abcd-ef0123456789")
+            r.record,
+            DnsRecord::FailoverPair {
+                set_identifier: set_id.to_string(),
+                health_check_id: Some("abcdef01-2345-6789-abcd-ef0123456789".to_string()),
+            }
         );
     }
     let pager = policy.channel("pager").expect("pager channel");

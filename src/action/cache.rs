@@ -10,18 +10,10 @@ use redis::aio::MultiplexedConnection;
 
 use super::{aws_error, idempotency_token, target_section};
 use crate::clients::redis as redis_client;
+use crate::core::model::CacheScope;
 use crate::core::model::{RegionName, SecretRef};
 use crate::probe::redact_url;
 use crate::runbook::{Applied, Check, Step, StepCtx, StepError, Verify};
-
-/// What a Redis invalidation removes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Scope {
-    /// Keys matching a glob pattern (`orders:*`).
-    Pattern(String),
-    /// The whole database of the URL.
-    FlushDb,
-}
 
 /// Keys per SCAN round: large enough to finish a big cache in few round trips, small
 /// enough that each UNLINK stays short for a server that keeps serving.
@@ -38,7 +30,7 @@ const BATCH: u32 = 500;
 pub struct RedisInvalidate {
     url: String,
     password: Option<SecretRef>,
-    scope: Scope,
+    scope: CacheScope,
     what: String,
     /// Keys deleted by this instance's `apply`, once it finished a pass.
     deleted: Mutex<Option<u64>>,
@@ -48,15 +40,15 @@ impl RedisInvalidate {
     pub fn new(
         url: &str,
         password: Option<SecretRef>,
-        scope: Scope,
+        scope: CacheScope,
         region: RegionName,
     ) -> RedisInvalidate {
         let what = match &scope {
-            Scope::Pattern(p) => format!(
+            CacheScope::Pattern(p) => format!(
                 "keys matching `{p}` in Redis {} ({region})",
                 redact_url(url)
             ),
-            Scope::FlushDb => format!("Redis database {} ({region})", redact_url(url)),
+            CacheScope::FlushDb => format!("Redis database {} ({region})", redact_url(url)),
         };
         RedisInvalidate {
             url: url.to_string(),
@@ -98,11 +90,11 @@ impl RedisInvalidate {
     /// stops at the first); for FLUSHDB, DBSIZE.
     async fn remaining(&self, conn: &mut MultiplexedConnection) -> Result<u64, StepError> {
         match &self.scope {
-            Scope::FlushDb => redis::cmd("DBSIZE")
+            CacheScope::FlushDb => redis::cmd("DBSIZE")
                 .query_async(conn)
                 .await
                 .map_err(|e| self.query_error(e)),
-            Scope::Pattern(p) => {
+            CacheScope::Pattern(p) => {
                 let mut cursor: u64 = 0;
                 loop {
                     let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
@@ -140,7 +132,7 @@ impl Step for RedisInvalidate {
     async fn apply(&self, ctx: &StepCtx) -> Result<Applied, StepError> {
         let mut conn = self.connect(ctx).await?;
         let deleted: u64 = match &self.scope {
-            Scope::FlushDb => {
+            CacheScope::FlushDb => {
                 let before: u64 = self.remaining(&mut conn).await?;
                 let () = redis::cmd("FLUSHDB")
                     .query_async(&mut conn)
@@ -148,7 +140,7 @@ impl Step for RedisInvalidate {
                     .map_err(|e| self.query_error(e))?;
                 before
             }
-            Scope::Pattern(p) => {
+            CacheScope::Pattern(p) => {
                 let mut cursor: u64 = 0;
                 let mut deleted = 0u64;
                 loop {
@@ -186,8 +178,8 @@ impl Step for RedisInvalidate {
             *d = Some(deleted);
         }
         let how = match self.scope {
-            Scope::FlushDb => "FLUSHDB",
-            Scope::Pattern(_) => "SCAN + UNLINK",
+            CacheScope::FlushDb => "FLUSHDB",
+            CacheScope::Pattern(_) => "SCAN + UNLINK",
         };
         Ok(Applied::new(format!(
             "deleted {deleted} key(s): {} ({how})",

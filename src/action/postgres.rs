@@ -14,6 +14,7 @@ use super::{connect_bound, pg_connect_error, pg_query_error};
 use crate::clients::pg;
 use crate::core::health::Lag;
 use crate::core::model::{PostgresEndpoint, RegionName};
+use crate::core::rpo;
 use crate::core::time::fmt_duration;
 use crate::runbook::{Applied, Check, Step, StepCtx, StepError, Verify};
 
@@ -137,17 +138,21 @@ impl Promote {
 /// the WAL it received only; the controller's own gate, which read the lag while the
 /// standby still streamed, covers what it never received.
 pub(crate) fn rpo_gate(lag: Option<&Lag>, ctx: &StepCtx, what: &str) -> Result<(), StepError> {
-    let Some(seconds) = lag.and_then(Lag::duration) else {
-        return Ok(());
-    };
-    if seconds > ctx.rpo_budget && !ctx.allow_data_loss {
-        return Err(StepError::needs_approval(format!(
-            "replica lag {} on {what} exceeds the RPO budget {} — approve with --allow-data-loss to accept losing the writes not yet replicated",
-            fmt_duration(seconds),
-            fmt_duration(ctx.rpo_budget)
-        )));
-    }
-    Ok(())
+    rpo::check(
+        lag.and_then(Lag::duration),
+        ctx.rpo_budget,
+        ctx.allow_data_loss,
+    )
+    .map_err(|over| over_budget(over, what))
+}
+
+/// The approval a promotion asks for when the lag is over the budget.
+pub(crate) fn over_budget(over: rpo::OverBudget, what: &str) -> StepError {
+    StepError::needs_approval(format!(
+        "replica lag {} on {what} exceeds the RPO budget {} — approve with --allow-data-loss to accept losing the writes not yet replicated",
+        fmt_duration(over.lag),
+        fmt_duration(over.budget)
+    ))
 }
 
 #[async_trait]

@@ -11,6 +11,7 @@ use super::postgres::{Writable, connect, fmt_lsn, parse_lsn, status, write_check
 use super::{connect_bound, pg_connect_error, pg_query_error};
 use crate::clients::pg;
 use crate::core::model::{PostgresEndpoint, RegionName};
+use crate::core::reason::Notice;
 use crate::runbook::{Applied, Check, Step, StepCtx, StepError, Verify};
 
 /// How a fence step's detail starts when the old primary could not be fenced because
@@ -43,6 +44,7 @@ SELECT a.pid FROM pg_stat_activity a JOIN pg_roles r ON r.oid = a.usesysid
 /// since promoting the standby beside a writable primary is what the step prevents.
 pub struct Fence {
     ep: PostgresEndpoint,
+    region: RegionName,
     what: String,
     /// Whether this instance's `apply` fenced the server, for verify's wording.
     fenced: Mutex<bool>,
@@ -60,6 +62,7 @@ impl Fence {
         let what = format!("old primary {ep} in {region}");
         Fence {
             ep,
+            region,
             what,
             fenced: Mutex::new(false),
         }
@@ -165,7 +168,15 @@ impl Step for Fence {
     async fn apply(&self, ctx: &StepCtx) -> Result<Applied, StepError> {
         let client = match self.client(ctx).await? {
             Ok(c) => c,
-            Err(why) => return Ok(Applied::new(self.unreachable(&why))),
+            Err(why) => {
+                let notice = Notice::OldPrimaryNotFenced {
+                    step: ctx.step.clone(),
+                    region: self.region.clone(),
+                    server: self.ep.to_string(),
+                    why: why.clone(),
+                };
+                return Ok(Applied::new(self.unreachable(&why)).with_notice(notice));
+            }
         };
         if status(&client, &self.what).await?.standby {
             return Ok(Applied::new(format!(

@@ -2,7 +2,6 @@
 //! stdout (or stderr for progress); `--json` prints one JSON document for scripts.
 
 mod approve;
-mod client;
 mod control;
 mod drill;
 mod history;
@@ -10,9 +9,11 @@ mod journal_args;
 mod plan;
 mod probe;
 mod progress;
+mod reply;
 mod run;
 mod sandbox;
 mod show;
+mod standalone;
 mod status_text;
 mod validate;
 
@@ -40,7 +41,7 @@ fn step_factory(
         policy.detection.timeout,
         policy.detection.interval,
     );
-    std::sync::Arc::new(crate::action::Factory::new(policy, aws, probes))
+    std::sync::Arc::new(crate::action::Factory::new(aws, probes))
 }
 pub use show::render_run;
 
@@ -163,14 +164,14 @@ pub fn main() -> ExitCode {
         Command::History(args) => history::run(args, &cli.state_dir),
         Command::Show(args) => show::run(args, &cli.state_dir),
         Command::Approve(args) => approve::approve(args, &cli.state_dir, &step_factory),
-        Command::Abort(args) => approve::abort(args, &cli.state_dir),
+        Command::Abort(args) => approve::abort(args, &cli.state_dir, &step_factory),
         Command::Probe(args) => probe::run(args, cli.color),
         Command::Run(args) => run::run(args, &cli.state_dir, &step_factory),
         Command::Status(args) => control::status(args, &cli.state_dir, cli.color),
         Command::Failover(args) => control::failover(args, &cli.state_dir, &step_factory),
         Command::Failback(args) => control::failback(args, &cli.state_dir, &step_factory),
-        Command::Pause(args) => control::pause(args, &cli.state_dir),
-        Command::Resume(args) => control::resume(args, &cli.state_dir),
+        Command::Pause(args) => control::pause(args, &cli.state_dir, &step_factory),
+        Command::Resume(args) => control::resume(args, &cli.state_dir, &step_factory),
         Command::Drill(args) => drill::run(args),
     };
     match result {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use super::FactoryFn;
-use super::control::aws_for;
+use super::standalone::aws_for;
 use crate::clients::secret::{self, Secret};
 use crate::core::model::SecretRef;
 use crate::daemon::{self, Options};

@@ -10,8 +10,6 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::sandbox::process;
-
 /// Holds the journal's lock until dropped.
 #[derive(Debug)]
 pub struct ActorLock {
@@ -97,5 +95,5 @@ pub fn unpublish(journal: &Path) {
 pub fn find(journal: &Path) -> Option<Published> {
     let text = std::fs::read_to_string(api_path(journal)).ok()?;
     let info: Published = serde_json::from_str(&text).ok()?;
-    process::alive(info.pid).then_some(info)
+    crate::process::alive(info.pid).then_some(info)
 }

@@ -267,10 +267,10 @@ impl Metrics {
                 .set(i64::from(s == current));
         }
         self.blocked.clear();
-        if let crate::core::controller::Phase::Blocked { reason, .. } = &state.phase {
+        if let crate::core::controller::Phase::Blocked { hold, .. } = &state.phase {
             self.blocked
                 .get_or_create(&ReasonLabels {
-                    reason: reason.label().to_string(),
+                    reason: hold.label().to_string(),
                 })
                 .set(1);
         }
@@ -316,5 +316,36 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// The driver reports to the metrics as it goes.
+impl crate::driver::Observer for Metrics {
+    fn decided(&self, state: &State) {
+        self.controller(state);
+    }
+
+    fn run_started(
+        &self,
+        request: &crate::core::controller::RunRequest,
+        detection_to_decision: Option<std::time::Duration>,
+    ) {
+        if request.direction == crate::core::model::Direction::Failover {
+            self.failover_started(request.automatic(), detection_to_decision);
+        }
+    }
+
+    fn run_ended(&self, direction: crate::core::model::Direction, outcome: &str) {
+        Metrics::run_ended(self, direction.as_str(), outcome);
+    }
+
+    fn step_ended(
+        &self,
+        step: &str,
+        kind: crate::core::kind::StepKind,
+        outcome: &str,
+        seconds: f64,
+    ) {
+        Metrics::step_ended(self, step, kind.name(), outcome, seconds);
     }
 }

@@ -96,7 +96,7 @@ pub fn build(
     now: Ts,
     source: String,
 ) -> StatusView {
-    let summary = summarize(tracker, links, &state.active, 1, now);
+    let summary = summarize(tracker, links, &state.active, Vec::new(), now);
     let regions = summary
         .regions
         .iter()
@@ -132,10 +132,9 @@ pub fn build(
         })
         .collect();
     let (why, next_step) = match &state.phase {
-        Phase::Blocked { reason, .. } => (
-            Some(reason.to_string()),
-            reason.next_step().map(str::to_string),
-        ),
+        Phase::Blocked { hold, .. } => {
+            (Some(hold.to_string()), hold.next_step().map(str::to_string))
+        }
         Phase::FailingOver {
             waiting: Some(w),
             run,

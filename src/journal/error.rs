@@ -78,6 +78,11 @@ pub enum JournalError {
     #[error("run {run_id} already exists in the journal; use a new run id")]
     DuplicateRun { run_id: RunId },
 
+    #[error(
+        "run {run_id} was planned by an older lifeboat (plan format {version}), which this version cannot resume: end it with `lifeboat abort {run_id} --reason …` and start a new run"
+    )]
+    OldPlan { run_id: RunId, version: i64 },
+
     /// A bug in the executor: the journal refuses to record an impossible step history.
     #[error("refused: step `{step}` of run {run_id} cannot go from {from} to {to}")]
     IllegalTransition {

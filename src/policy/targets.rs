@@ -14,8 +14,8 @@ use super::diag::{Diagnostic, Report};
 use super::raw::target as rt;
 use super::spans::{self, Table, Value, closest, de, key_str, table_value, take};
 use crate::core::model::{
-    AuroraEndpoint, DnsStyle, Endpoint, PostgresEndpoint, RegionName, Regions, Route53Endpoint,
-    Target, TargetKind,
+    AuroraEndpoint, DnsRecord, DnsStyle, Endpoint, PostgresEndpoint, RegionName, Regions,
+    Route53Endpoint, Target, TargetKind,
 };
 
 pub fn build(
@@ -327,6 +327,20 @@ fn route53(report: &mut Report, t: rt::Route53) -> Option<Endpoint> {
     if !ok {
         return None;
     }
+    let record = match (style, t.set_identifier, t.value) {
+        (DnsStyle::FailoverPair, Some(set_identifier), _) => DnsRecord::FailoverPair {
+            set_identifier: set_identifier.into_inner(),
+            health_check_id: t.health_check_id.map(|s| s.into_inner()),
+        },
+        (DnsStyle::Weighted, Some(set_identifier), _) => DnsRecord::Weighted {
+            set_identifier: set_identifier.into_inner(),
+        },
+        (DnsStyle::Simple, _, Some(value)) => DnsRecord::Simple {
+            value: value.into_inner(),
+        },
+        // Reported above as missing fields.
+        _ => return None,
+    };
     let mut record_name = t.record_name.into_inner();
     if !record_name.ends_with('.') {
         record_name.push('.');
@@ -338,10 +352,7 @@ fn route53(report: &mut Report, t: rt::Route53) -> Option<Endpoint> {
             .record_type
             .map(|r| r.into_inner())
             .unwrap_or_else(|| "A".to_string()),
-        style,
-        set_identifier: t.set_identifier.map(|s| s.into_inner()),
-        health_check_id: t.health_check_id.map(|s| s.into_inner()),
-        value: t.value.map(|s| s.into_inner()),
         ttl,
+        record,
     }))
 }

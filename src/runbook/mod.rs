@@ -14,8 +14,7 @@ mod progress;
 mod run_step;
 mod step;
 
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 
@@ -23,22 +22,6 @@ pub use cancel::Cancel;
 pub use executor::Executor;
 pub use progress::{Progress, ProgressKind, ProgressSink};
 pub use step::{Applied, Check, Step, StepCtx, StepError, StepFactory, Verify};
-
-use crate::core::time::{Ts, millis};
-
-/// Where the executor reads wall-clock time for the journal. Tests pass a clock derived
-/// from tokio's (pausable) clock, so journaled durations are exact.
-pub type Clock = Arc<dyn Fn() -> Ts + Send + Sync>;
-
-/// The system's wall clock.
-pub fn system_clock() -> Clock {
-    Arc::new(|| {
-        Ts(SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(millis)
-            .unwrap_or(0))
-    })
-}
 
 /// An exponential backoff: `first`, then × `factor` up to `max`; with `jitter`, each
 /// delay is stretched by a random 0–100 % so a fleet of retries does not synchronise.

@@ -9,11 +9,13 @@ use tracing::{error, info, warn};
 
 use super::failpoint::{self, Point};
 use super::progress::{Progress, ProgressKind as Event, ProgressSink};
-use super::{Cancel, Check, Clock, RetrySettings, Step, StepCtx, StepError, Verify};
-use crate::core::model::Action;
+use super::{Cancel, Check, RetrySettings, Step, StepCtx, StepError, Verify};
+use crate::clock::WallClock;
 use crate::core::plan::{Plan, PlannedStep};
+use crate::core::reason::Notice;
 use crate::core::step::{
-    self, AttemptOutcome, ErrorClass, Phase, Resume, StepEnd, StepState, when_already_in_place,
+    self, AttemptOutcome, AttemptPhase, ErrorClass, Resume, StepEnd, StepState,
+    when_already_in_place,
 };
 use crate::core::time::fmt_duration;
 use crate::journal::{AttemptId, Fence, Journal, JournalError};
@@ -21,7 +23,7 @@ use crate::journal::{AttemptId, Fence, Journal, JournalError};
 /// What the steps of one executor session share.
 pub(super) struct Session {
     pub journal: Arc<Journal>,
-    pub clock: Clock,
+    pub clock: WallClock,
     pub retry: RetrySettings,
     pub cancel: Cancel,
     pub progress: ProgressSink,
@@ -121,17 +123,6 @@ impl<'a> StepRun<'a> {
         );
 
         let approval = s.journal.approval(run_id, &ps.name)?;
-        if let Action::ManualApproval { prompt } = &ps.action {
-            return match approval {
-                Some(a) => {
-                    let detail = format!("approved by {}", a.approved_by);
-                    run.mark(StepState::Verified, Some(&detail), None)?;
-                    run.event(Event::Verified, 0, detail);
-                    Ok(StepEnd::Done)
-                }
-                None => Err(run.pause(prompt.clone())?),
-            };
-        }
         let step = match built {
             Ok(step) => {
                 run.step = Some(step.clone());
@@ -183,7 +174,7 @@ impl<'a> StepRun<'a> {
     async fn check(&mut self, step: &dyn Step, ctx: &StepCtx) -> Result<Option<String>, Halt> {
         let mut delays = self.s.retry.apply.delays();
         for n in 1u32.. {
-            let id = self.begin_attempt(Phase::Check, n)?;
+            let id = self.begin_attempt(AttemptPhase::Check, n)?;
             let err = match timeout_at(self.deadline, step.check(ctx)).await {
                 Ok(Ok(Check::Done(d))) => {
                     self.end_attempt(id, n, AttemptOutcome::Done, None, &d)?;
@@ -217,7 +208,7 @@ impl<'a> StepRun<'a> {
             }
             self.apply_attempts += 1;
             let n = self.apply_attempts;
-            let id = self.begin_attempt(Phase::Apply, n)?;
+            let id = self.begin_attempt(AttemptPhase::Apply, n)?;
             self.event(Event::Applying, n, format!("apply attempt {n}"));
             failpoint::hit(&self.ps.name, Point::BeforeApply);
             let err = match timeout_at(self.deadline, step.apply(ctx)).await {
@@ -225,7 +216,7 @@ impl<'a> StepRun<'a> {
                     failpoint::hit(&self.ps.name, Point::AfterApply);
                     self.end_attempt(id, n, AttemptOutcome::Done, None, &applied.detail)?;
                     self.mark(StepState::Applied, Some(&applied.detail), None)?;
-                    self.event(Event::Applied, n, applied.detail);
+                    self.event_with(Event::Applied, n, applied.detail, applied.notice);
                     return Ok(());
                 }
                 Ok(Err(e)) => e,
@@ -246,7 +237,7 @@ impl<'a> StepRun<'a> {
     async fn verify(&mut self, step: &dyn Step, ctx: &StepCtx) -> Result<String, Halt> {
         failpoint::hit(&self.ps.name, Point::BeforeVerify);
         let mut delays = self.s.retry.verify.delays();
-        let id = self.begin_attempt(Phase::Verify, 0)?;
+        let id = self.begin_attempt(AttemptPhase::Verify, 0)?;
         let mut last: String;
         for n in 1u32.. {
             match timeout_at(self.deadline, step.verify(ctx)).await {
@@ -369,7 +360,7 @@ impl<'a> StepRun<'a> {
         };
         let mut ctx = ctx.clone();
         ctx.deadline = Instant::now() + self.ps.timeout;
-        let id = self.begin_attempt(Phase::Compensate, 1)?;
+        let id = self.begin_attempt(AttemptPhase::Compensate, 1)?;
         match timeout_at(ctx.deadline, step.compensate(&ctx)).await {
             Ok(Ok(())) => self.end_attempt(id, 1, AttemptOutcome::Done, None, "compensated")?,
             Ok(Err(e)) => {
@@ -411,14 +402,14 @@ impl<'a> StepRun<'a> {
         detail: Option<&str>,
         class: Option<ErrorClass>,
     ) -> Result<(), JournalError> {
-        let now = (self.s.clock)();
+        let now = self.s.clock.now();
         self.s
             .journal
             .mark_step(&self.s.fence, &self.ps.name, to, detail, class, now)
     }
 
-    fn begin_attempt(&self, phase: Phase, n: u32) -> Result<AttemptId, JournalError> {
-        let now = (self.s.clock)();
+    fn begin_attempt(&self, phase: AttemptPhase, n: u32) -> Result<AttemptId, JournalError> {
+        let now = self.s.clock.now();
         self.s
             .journal
             .begin_attempt(&self.s.fence, &self.ps.name, phase, n, now)
@@ -432,13 +423,17 @@ impl<'a> StepRun<'a> {
         class: Option<ErrorClass>,
         detail: &str,
     ) -> Result<(), JournalError> {
-        let now = (self.s.clock)();
+        let now = self.s.clock.now();
         self.s
             .journal
             .end_attempt(&self.s.fence, id, n, outcome, class, detail, now)
     }
 
     fn event(&self, kind: Event, attempt: u32, message: String) {
+        self.event_with(kind, attempt, message, None);
+    }
+
+    fn event_with(&self, kind: Event, attempt: u32, message: String, notice: Option<Notice>) {
         self.s.progress.send(Progress {
             run_id: self.s.plan.run_id.clone(),
             step: Some(self.ps.name.clone()),
@@ -446,6 +441,7 @@ impl<'a> StepRun<'a> {
             attempt,
             elapsed: self.started.elapsed(),
             message,
+            notice,
         });
     }
 }
