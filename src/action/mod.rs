@@ -231,7 +231,11 @@ impl StepFactory for Factory {
                 pattern,
                 flush,
             } => match ep(target, region)? {
-                Endpoint::Redis { url, password } => {
+                Endpoint::Redis {
+                    url,
+                    password,
+                    ca_file,
+                } => {
                     check_secret(&step.name, password.as_ref())?;
                     let scope = match (flush, pattern) {
                         (true, _) => cache::Scope::FlushDb,
@@ -247,6 +251,7 @@ impl StepFactory for Factory {
                     Arc::new(cache::RedisInvalidate::new(
                         url,
                         password.clone(),
+                        ca_file.clone(),
                         scope,
                         region.clone(),
                     ))
@@ -318,7 +323,10 @@ impl StepFactory for Factory {
                 probes,
                 *successes,
             )?),
-            Action::Command { run } => Arc::new(command::Command::new(run.clone())),
+            Action::Command { run } => Arc::new(command::Command::new(
+                run.clone(),
+                self.policy.commands.pass_env.clone(),
+            )),
             Action::ManualApproval { .. } => {
                 return Err(StepError::fatal(format!(
                     "step `{}` is a manual approval, which the executor handles itself (a bug: report it)",

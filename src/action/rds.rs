@@ -163,7 +163,9 @@ impl PromoteReplica {
 fn lag_gate(lag: &ReplicaLag, ctx: &StepCtx, what: &str) -> Result<String, StepError> {
     match lag {
         ReplicaLag::Seconds(s) => {
-            let lag = Duration::from_secs_f64(*s);
+            // CloudWatch's figure is only checked to be non-negative; an absurd one must
+            // read as "far over budget", not panic the step.
+            let lag = Duration::try_from_secs_f64(*s).unwrap_or(Duration::MAX);
             if lag > ctx.rpo_budget && !ctx.allow_data_loss {
                 return Err(StepError::needs_approval(format!(
                     "replica lag {} on {what} exceeds the RPO budget {} — approve with --allow-data-loss to accept losing the writes not yet replicated",

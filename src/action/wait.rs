@@ -71,7 +71,7 @@ impl WaitHealthy {
             .into_iter()
             .map(|spec| {
                 let target = spec.target.as_deref().and_then(|t| policy.target(t));
-                probe::build(spec, target, region, ctx)
+                probe::build(spec, target, region, &ctx.for_policy(policy))
                     .map_err(|e| StepError::fatal(format!("step `{step}`: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;

@@ -12,6 +12,7 @@ pub mod ids;
 pub mod model;
 pub mod plan;
 pub mod reason;
+pub mod sslmode;
 pub mod step;
 pub mod summary;
 pub mod time;

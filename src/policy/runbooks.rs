@@ -232,7 +232,22 @@ fn step(
             );
             return None;
         }
-        Some(t) => t.get_ref().0,
+        Some(t) => {
+            let why = format!(
+                "leave it out for the default of {}",
+                fmt_duration(default_timeout(kind))
+            );
+            if !super::limits::at_most(
+                report,
+                "timeout",
+                Some(t),
+                super::limits::STEP_TIMEOUT,
+                &why,
+            ) {
+                return None;
+            }
+            t.get_ref().0
+        }
         None => default_timeout(kind),
     };
     let continue_on_error = if kind == "notify" {

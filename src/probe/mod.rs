@@ -27,7 +27,6 @@ use crate::core::time::{Ts, fmt_duration, millis};
 
 pub use build::{BuildError, Context, build, build_all, http_client, needs_aws};
 pub use command::CommandProbe;
-pub(crate) use command::GroupKill;
 pub use heartbeat::{Alive, HeartbeatProbe, Source as HeartbeatSource};
 pub use http::{HttpExpect, HttpProbe};
 pub use postgres::PostgresProbe;
@@ -248,19 +247,11 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// The first `max` characters of `s` on one line, for quoting a body in a reason.
+/// The first `max` characters of `s` on one line, for quoting what a server or a
+/// program said in a reason: control and invisible characters removed (see
+/// `clients::http::sanitize`).
 pub(crate) fn snippet(s: &str, max: usize) -> String {
-    let one_line: String = s
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    let trimmed = one_line.trim();
-    if trimmed.chars().count() > max {
-        let cut: String = trimmed.chars().take(max).collect();
-        format!("{cut}…")
-    } else {
-        trimmed.to_string()
-    }
+    crate::clients::http::sanitize(s, max)
 }
 
 /// The last `n` non-empty lines of a program's output on one line (`a | b`), for
