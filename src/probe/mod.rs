@@ -94,6 +94,9 @@ impl From<String> for Failure {
     }
 }
 
+/// The longest text a probe's reason or detail quotes, in characters.
+const REASON_MAX: usize = 400;
+
 /// One probe of the policy bound to one region: the unit the scheduler runs.
 #[derive(Clone)]
 pub struct RegionProbe {
@@ -157,10 +160,13 @@ impl RegionProbe {
                     &self.region,
                     at,
                     latency,
+                    // Whatever the adapter quotes (a server's error, a program's last
+                    // words) is cleaned and bounded once more here, where every probe's
+                    // reason passes on its way to the status.
                     format!(
                         "{}: {} (after {})",
                         self.endpoint(),
-                        f.what,
+                        snippet(&f.what, REASON_MAX),
                         fmt_latency(latency)
                     ),
                 ),
@@ -184,7 +190,7 @@ impl RegionProbe {
         Observation {
             role: facts.role,
             lag: facts.lag,
-            detail: facts.detail,
+            detail: facts.detail.map(|d| snippet(&d, REASON_MAX)),
             ..obs
         }
     }
