@@ -1,8 +1,8 @@
 //! TLS settings of data-store targets: `sslmode` and `ca_file` on PostgreSQL, `ca_file`
 //! on `rediss://` Redis. Checked here so a connection never meets a mode it does not know
 //! or a CA it cannot read: errors for what the policy says, warnings for what this machine
-//! lacks (the daemon's machine may have the file `validate`'s machine does not; the probe
-//! factory refuses to start without it).
+//! lacks (the daemon's machine may have the file `validate`'s machine does not; probes of
+//! the target refuse to start without it, and steps fail naming it).
 
 use std::path::{Path, PathBuf};
 
@@ -174,7 +174,7 @@ fn ca_path(report: &mut Report, f: &Spanned<String>) -> Option<PathBuf> {
                 .at(f.span())
                 .label("not readable here")
                 .help(format!(
-                    "lifeboat run refuses to start until the file is there; {RDS_BUNDLE_HINT}"
+                    "put it there before lifeboat runs: probes of this target refuse to start without it; {RDS_BUNDLE_HINT}"
                 )),
             );
             Some(path)
