@@ -26,11 +26,13 @@ demo: deps-sandbox build
 	$(LIFEBOAT) plan failover --policy policies/sandbox.toml
 	$(LIFEBOAT) drill policies/drills/region-outage.toml --policy policies/sandbox.toml
 
-## Format check, then every test (unit, integration, end to end). The failpoints
-## feature compiles in the crash points the crash tests (tests/crash.rs) kill the
-## process at; without it those tests are skipped.
+## Format check, the dependency policy (deny.toml: licences, banned crates, sources;
+## offline, so not `advisories`), then every test (unit, integration, end to end). The
+## failpoints feature compiles in the crash points the crash tests (tests/crash.rs) kill
+## the process at; without it those tests are skipped.
 test: deps
 	$(CARGO) fmt --check
+	$(CARGO) deny --locked check bans licenses sources
 	tests/setup/with-services.sh $(CARGO) nextest run --locked --no-fail-fast --features failpoints
 
 lint:

@@ -64,6 +64,7 @@ async fn redis_keys_matching_a_pattern_are_unlinked_in_batches_and_others_kept()
     let step = RedisInvalidate::new(
         &url,
         None,
+        None,
         CacheScope::Pattern("orders:*".into()),
         region.clone(),
     );
@@ -97,6 +98,7 @@ async fn redis_keys_matching_a_pattern_are_unlinked_in_batches_and_others_kept()
     let fresh = RedisInvalidate::new(
         &url,
         None,
+        None,
         CacheScope::Pattern("orders:*".into()),
         region.clone(),
     );
@@ -112,14 +114,14 @@ async fn redis_keys_matching_a_pattern_are_unlinked_in_batches_and_others_kept()
         other => panic!("{other:?}"),
     }
 
-    let flush = RedisInvalidate::new(&url, None, CacheScope::FlushDb, region.clone());
+    let flush = RedisInvalidate::new(&url, None, None, CacheScope::FlushDb, region.clone());
     drive(&flush, &c).await.expect("flush");
     assert_eq!(count(&mut conn, "*").await, 0);
     assert!(matches!(drive(&flush, &c).await, Ok(Ran::AlreadyDone(_))));
 
     let port = lifeboat::sandbox::process::free_port().expect("port");
     let nowhere = format!("redis://127.0.0.1:{port}/0");
-    let gone = RedisInvalidate::new(&nowhere, None, CacheScope::FlushDb, region);
+    let gone = RedisInvalidate::new(&nowhere, None, None, CacheScope::FlushDb, region);
     let e = gone.check(&c).await.expect_err("nothing listens");
     assert_eq!(e.class, ErrorClass::Retryable);
     assert!(
@@ -255,7 +257,7 @@ async fn a_webhook_gets_slack_text_and_the_runs_facts_and_failures_never_show_th
 // ---------------------------------------------------------------- command
 
 fn sh(script: &str) -> Command {
-    Command::new(vec!["sh".into(), "-c".into(), script.into()])
+    Command::new(vec!["sh".into(), "-c".into(), script.into()], vec![])
 }
 
 #[tokio::test]
@@ -288,7 +290,7 @@ async fn a_command_sees_the_run_in_its_environment_and_fails_with_its_last_words
         e.message
     );
 
-    let e = Command::new(vec!["/nonexistent/lifeboat-hook".into()])
+    let e = Command::new(vec!["/nonexistent/lifeboat-hook".into()], vec![])
         .apply(&c)
         .await
         .expect_err("missing");

@@ -267,6 +267,39 @@ fn lifeboat_statements() -> Vec<Statement> {
     out
 }
 
+/// The journal on EFS runs as a rollback journal locked exclusively by the one daemon
+/// (src/journal/fs.rs): that holds only if the service never runs two tasks at once,
+/// and the container's default journal directory is the EFS mount.
+#[test]
+fn the_daemon_runs_one_task_at_a_time_with_its_journal_on_the_efs_mount() {
+    let blocks = module_blocks();
+    let find = |kind: &str, name: &str| {
+        blocks
+            .iter()
+            .find(|b| b.identifier() == "resource" && label(b, 0) == kind && label(b, 1) == name)
+            .unwrap_or_else(|| panic!("terraform/ has no {kind}.{name}"))
+    };
+    let service = find("aws_ecs_service", "daemon");
+    let number = |key: &str| match attr(service.body(), key) {
+        Some(Expression::Number(n)) => n.as_u64(),
+        other => panic!("{key} is {other:?}"),
+    };
+    assert_eq!(number("desired_count"), Some(1));
+    assert_eq!(number("deployment_maximum_percent"), Some(100));
+    assert_eq!(number("deployment_minimum_healthy_percent"), Some(0));
+    find("aws_ecs_task_definition", "daemon");
+    // The container definitions are a jsonencode() argument; their text is what counts.
+    let task = std::fs::read_to_string(terraform_dir().join("daemon.tf")).expect("read daemon.tf");
+    assert!(
+        task.contains("containerPath = \"/var/lib/lifeboat\""),
+        "the journal volume is mounted at the state directory"
+    );
+    assert!(
+        task.contains("{ name = \"LIFEBOAT_STATE_DIR\", value = \"/var/lib/lifeboat\" }"),
+        "the state directory is the EFS mount"
+    );
+}
+
 #[test]
 fn every_tf_file_parses() {
     let files = tf_files(&terraform_dir());

@@ -2,6 +2,7 @@
 //! a pattern with SCAN + UNLINK in batches, or FLUSHDB) and `cloudfront_invalidate`
 //! (CreateInvalidation with a caller reference fixed per run and step).
 
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -30,6 +31,7 @@ const BATCH: u32 = 500;
 pub struct RedisInvalidate {
     url: String,
     password: Option<SecretRef>,
+    ca_file: Option<PathBuf>,
     scope: CacheScope,
     what: String,
     /// Keys deleted by this instance's `apply`, once it finished a pass.
@@ -40,6 +42,7 @@ impl RedisInvalidate {
     pub fn new(
         url: &str,
         password: Option<SecretRef>,
+        ca_file: Option<PathBuf>,
         scope: CacheScope,
         region: RegionName,
     ) -> RedisInvalidate {
@@ -53,6 +56,7 @@ impl RedisInvalidate {
         RedisInvalidate {
             url: url.to_string(),
             password,
+            ca_file,
             scope,
             what,
             deleted: Mutex::new(None),
@@ -63,11 +67,14 @@ impl RedisInvalidate {
         redis_client::connect(
             &self.url,
             self.password.as_ref(),
+            self.ca_file.as_deref(),
             super::connect_bound(ctx.deadline),
         )
         .await
         .map_err(|e| match e {
-            redis_client::RedisError::Secret { .. } => StepError::fatal(e.to_string()),
+            redis_client::RedisError::Secret { .. }
+            | redis_client::RedisError::Tls { .. }
+            | redis_client::RedisError::Handshake { .. } => StepError::fatal(e.to_string()),
             _ => StepError::retryable(format!("{}: {e}", self.what)),
         })
     }

@@ -199,6 +199,7 @@ impl StepFactory for Factory {
             Binding::RedisInvalidate {
                 url,
                 password,
+                ca_file,
                 scope,
                 ..
             } => {
@@ -206,6 +207,7 @@ impl StepFactory for Factory {
                 Arc::new(cache::RedisInvalidate::new(
                     url,
                     password.clone(),
+                    ca_file.clone(),
                     scope.clone(),
                     region.clone(),
                 ))
@@ -248,15 +250,23 @@ impl StepFactory for Factory {
                     target,
                 ))
             }
-            Binding::WaitHealthy { probes, successes } => Arc::new(wait::WaitHealthy::new(
-                &self.probes,
-                &step.name,
-                region,
+            Binding::WaitHealthy {
                 probes,
-                *successes,
-            )?),
+                successes,
+                pass_env,
+            } => {
+                let ctx = probe::Context {
+                    pass_env: pass_env.clone(),
+                    ..self.probes.clone()
+                };
+                Arc::new(wait::WaitHealthy::new(
+                    &ctx, &step.name, region, probes, *successes,
+                )?)
+            }
             Binding::ManualApproval { prompt } => Arc::new(approval::Gate::new(prompt.clone())),
-            Binding::Command { run } => Arc::new(command::Command::new(run.clone())),
+            Binding::Command { run, pass_env } => {
+                Arc::new(command::Command::new(run.clone(), pass_env.clone()))
+            }
         })
     }
 }

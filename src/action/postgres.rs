@@ -32,17 +32,17 @@ pub(crate) async fn status(client: &Client, what: &str) -> Result<Status, StepEr
         .query_one(pg::STATUS_QUERY, &[])
         .await
         .map_err(|e| pg_query_error(&e, &format!("read the status of {what}")))?;
-    let standby: bool = row.get("standby");
-    let lag = standby.then(|| {
-        let bytes: Option<f64> = row.get("lag_bytes");
-        let seconds: Option<f64> = row.get("lag_seconds");
-        Lag {
-            // LSN differences are whole bytes; the float only carries them.
-            bytes: bytes.map(|b| b.max(0.0) as u64),
-            seconds: seconds.map(|s| s.max(0.0)),
-            streaming: Some(row.get("streaming")),
-        }
-    });
+    let column = |e: String| StepError::fatal(format!("read the status of {what}: {e}"));
+    let standby: bool = pg::get(&row, "standby").map_err(column)?;
+    let lag = if standby {
+        Some(Lag::from_query(
+            pg::get(&row, "lag_bytes").map_err(column)?,
+            pg::get(&row, "lag_seconds").map_err(column)?,
+            Some(pg::get(&row, "streaming").map_err(column)?),
+        ))
+    } else {
+        None
+    };
     Ok(Status { standby, lag })
 }
 
@@ -190,7 +190,8 @@ impl Step for Promote {
                 .query_one("SELECT pg_promote(true, $1)", &[&wait])
                 .await
                 .map_err(|e| pg_query_error(&e, &format!("pg_promote on {}", self.what)))?;
-            let promoted: bool = row.get(0);
+            let promoted: bool = pg::get(&row, 0)
+                .map_err(|e| StepError::fatal(format!("pg_promote on {}: {e}", self.what)))?;
             if !promoted {
                 return Err(StepError::retryable(format!(
                     "pg_promote on {} did not finish within {wait}s",

@@ -108,7 +108,9 @@ impl Fence {
             .await
             .map_err(|e| pg_query_error(&e, &format!("list the sessions of {}", self.what)))?;
         Ok(Seen::Fenced {
-            stale_sessions: row.get(0),
+            stale_sessions: pg::get(&row, 0).map_err(|e| {
+                StepError::fatal(format!("list the sessions of {}: {e}", self.what))
+            })?,
         })
     }
 
@@ -138,7 +140,9 @@ async fn read_only(client: &Client, what: &str) -> Result<bool, StepError> {
         )
         .await
         .map_err(|e| pg_query_error(&e, &format!("read the settings of {what}")))?;
-    Ok(row.get::<_, String>(0) == "on")
+    let value: String = pg::get(&row, 0)
+        .map_err(|e| StepError::fatal(format!("read the settings of {what}: {e}")))?;
+    Ok(value == "on")
 }
 
 #[async_trait]
@@ -203,8 +207,11 @@ impl Step for Fence {
             .await
             .map_err(fail("list the client sessions"))?
             .iter()
-            .map(|r| r.get(0))
-            .collect();
+            .map(|r| pg::get(r, 0))
+            .collect::<Result<_, _>>()
+            .map_err(|e| {
+                StepError::fatal(format!("list the client sessions on {}: {e}", self.what))
+            })?;
         let mut ended = 0;
         let mut refused = Vec::new();
         for pid in &pids {
@@ -214,8 +221,11 @@ impl Step for Fence {
                 .query_one("SELECT pg_terminate_backend($1)", &[pid])
                 .await
             {
-                Ok(row) if row.get::<_, bool>(0) => ended += 1,
-                Ok(_) => {}
+                Ok(row) => match pg::get::<_, bool>(&row, 0) {
+                    Ok(true) => ended += 1,
+                    Ok(false) => {}
+                    Err(e) => refused.push(format!("pid {pid}: {e}")),
+                },
                 Err(e) => refused.push(format!("pid {pid}: {}", pg::describe(&e))),
             }
         }
@@ -348,7 +358,8 @@ impl CatchUp {
             .query_one("SELECT pg_current_wal_lsn()::text", &[])
             .await
             .map_err(|e| pg_query_error(&e, &format!("read the WAL position of the {w}")))?;
-        let text: String = row.get(0);
+        let text: String = pg::get(&row, 0)
+            .map_err(|e| StepError::fatal(format!("read the WAL position of the {w}: {e}")))?;
         parse_lsn(&text)
             .map(Some)
             .ok_or_else(|| StepError::fatal(format!("the {w} reported WAL position `{text}`")))
@@ -368,7 +379,8 @@ impl CatchUp {
             .query_one("SELECT pg_last_wal_replay_lsn()::text", &[])
             .await
             .map_err(|e| pg_query_error(&e, &format!("read the replay position of {s}")))?;
-        let text: Option<String> = row.get(0);
+        let text: Option<String> = pg::get(&row, 0)
+            .map_err(|e| StepError::fatal(format!("read the replay position of {s}: {e}")))?;
         let lsn = text.as_deref().and_then(parse_lsn).unwrap_or(0);
         let streaming = st.lag.and_then(|l| l.streaming).unwrap_or(false);
         Ok((lsn, streaming))

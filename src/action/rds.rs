@@ -164,6 +164,8 @@ impl PromoteReplica {
 fn lag_gate(lag: &ReplicaLag, ctx: &StepCtx, what: &str) -> Result<String, StepError> {
     match lag {
         ReplicaLag::Seconds(s) => {
+            // CloudWatch's figure is only checked to be non-negative; an absurd one must
+            // read as "far over budget", not panic the step.
             let lag = Duration::try_from_secs_f64(*s).unwrap_or(Duration::MAX);
             rpo::check(Some(lag), ctx.rpo_budget, ctx.allow_data_loss)
                 .map_err(|over| super::postgres::over_budget(over, what))?;

@@ -5,6 +5,8 @@
 //! policy file changed still acts on what it started with, and the step factory needs no
 //! second look at the policy: it turns each binding into its adapter and nothing else.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -72,6 +74,8 @@ pub enum Binding {
         target: String,
         url: String,
         password: Option<SecretRef>,
+        /// The CA that signs a `rediss://` server's certificate.
+        ca_file: Option<PathBuf>,
         scope: CacheScope,
     },
     CloudfrontInvalidate {
@@ -91,15 +95,19 @@ pub enum Binding {
         prefix: String,
         copy_missing: bool,
     },
+    /// `pass_env`: the policy's `[commands] pass_env`, for command probes.
     WaitHealthy {
         probes: Vec<BoundProbe>,
         successes: u32,
+        pass_env: Vec<String>,
     },
     ManualApproval {
         prompt: String,
     },
+    /// `pass_env`: the policy's `[commands] pass_env`.
     Command {
         run: Vec<String>,
+        pass_env: Vec<String>,
     },
 }
 
@@ -322,10 +330,15 @@ pub fn bind(
             other => return Err(wrong(t, other)),
         },
         Action::RedisInvalidate { target: t, scope } => match endpoint(t, region)? {
-            Endpoint::Redis { url, password } => Binding::RedisInvalidate {
+            Endpoint::Redis {
+                url,
+                password,
+                ca_file,
+            } => Binding::RedisInvalidate {
                 target: target(t),
                 url: url.clone(),
                 password: password.clone(),
+                ca_file: ca_file.clone(),
                 scope: scope.clone(),
             },
             other => return Err(wrong(t, other)),
@@ -362,11 +375,15 @@ pub fn bind(
         Action::WaitHealthy { probes, successes } => Binding::WaitHealthy {
             probes: wait_probes(policy, step, region, probes)?,
             successes: (*successes).max(1),
+            pass_env: policy.commands.pass_env.clone(),
         },
         Action::ManualApproval { prompt } => Binding::ManualApproval {
             prompt: prompt.clone(),
         },
-        Action::Command { run } => Binding::Command { run: run.clone() },
+        Action::Command { run } => Binding::Command {
+            run: run.clone(),
+            pass_env: policy.commands.pass_env.clone(),
+        },
     })
 }
 

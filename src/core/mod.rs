@@ -15,6 +15,7 @@ pub mod model;
 pub mod plan;
 pub mod reason;
 pub mod rpo;
+pub mod sslmode;
 pub mod step;
 pub mod summary;
 pub mod time;

@@ -118,6 +118,8 @@ pub struct Policy {
     pub guardrails: Guardrails,
     pub journal: JournalSettings,
     pub aws: AwsSettings,
+    #[serde(default)]
+    pub commands: CommandSettings,
     pub channels: Vec<Channel>,
     pub targets: Vec<Target>,
     pub probes: Vec<ProbeSpec>,
@@ -230,6 +232,15 @@ pub struct AwsSettings {
     pub profile: Option<String>,
 }
 
+/// `[commands]`: what command probes and steps see of lifeboat's environment beyond
+/// the basics (`PATH`, `HOME`, the locale) and their `LIFEBOAT_*` variables.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct CommandSettings {
+    /// Variables passed through by name. Never `AWS_*`, `LIFEBOAT_*` or a variable a
+    /// secret reference of the policy names.
+    pub pass_env: Vec<String>,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Channel {
     pub name: String,
@@ -330,6 +341,10 @@ pub enum Endpoint {
     Redis {
         url: String,
         password: Option<SecretRef>,
+        /// For `rediss://`: the CA certificates (PEM) the server's certificate must
+        /// chain to; the system's roots when `None`.
+        #[serde(default)]
+        ca_file: Option<PathBuf>,
     },
     S3 {
         bucket: String,
@@ -363,7 +378,17 @@ pub struct PostgresEndpoint {
     pub user: String,
     pub database: String,
     pub password: Option<SecretRef>,
+    /// Resolved at load time: what the policy says, else `verify-full` for a remote host
+    /// and `disable` for a loopback one.
+    #[serde(default)]
+    pub sslmode: SslMode,
+    /// The CA certificates (PEM) the server's certificate must chain to; the system's
+    /// roots when `None`.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
+
+pub use super::sslmode::SslMode;
 
 impl fmt::Display for PostgresEndpoint {
     /// `user@host:port/database` — never the password.

@@ -337,7 +337,9 @@ fn describe(policy: &Policy, binding: &Binding, region: &RegionName, req: &PlanR
                 channel.name
             )
         }
-        Binding::WaitHealthy { probes, successes } => {
+        Binding::WaitHealthy {
+            probes, successes, ..
+        } => {
             let names: Vec<&str> = probes.iter().map(|p| p.spec.name.as_str()).collect();
             format!(
                 "wait until probes {} in {region} pass {successes} rounds in a row",
@@ -347,7 +349,7 @@ fn describe(policy: &Policy, binding: &Binding, region: &RegionName, req: &PlanR
         Binding::ManualApproval { prompt } => {
             format!("pause for an operator: \"{prompt}\" (lifeboat approve RUN_ID)")
         }
-        Binding::Command { run } => format!(
+        Binding::Command { run, .. } => format!(
             "run `{}` in {region} (killed with its children at the step's timeout)",
             run.join(" ")
         ),

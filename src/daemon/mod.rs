@@ -90,11 +90,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let token = match opts.token {
         Some(t) => (t, None),
         None => {
-            let t = Secret::new(format!(
-                "{:016x}{:016x}",
-                fastrand::u64(..),
-                fastrand::u64(..)
-            ));
+            let t = crate::clients::secret::random_token()?;
             let path = discovery::token_path(&opts.journal_path);
             crate::clients::secret::write_private(&path, t.expose())?;
             (t, Some(path))

@@ -172,7 +172,9 @@ pub fn spawn_pollers(
     ask_now: &Arc<Notify>,
     events: &mpsc::Sender<Event>,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
-    let client = reqwest::Client::builder().timeout(timeout).build()?;
+    let client = crate::clients::http::builder("witness")
+        .timeout(timeout)
+        .build()?;
     Ok(urls
         .iter()
         .map(|url| {

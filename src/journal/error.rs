@@ -95,6 +95,25 @@ pub enum JournalError {
     #[error("run {run_id} has no step `{step}`")]
     UnknownStep { run_id: RunId, step: String },
 
+    /// On a network filesystem the journal must leave WAL mode, and could not.
+    #[error(
+        "journal {} is on a network filesystem ({fs}), where SQLite's WAL mode is unsafe, and it could not leave {mode} mode because another process has it open; stop every lifeboat process using it, on every host, and start again",
+        .path.display()
+    )]
+    NetworkFilesystem {
+        path: PathBuf,
+        fs: &'static str,
+        mode: String,
+    },
+
+    /// This process took the actor lock of the journal and no longer holds it: another
+    /// process may be acting. Nothing more may be written.
+    #[error(
+        "refused: the lock {} that makes this process the only one acting on the journal is no longer held ({detail}); another lifeboat process may be acting, so this one stops. Check `lifeboat status`, and restart this one once the other is gone",
+        .path.display()
+    )]
+    LockLost { path: PathBuf, detail: String },
+
     #[error("journal {}: {source}", .path.display())]
     Sqlite {
         path: PathBuf,

@@ -12,6 +12,7 @@
 
 mod error;
 mod fenced;
+pub mod fs;
 mod read;
 mod records;
 mod runs;
@@ -97,12 +98,8 @@ impl Journal {
             .map_err(|e| JournalError::sqlite(path, e))?;
         check_identity(&conn, path)?;
         check_integrity(&conn, path)?;
-        // WAL: readers (the CLI) never block the writer. FULL: a commit survives power
-        // loss, which "raised the epoch durably" requires.
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
-        )
-        .map_err(|e| JournalError::sqlite(path, e))?;
+        // WAL on a local disk; a rollback journal held exclusively on a network one.
+        fs::configure(&conn, path)?;
         migrate(&mut conn, path)?;
         Ok(Journal {
             path: path.to_path_buf(),
@@ -143,6 +140,7 @@ impl Journal {
         &self,
         f: impl FnOnce(&Transaction<'_>) -> Result<T, JournalError>,
     ) -> Result<T, JournalError> {
+        fs::check_lock(&self.path)?;
         let mut conn = self.conn();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)

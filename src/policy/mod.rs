@@ -8,12 +8,15 @@
 mod build;
 mod channels;
 mod checks;
+mod commands;
 pub mod diag;
+mod limits;
 mod probes;
 mod raw;
 mod runbooks;
 mod spans;
 mod targets;
+mod tls;
 mod vars;
 
 use std::path::{Path, PathBuf};

@@ -157,6 +157,12 @@ pub struct RawJournal {
 
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
+pub struct RawCommands {
+    pub pass_env: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
 pub struct RawAws {
     pub region: Option<Spanned<String>>,
     pub endpoint_url: Option<Spanned<String>>,
@@ -192,6 +198,10 @@ pub mod target {
         pub user: Spanned<String>,
         pub database: Spanned<String>,
         pub password: Option<Spanned<RawSecret>>,
+        /// disable | require | verify-ca | verify-full; checked in stage two so an
+        /// unknown one gets a "did you mean".
+        pub sslmode: Option<Spanned<String>>,
+        pub ca_file: Option<Spanned<String>>,
     }
 
     #[derive(Deserialize, Debug)]
@@ -212,6 +222,7 @@ pub mod target {
     pub struct Redis {
         pub url: Spanned<String>,
         pub password: Option<Spanned<RawSecret>>,
+        pub ca_file: Option<Spanned<String>>,
     }
 
     #[derive(Deserialize, Debug)]

@@ -187,7 +187,22 @@ fn step(
             );
             return None;
         }
-        Some(t) => t.get_ref().0,
+        Some(t) => {
+            let why = format!(
+                "leave it out for the default of {}",
+                fmt_duration(kind.info().default_timeout)
+            );
+            if !super::limits::at_most(
+                report,
+                "timeout",
+                Some(t),
+                super::limits::STEP_TIMEOUT,
+                &why,
+            ) {
+                return None;
+            }
+            t.get_ref().0
+        }
         None => kind.info().default_timeout,
     };
     let continue_on_error = if kind == StepKind::Notify {

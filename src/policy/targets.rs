@@ -13,6 +13,7 @@ use super::checks::{inline_credentials, secret};
 use super::diag::{Diagnostic, Report};
 use super::raw::target as rt;
 use super::spans::{self, Table, Value, closest, de, key_str, table_value, take};
+use super::tls;
 use crate::core::model::{
     AuroraEndpoint, DnsRecord, DnsStyle, Endpoint, PostgresEndpoint, RegionName, Regions,
     Route53Endpoint, Target, TargetKind,
@@ -142,12 +143,16 @@ fn endpoint(
                 Some(s) => Some(secret(report, "password", s)?),
                 None => None,
             };
+            let (sslmode, ca_file) =
+                tls::postgres(report, &p.host, p.sslmode.as_ref(), p.ca_file.as_ref())?;
             Endpoint::Postgres(PostgresEndpoint {
                 host: p.host.into_inner(),
                 port,
                 user: p.user.into_inner(),
                 database: p.database.into_inner(),
                 password,
+                sslmode,
+                ca_file,
             })
         }
         TargetKind::Http => {
@@ -196,9 +201,11 @@ fn endpoint(
                 Some(s) => Some(secret(report, "password", s)?),
                 None => None,
             };
+            let ca_file = tls::redis(report, &t.url, t.ca_file.as_ref())?;
             Endpoint::Redis {
                 url: t.url.into_inner(),
                 password,
+                ca_file,
             }
         }
         TargetKind::S3 => {

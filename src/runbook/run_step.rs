@@ -109,7 +109,7 @@ impl<'a> StepRun<'a> {
             ps,
             step: None,
             started,
-            deadline: started + ps.timeout,
+            deadline: deadline_after(started, ps.timeout),
             apply_attempts: record.apply_attempts(),
         };
         if mark_started {
@@ -318,7 +318,7 @@ impl<'a> StepRun<'a> {
         let Some(delay) = delays.next() else {
             return Wait::Deadline;
         };
-        if Instant::now() + delay >= self.deadline {
+        if deadline_after(Instant::now(), delay) >= self.deadline {
             return Wait::Deadline;
         }
         tokio::select! {
@@ -359,7 +359,7 @@ impl<'a> StepRun<'a> {
             return Ok(());
         };
         let mut ctx = ctx.clone();
-        ctx.deadline = Instant::now() + self.ps.timeout;
+        ctx.deadline = deadline_after(Instant::now(), self.ps.timeout);
         let id = self.begin_attempt(AttemptPhase::Compensate, 1)?;
         match timeout_at(ctx.deadline, step.compensate(&ctx)).await {
             Ok(Ok(())) => self.end_attempt(id, 1, AttemptOutcome::Done, None, "compensated")?,
@@ -450,4 +450,15 @@ enum Wait {
     Again,
     Deadline,
     Cancelled,
+}
+
+/// `start + d`, saturating far in the future instead of panicking: `Instant + Duration`
+/// panics on overflow, and a policy's timeout is operator input. (Validation caps step
+/// timeouts; this keeps the executor total for plans journaled before the cap existed.)
+fn deadline_after(start: Instant, d: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(100 * 365 * 86_400);
+    start
+        .checked_add(d.min(FAR))
+        .or_else(|| start.checked_add(Duration::from_secs(86_400)))
+        .unwrap_or(start)
 }

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite and the sandbox need, from this repository's own lists:
-# Debian packages (PostgreSQL, Redis, python3-venv), Python packages (moto's server;
-# checkov in its own virtualenv under .lifeboat/tools) and cargo-nextest. Idempotent:
-# does nothing that is already in place.
+# Debian packages (PostgreSQL, Redis, python3-venv, ca-certificates), Python packages
+# (moto's server; checkov in its own virtualenv under .lifeboat/tools), cargo-nextest
+# and cargo-deny. Idempotent: does nothing that is already in place.
 #
 #   install-deps.sh            everything `make test` needs
 #   install-deps.sh --sandbox  only what the sandbox and drills need (`make demo`):
@@ -18,6 +18,9 @@ repo="$(cd "$here/../.." && pwd)"
 missing=()
 command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# The system's CA roots: verify-full connections without a ca_file trust them, and
+# `validate` warns about policies that would need them on a machine without any.
+[ -s /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
 # checkov gets its own virtualenv (below); Debian's python3 makes one only with python3-venv.
 $only_sandbox || "$python" -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -62,5 +65,11 @@ fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "install-deps: installing cargo-nextest"
   cargo install --locked --quiet cargo-nextest
+fi
+
+# `make test` checks the dependency graph against deny.toml (licences, bans, sources).
+if ! cargo deny --version >/dev/null 2>&1; then
+  echo "install-deps: installing cargo-deny (a few minutes, once)"
+  cargo install --locked --quiet cargo-deny
 fi
 echo "install-deps: ok"

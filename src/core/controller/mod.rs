@@ -439,10 +439,10 @@ fn release_held_alert(s: &mut State, now: Ts, out: &mut Vec<Command>) {
     let still = s.phase.blocked_by(|h| matches!(h, Hold::NoQuorum { .. }));
     if !still {
         s.held_alert = None;
-    } else if now >= held.until {
-        if let Some(h) = s.held_alert.take() {
-            out.push(Command::Alert(h.decision));
-        }
+    } else if now >= held.until
+        && let Some(h) = s.held_alert.take()
+    {
+        out.push(Command::Alert(h.decision));
     }
 }
 
