@@ -21,6 +21,9 @@ pub struct Report {
     pub writes: Vec<WritePoint>,
     /// What went wrong running the drill itself (not an expectation), if anything.
     pub error: Option<String>,
+    /// A copy of the daemon's journal (runs and decisions with their evidence).
+    #[serde(default)]
+    pub journal: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -462,6 +465,7 @@ mod tests {
                 },
             ],
             error: None,
+            journal: None,
         }
     }
 
