@@ -174,6 +174,8 @@ impl Engine {
                     tracing::debug!(witness = %poll.url, "witness did not answer: {e}");
                 }
                 self.witnesses.record(poll, Instant::now());
+                self.metrics
+                    .witnesses(&self.witnesses.views(Instant::now()));
                 let votes = self.votes();
                 if votes != before {
                     info!(
@@ -330,6 +332,7 @@ impl Engine {
             }
             ProgressKind::Verified | ProgressKind::Skipped | ProgressKind::StepFailed => {
                 if p.message.contains(crate::action::NOT_FENCED) {
+                    self.metrics.fence_failed();
                     // Never two writable primaries: the old one must not come back as a
                     // writer, and only a human can make sure of that now.
                     self.alerter.send(

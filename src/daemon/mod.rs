@@ -107,7 +107,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         .retry(retry_settings(&policy))
         .cancel_on(cancel.clone())
         .progress(progress);
-    let metrics = Arc::new(metrics::Metrics::new());
+    let metrics = Arc::new(metrics::Metrics::for_policy(&policy));
     let tracker = HealthTracker::for_policy(&policy);
     let links = LinkMemory::default();
     let state = State::new(&policy, policy.regions.primary.clone(), engine::now());

@@ -12,6 +12,7 @@ pub mod diag;
 mod probes;
 mod raw;
 mod runbooks;
+pub mod schema;
 mod spans;
 mod targets;
 mod vars;

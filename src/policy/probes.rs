@@ -12,7 +12,7 @@ use crate::core::model::{
     Component, ProbeCheck, ProbeSpec, RegionName, Regions, Target, TargetKind,
 };
 
-const KINDS: &[&str] = &[
+pub(super) const KINDS: &[&str] = &[
     "http",
     "postgres",
     "tcp",
