@@ -292,35 +292,88 @@ async fn every_metric_the_rules_and_the_dashboard_use_exists_on_a_live_daemon_on
         .expect("start the daemon");
     let daemon = Daemon { child, sandbox };
 
-    // The daemon publishes its address beside the journal.
-    let api = find_api_file(root.path(), Duration::from_secs(30));
-    let info: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&api).expect("read")).expect("json");
-    let url = info["url"].as_str().expect("url").to_string();
-    let http = reqwest::Client::new();
-    // A few probe rounds and witness polls, so per-probe and per-region series exist.
+    // The controller publishes its address beside its journal (the witness the sandbox
+    // runs publishes its own beside another).
+    let (loaded, _) = lifeboat::policy::load_valid(Path::new(&policy)).expect("the policy");
+    let journal = lifeboat::journal::location(&loaded, Path::new("/var/lib/lifeboat"));
     let deadline = Instant::now() + Duration::from_secs(30);
-    let page = loop {
-        let page = http
-            .get(format!("{url}/metrics"))
-            .send()
-            .await
-            .expect("GET /metrics")
-            .text()
-            .await
-            .expect("text");
-        let ready = [
-            "lifeboat_probe_up{",
-            "lifeboat_active_region{",
-            "lifeboat_witness_up{",
-        ]
-        .iter()
-        .all(|s| page.contains(s));
-        if ready || Instant::now() > deadline {
-            break page;
+    let url = loop {
+        if let Some(published) = lifeboat::daemon::discovery::find(&journal) {
+            break published.url;
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            Instant::now() < deadline,
+            "the controller did not publish its API beside {}",
+            journal.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    let http = reqwest::Client::new();
+    let scrape = |want: &'static [&'static str]| {
+        let http = http.clone();
+        let url = url.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let page = http
+                    .get(format!("{url}/metrics"))
+                    .send()
+                    .await
+                    .expect("GET /metrics")
+                    .text()
+                    .await
+                    .expect("text");
+                if want.iter().all(|s| page.contains(s)) || Instant::now() > deadline {
+                    return page;
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+    };
+    // A few probe rounds and witness polls, so per-probe and per-region series exist.
+    let before = scrape(&[
+        "lifeboat_probe_up{",
+        "lifeboat_active_region{service=\"sandbox-orders\",region=\"us-east-1\"} 1",
+        "lifeboat_witness_up{service=\"sandbox-orders\",witness=\"http://127.0.0.1:",
+        "lifeboat_database_role{service=\"sandbox-orders\",region=\"us-east-1\",role=\"primary\"} 1",
+    ])
+    .await;
+    // A failover by hand, so that the run's series (steps, durations, outcomes) exist
+    // too, and the new series follow the service to the other region.
+    let failover = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+        .args([
+            "failover",
+            "--policy",
+            &policy,
+            "--yes",
+            "--by",
+            "tests/deploy.rs",
+        ])
+        .envs(aws)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("lifeboat failover");
+    assert!(failover.status.success(), "{}", text(&failover));
+    let page = scrape(&[
+        "lifeboat_runs_total{service=\"sandbox-orders\",direction=\"failover\",outcome=\"completed\"} 1",
+        "lifeboat_run_duration_seconds_count{service=\"sandbox-orders\",direction=\"failover\",outcome=\"completed\"} 1",
+        "lifeboat_active_region{service=\"sandbox-orders\",region=\"us-west-2\"} 1",
+        "lifeboat_database_role{service=\"sandbox-orders\",region=\"us-west-2\",role=\"primary\"} 1",
+        "lifeboat_unfenced_primary{service=\"sandbox-orders\",region=\"us-east-1\"} 0",
+        "lifeboat_step_duration_seconds_count{",
+    ])
+    .await;
+    for line in [
+        "lifeboat_runs_total{service=\"sandbox-orders\",direction=\"failover\",outcome=\"completed\"} 1",
+        "lifeboat_active_region{service=\"sandbox-orders\",region=\"us-west-2\"} 1",
+        "lifeboat_database_role{service=\"sandbox-orders\",region=\"us-west-2\",role=\"primary\"} 1",
+    ] {
+        assert!(
+            before.contains("lifeboat_probe_up{"),
+            "before the failover:\n{before}"
+        );
+        assert!(page.contains(line), "no {line} after the failover:\n{page}");
+    }
     let offered = exposed(&page);
 
     let mut used = BTreeSet::new();
@@ -345,38 +398,4 @@ async fn every_metric_the_rules_and_the_dashboard_use_exists_on_a_live_daemon_on
         "no service label:\n{page}"
     );
     drop(daemon);
-}
-
-fn find_api_file(root: &Path, within: Duration) -> std::path::PathBuf {
-    let deadline = Instant::now() + within;
-    loop {
-        let found = walk(root).into_iter().find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.ends_with(".db.api"))
-        });
-        if let Some(p) = found {
-            return p;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the daemon did not publish its API"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }

@@ -24,6 +24,8 @@ mkdir -p "$stage/release/package/man" "$stage/release/package/completions"
 # A hard link when the stage is on the binary's file system: the debug binary is large.
 ln -f "$bin" "$stage/release/lifeboat" 2>/dev/null || cp "$bin" "$stage/release/lifeboat"
 "$bin" man --out-dir "$stage/release/package/man"
+# Compressed as Debian policy asks (cargo-deb leaves files from target/ as they are).
+gzip -9n "$stage/release/package/man"/*.1
 "$bin" completions bash >"$stage/release/package/completions/lifeboat.bash"
 "$bin" completions zsh >"$stage/release/package/completions/_lifeboat"
 "$bin" completions fish >"$stage/release/package/completions/lifeboat.fish"

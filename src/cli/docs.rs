@@ -87,7 +87,11 @@ fn write_pages(cmd: &clap::Command, dir: &Path) -> anyhow::Result<()> {
         .render(&mut page)
         .context("render a man page")?;
     std::fs::write(&path, page).with_context(|| format!("write {}", path.display()))?;
-    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+    // clap's own `help` subcommand needs no page: every page shows its command's help.
+    for sub in cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
         write_pages(sub, dir)?;
     }
     Ok(())

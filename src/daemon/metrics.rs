@@ -82,7 +82,13 @@ struct Memory {
     run_started: Option<Ts>,
     /// The region whose old primary a failover could not fence.
     unfenced: Option<String>,
+    /// The reasons `blocked` has a series for: kept at 0 once over, so a dashboard and
+    /// `absent()` see the series rather than a gap.
+    block_reasons: Vec<String>,
 }
+
+/// The reasons the alert rules name, given a series from the start.
+const ALERTED_BLOCKS: [&str; 2] = ["no_quorum", "replica_lag"];
 
 /// Every metric the daemon keeps, registered once.
 #[derive(Debug)]
@@ -200,8 +206,31 @@ impl Metrics {
                 .get_or_create(&WitnessLabels { witness: redact(w) })
                 .set(0);
         }
+        for direction in DIRECTIONS {
+            for outcome in OUTCOMES {
+                let _ = m.more.run_duration.get_or_create(&RunLabels {
+                    direction: direction.to_string(),
+                    outcome: outcome.to_string(),
+                });
+            }
+        }
+        let regions: Vec<String> = policy.regions.serving().map(|r| r.to_string()).collect();
+        for r in &regions {
+            m.more
+                .unfenced_primary
+                .get_or_create(&RegionLabels { region: r.clone() })
+                .set(0);
+        }
+        for reason in ALERTED_BLOCKS {
+            m.blocked
+                .get_or_create(&ReasonLabels {
+                    reason: reason.to_string(),
+                })
+                .set(0);
+        }
         if let Ok(mut mem) = m.memory.lock() {
-            mem.regions = policy.regions.serving().map(|r| r.to_string()).collect();
+            mem.regions = regions;
+            mem.block_reasons = ALERTED_BLOCKS.iter().map(|r| r.to_string()).collect();
         }
         m
     }
@@ -255,7 +284,7 @@ impl Metrics {
         );
         registry.register(
             "blocked",
-            "1 while a guardrail holds an action, labelled with its reason",
+            "1 while a guardrail holds an action, labelled with its reason (0 for reasons no longer holding)",
             blocked.clone(),
         );
         registry.register(
@@ -387,14 +416,6 @@ impl Metrics {
                 })
                 .set(i64::from(s == current));
         }
-        self.blocked.clear();
-        if let Phase::Blocked { reason, .. } = &state.phase {
-            self.blocked
-                .get_or_create(&ReasonLabels {
-                    reason: reason.label().to_string(),
-                })
-                .set(1);
-        }
         let (started, waiting) = match &state.phase {
             Phase::FailingOver {
                 started, waiting, ..
@@ -405,12 +426,33 @@ impl Metrics {
             _ => (None, false),
         };
         self.more.awaiting_approval.set(i64::from(waiting));
+        // Votes are counted for a failover only while this controller sees the serving
+        // region down; otherwise none are cast.
         if let Some(h) = &state.health {
-            self.more.quorum_votes.set(i64::from(h.votes));
+            let sees_down = h
+                .get(&state.active)
+                .is_some_and(|r| matches!(r.verdict, Verdict::Down { .. }));
+            self.more
+                .quorum_votes
+                .set(if sees_down { i64::from(h.votes) } else { 0 });
         }
         let Ok(mut mem) = self.memory.lock() else {
             return;
         };
+        let blocked = match &state.phase {
+            Phase::Blocked { reason, .. } => Some(reason.label()),
+            _ => None,
+        };
+        if let Some(b) = blocked
+            && !mem.block_reasons.iter().any(|r| r == b)
+        {
+            mem.block_reasons.push(b.to_string());
+        }
+        for r in &mem.block_reasons {
+            self.blocked
+                .get_or_create(&ReasonLabels { reason: r.clone() })
+                .set(i64::from(Some(r.as_str()) == blocked));
+        }
         let active = state.active.to_string();
         for r in &mem.regions {
             self.more

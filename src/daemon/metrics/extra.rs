@@ -108,7 +108,7 @@ impl More {
         );
         r.register(
             "quorum_votes",
-            "Observers (this one included) that currently see the serving region down",
+            "Observers (this one included) that see the serving region down, while this one does (else 0)",
             m.quorum_votes.clone(),
         );
         r.register(
