@@ -22,6 +22,8 @@ use crate::core::time::Ts;
 use crate::daemon::witness::WitnessView;
 
 mod extra;
+#[cfg(test)]
+mod tests;
 
 use extra::{InfoLabels, More, RoleLabels, WitnessLabels, redact};
 
