@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs what the test suite and the sandbox need, from this repository's own lists:
-# Debian packages (PostgreSQL, Redis, python3-venv), Python packages (moto's server;
-# checkov in its own virtualenv under .lifeboat/tools) and cargo-nextest. Idempotent:
-# does nothing that is already in place.
+# Debian packages (PostgreSQL, Redis, etcd, protoc, python3-venv), Python packages
+# (moto's server; checkov in its own virtualenv under .lifeboat/tools) and cargo-nextest.
+# Idempotent: does nothing that is already in place.
 #
 #   install-deps.sh            everything `make test` needs
 #   install-deps.sh --sandbox  only what the sandbox and drills need (`make demo`):
-#                              PostgreSQL, Redis and moto's server
+#                              PostgreSQL, Redis, moto's server, and protoc for the build
 set -euo pipefail
 only_sandbox=false
 [ "${1:-}" = "--sandbox" ] && only_sandbox=true
@@ -18,6 +18,10 @@ repo="$(cd "$here/../.." && pwd)"
 missing=()
 command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# The etcd-client crate compiles etcd's protos at build time, so every build needs protoc.
+command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+# The coordination tests (src/coord) run a real 3-member etcd cluster on loopback.
+$only_sandbox || command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 # checkov gets its own virtualenv (below); Debian's python3 makes one only with python3-venv.
 $only_sandbox || "$python" -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -30,7 +34,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # The packages start system-wide services; the tests run their own on other ports.
-  $sudo systemctl disable --now postgresql redis-server >/dev/null 2>&1 || true
+  $sudo systemctl disable --now postgresql redis-server etcd >/dev/null 2>&1 || true
 fi
 
 if ! "$python" -c 'import moto, flask' >/dev/null 2>&1 || ! command -v moto_server >/dev/null 2>&1; then
