@@ -6,6 +6,7 @@
 pub mod action;
 pub mod cli;
 pub mod clients;
+pub mod coord;
 pub mod core;
 pub mod daemon;
 pub mod drill;

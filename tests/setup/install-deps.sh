@@ -18,8 +18,10 @@ repo="$(cd "$here/../.." && pwd)"
 missing=()
 command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
-# The etcd-client crate compiles etcd's protos at build time, so every build needs protoc.
+# The etcd-client crate compiles etcd's protos at build time, so every build needs protoc
+# and the well-known types it imports (descriptor.proto, a mere recommendation of protoc).
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+[ -f /usr/include/google/protobuf/descriptor.proto ] || missing+=(libprotobuf-dev)
 # The coordination tests (src/coord) run a real 3-member etcd cluster on loopback.
 $only_sandbox || command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 # checkov gets its own virtualenv (below); Debian's python3 makes one only with python3-venv.
