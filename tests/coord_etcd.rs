@@ -427,3 +427,34 @@ async fn the_node_registry_lists_live_nodes_with_their_region() {
         Placement::Campaign
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_member_costs_one_slow_call_and_not_one_per_call() {
+    let dir = tempdir();
+    let cluster = cluster(dir.path()).await;
+    let link = cluster.link().await.expect("link");
+    let etcd = connect(settings(link.endpoints())).await;
+    let key = format!("{}scratch", etcd.keys().root());
+    etcd.put(&key, b"warm".to_vec(), 0).await.expect("warm up");
+
+    // The first member goes silent (connections hang, as behind a lost route). The
+    // first call after that waits out its attempt on it; the following calls skip it.
+    link.cut(0);
+    let mut slow = 0;
+    for i in 0..20 {
+        let started = tokio::time::Instant::now();
+        etcd.put(&key, format!("{i}").into_bytes(), 0)
+            .await
+            .expect("the other members answer");
+        if started.elapsed() > Duration::from_millis(100) {
+            slow += 1;
+        }
+    }
+    assert!(slow <= 1, "{slow} of 20 calls waited on the silent member");
+    let health = etcd.endpoint_health();
+    assert!(
+        health[0].cooling_down,
+        "the silent member is set aside: {health:?}"
+    );
+    assert!(!health[1].cooling_down && !health[2].cooling_down);
+}
