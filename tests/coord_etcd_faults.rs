@@ -233,6 +233,18 @@ async fn killing_the_member_that_carries_the_keep_alive_stream_causes_no_handove
         a.leader(&svc).await.expect("leader").expect("led").epoch,
         l.epoch()
     );
+
+    // The member comes back on its data and catches up; the leader is undisturbed.
+    let back = cluster
+        .restart(raft_leader)
+        .await
+        .expect("restart the member");
+    eprintln!(
+        "the killed member was back and healthy after {} ms",
+        back.as_millis()
+    );
+    assert_eq!(acting_throughout(&l, Duration::from_secs(1)).await, Ok(()));
+    assert!(contender.won.try_recv().is_err(), "nobody else took over");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
