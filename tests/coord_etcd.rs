@@ -122,16 +122,16 @@ async fn a_step_record_is_written_once_and_an_older_epoch_cannot_write_after_a_n
     let svc = a.keys().service(SERVICE).expect("service");
     let first = lead(&a, &candidate("ctl-a", "us-east-1"), Duration::from_secs(5)).await;
 
-    let step1 = svc.step("fo-1", 1).expect("key");
-    let intent = br#"{"intent":"promote","epoch":1}"#.to_vec();
+    let step1 = svc.step_done("fo-1", 1).expect("key");
+    let done = br#"{"outcome":"done","epoch":1}"#.to_vec();
     let rev = first
-        .write(&FencedWrite::append_once(step1.clone(), intent.clone()))
+        .write(&FencedWrite::append_once(step1.clone(), done.clone()))
         .await
         .expect("first record");
     match first
         .write(&FencedWrite::append_once(
             step1.clone(),
-            b"{\"done\":true}".to_vec(),
+            br#"{"outcome":"failed","epoch":1}"#.to_vec(),
         ))
         .await
     {
@@ -150,7 +150,7 @@ async fn a_step_record_is_written_once_and_an_older_epoch_cannot_write_after_a_n
     // The same bytes again (a retry whose first answer was lost) are refused too, and the
     // refusal says the record already holds them.
     match first
-        .write(&FencedWrite::append_once(step1.clone(), intent.clone()))
+        .write(&FencedWrite::append_once(step1.clone(), done.clone()))
         .await
     {
         Err(CoordError::Conflict { same_value, .. }) => assert!(same_value),
@@ -189,7 +189,7 @@ async fn a_step_record_is_written_once_and_an_older_epoch_cannot_write_after_a_n
     first.session().revoke(&a).await.expect("revoke");
     let second = lead(&b, &candidate("ctl-b", "us-west-2"), Duration::from_secs(5)).await;
     assert!(second.epoch() > first.epoch());
-    let step2 = svc.step("fo-1", 2).expect("key");
+    let step2 = svc.step_intent("fo-1", 2, second.epoch()).expect("key");
     let newer = second
         .write(&FencedWrite::append_once(
             step2,
@@ -198,7 +198,10 @@ async fn a_step_record_is_written_once_and_an_older_epoch_cannot_write_after_a_n
         .await
         .expect("the newer epoch writes");
     for write in [
-        FencedWrite::append_once(svc.step("fo-1", 3).expect("key"), b"x".to_vec()),
+        FencedWrite::append_once(
+            svc.step_intent("fo-1", 3, first.epoch()).expect("key"),
+            b"x".to_vec(),
+        ),
         FencedWrite::new().put(state.clone(), b"old".to_vec()),
         FencedWrite::new().delete(step1.clone()),
     ] {
@@ -212,7 +215,7 @@ async fn a_step_record_is_written_once_and_an_older_epoch_cannot_write_after_a_n
     );
     assert_eq!(
         b.get(&step1).await.expect("get").expect("step 1").value,
-        intent
+        done
     );
 
     // A fenced write may only name keys of its own service.

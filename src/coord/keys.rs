@@ -3,6 +3,7 @@
 //! service name cannot reach into another service's keys.
 
 use super::error::CoordError;
+use crate::core::ids::Epoch;
 
 /// The version segment: a layout change gets a new prefix rather than a migration in place.
 const ROOT: &str = "/lifeboat/v1";
@@ -91,10 +92,27 @@ impl ServiceKeys {
         format!("{}run/current", self.prefix)
     }
 
-    /// `run/<id>/step/<seq>`, the sequence zero-padded so the keys list in order.
-    pub fn step(&self, run_id: &str, seq: u32) -> Result<String, CoordError> {
+    /// `run/<id>/`: everything recorded about one run.
+    pub fn run_prefix(&self, run_id: &str) -> Result<String, CoordError> {
         check_segment("run id", run_id)?;
-        Ok(format!("{}run/{run_id}/step/{seq:06}", self.prefix))
+        Ok(format!("{}run/{run_id}/", self.prefix))
+    }
+
+    /// `run/<id>/step/<seq>/intent/<epoch>`: an epoch's intent to apply a step, written
+    /// once per epoch (a controller that resumes the step records its own intent).
+    /// Numbers are zero-padded so the keys list in order.
+    pub fn step_intent(&self, run_id: &str, seq: u32, epoch: Epoch) -> Result<String, CoordError> {
+        Ok(format!(
+            "{}step/{seq:06}/intent/{:020}",
+            self.run_prefix(run_id)?,
+            epoch.0
+        ))
+    }
+
+    /// `run/<id>/step/<seq>/done`: the step's outcome (done, adopted or failed), written
+    /// once per step whatever the epoch, so no two epochs ever record it.
+    pub fn step_done(&self, run_id: &str, seq: u32) -> Result<String, CoordError> {
+        Ok(format!("{}step/{seq:06}/done", self.run_prefix(run_id)?))
     }
 
     /// Whether `key` belongs to this service (fenced writes refuse any other key).
@@ -136,8 +154,13 @@ mod tests {
             "/lifeboat/v1/prod/svc/checkout/votes/obs-1"
         );
         assert_eq!(
-            svc.step("fo-20261123-153012-7f3a", 7).expect("step"),
-            "/lifeboat/v1/prod/svc/checkout/run/fo-20261123-153012-7f3a/step/000007"
+            svc.step_intent("fo-20261123-153012-7f3a", 7, Epoch(42))
+                .expect("step"),
+            "/lifeboat/v1/prod/svc/checkout/run/fo-20261123-153012-7f3a/step/000007/intent/00000000000000000042"
+        );
+        assert_eq!(
+            svc.step_done("fo-20261123-153012-7f3a", 7).expect("step"),
+            "/lifeboat/v1/prod/svc/checkout/run/fo-20261123-153012-7f3a/step/000007/done"
         );
         assert_eq!(
             svc.run_current(),

@@ -11,7 +11,9 @@
 //! | `svc/<s>/leader` | node, region | the leader's | txn `create_revision == 0` |
 //! | `svc/<s>/votes/<observer>` | verdict per region, round, observed at, evidence digest | the observer's | plain put |
 //! | `svc/<s>/state`, `pause`, `cooldown_until` | what the daemon keeps there | — | fenced txn, CAS on `mod_revision` where asked |
-//! | `svc/<s>/run/current`, `run/<id>/step/<seq>` | run intent, step records | — | fenced txn + `create_revision == 0` (append-once) |
+//! | `svc/<s>/run/current` | run intent, the counted votes' revisions | — | fenced txn + `create_revision == 0` + the votes' `mod_revision`s |
+//! | `svc/<s>/run/<id>/step/<seq>/intent/<epoch>` | an epoch's intent, idempotency key | — | fenced txn + `create_revision == 0` (once per epoch) |
+//! | `svc/<s>/run/<id>/step/<seq>/done` | done / adopted / failed, by which epoch | — | fenced txn + `create_revision == 0` (once per step) |
 //!
 //! # Fencing
 //! A lease only decides who may *try* to lead. The leader key is created under the

@@ -238,7 +238,7 @@ mod tests {
     #[test]
     fn a_refusal_names_the_compare_that_failed() {
         let f = fence();
-        let step = f.service.step("run-1", 1).expect("key");
+        let step = f.service.step_done("run-1", 1).expect("key");
         let w = FencedWrite::append_once(step.clone(), b"done".to_vec());
         let leader = r#"{"node":"b","region":"eu-west-1"}"#.as_bytes();
         let deposed = w.refusal(&f, &[stored(&f.service.leader(), leader, 50, 50), None]);
