@@ -307,6 +307,19 @@ async fn votes_expire_with_their_lease_and_a_vote_changed_after_counting_fails_t
         gone <= Duration::from_millis(2500),
         "expired in {gone:?}, lease TTL is 2 s"
     );
+    // Healed, the observer learns its lease is gone; it cannot vote under it any more.
+    link.heal();
+    until(Duration::from_secs(3), || s3.status().lost)
+        .await
+        .expect("the keeper reports the lease lost");
+    assert!(!s3.acting());
+    match o3
+        .publish_vote(&s3, &svc, &vote("obs-3", 2, now, true))
+        .await
+    {
+        Err(CoordError::LeaseLost { lease }) => assert_eq!(lease, s3.lease()),
+        other => panic!("a vote under an expired lease must fail: {other:?}"),
+    }
 
     // Two of three fresh votes say us-east-1 is down: a majority. One observer changes
     // its mind between the count and the run-intent txn, which must then fail.

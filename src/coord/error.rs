@@ -93,6 +93,14 @@ impl CoordError {
             CoordError::Deposed { .. } | CoordError::Conflict { .. }
         )
     }
+
+    /// Names the lease in a `LeaseLost` that came from a layer that did not know it.
+    pub(crate) fn for_lease(self, lease: i64) -> CoordError {
+        match self {
+            CoordError::LeaseLost { .. } => CoordError::LeaseLost { lease },
+            e => e,
+        }
+    }
 }
 
 fn deposed_message(service: &str, ours: Epoch, current: Option<&LeaderInfo>) -> String {

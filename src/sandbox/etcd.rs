@@ -182,8 +182,9 @@ impl EtcdCluster {
                 "zap",
                 "--log-outputs",
                 "stderr",
+                // Info: a member that never becomes healthy says why in its log's tail.
                 "--log-level",
-                "warn",
+                "info",
             ]);
         let log = std::fs::OpenOptions::new()
             .create(true)

@@ -81,7 +81,7 @@ impl Etcd {
                 async move { c.txn(txn).await }
             })
             .await
-            .map_err(|e| with_lease(e, lease))?;
+            .map_err(|e| e.for_lease(lease))?;
         let won = |epoch: i64| {
             Campaign::Won(Leadership {
                 etcd: self.clone(),
@@ -243,21 +243,13 @@ impl Leadership {
     }
 }
 
-/// Puts the session's lease id into a `LeaseLost` from the pool (which does not know it).
-fn with_lease(e: CoordError, lease: i64) -> CoordError {
-    match e {
-        CoordError::LeaseLost { .. } => CoordError::LeaseLost { lease },
-        e => e,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn a_lost_lease_error_names_the_session_lease() {
-        let e = with_lease(CoordError::LeaseLost { lease: 0 }, 0x2a);
+        let e = CoordError::LeaseLost { lease: 0 }.for_lease(0x2a);
         assert_eq!(e.to_string(), "etcd lease 2a has expired or was revoked");
     }
 }

@@ -213,6 +213,7 @@ impl Etcd {
 
     /// A plain put, under `lease` when given (0 means none). Returns the new revision.
     /// Not fenced: for keys each node owns alone (its registry entry, its vote).
+    /// Errors: `LeaseLost` when the lease is gone, `Unavailable`.
     pub async fn put(&self, key: &str, value: Vec<u8>, lease: i64) -> Result<i64, CoordError> {
         let key = key.to_string();
         let resp = self
@@ -223,7 +224,8 @@ impl Etcd {
                     (lease != 0).then(|| etcd_client::PutOptions::new().with_lease(lease));
                 async move { c.put(key, value, options).await }
             })
-            .await?;
+            .await
+            .map_err(|e| e.for_lease(lease))?;
         Ok(resp.header().map_or(0, |h| h.revision()))
     }
 

@@ -23,9 +23,7 @@ impl Etcd {
     ) -> Result<i64, CoordError> {
         let key = self.keys.node(&record.node)?;
         let value = json(&key, record)?;
-        self.put(&key, value, session.lease())
-            .await
-            .map_err(|e| lease_named(e, session))
+        self.put(&key, value, session.lease()).await
     }
 
     /// Every registered node (alive: their leases have not expired).
@@ -47,9 +45,7 @@ impl Etcd {
     ) -> Result<i64, CoordError> {
         let key = service.vote(&vote.observer)?;
         let value = json(&key, vote)?;
-        self.put(&key, value, session.lease())
-            .await
-            .map_err(|e| lease_named(e, session))
+        self.put(&key, value, session.lease()).await
     }
 
     /// Every live vote for a service with its `mod_revision`, in observer order. An
@@ -67,14 +63,5 @@ impl Etcd {
                 })
             })
             .collect()
-    }
-}
-
-fn lease_named(e: CoordError, session: &Session) -> CoordError {
-    match e {
-        CoordError::LeaseLost { .. } => CoordError::LeaseLost {
-            lease: session.lease(),
-        },
-        e => e,
     }
 }
