@@ -234,3 +234,48 @@ impl Etcd {
         self.pool.member_status().await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(e: CoordError) -> &'static str {
+        match e {
+            CoordError::Config { field, .. } => field,
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn settings_that_cannot_keep_a_lease_are_refused_naming_the_field() {
+        let ok = EtcdSettings::new(vec!["http://127.0.0.1:2379".into()], "prod");
+        let rule = ok.validate().expect("the defaults are consistent");
+        assert_eq!(rule.window(), Duration::from_secs(3));
+        let bad = |f: fn(&mut EtcdSettings)| {
+            let mut s = ok.clone();
+            f(&mut s);
+            field(s.validate().expect_err("refused"))
+        };
+        assert_eq!(bad(|s| s.endpoints.clear()), "endpoints");
+        assert_eq!(
+            bad(|s| s.endpoints = vec!["127.0.0.1:2379".into()]),
+            "endpoints"
+        );
+        assert_eq!(
+            bad(|s| s.lease_ttl = Duration::from_millis(2500)),
+            "lease_ttl"
+        );
+        assert_eq!(
+            bad(|s| s.safety_margin = Duration::from_secs(5)),
+            "safety_margin"
+        );
+        assert_eq!(
+            bad(|s| s.call_deadline = Duration::from_secs(5)),
+            "call_deadline"
+        );
+        assert_eq!(
+            bad(|s| s.keep_alive = Duration::from_millis(2500)),
+            "keep_alive"
+        );
+    }
+}
