@@ -4,7 +4,8 @@
 //! deadline 1 s, margin 2 s) against a 3-member etcd on loopback with etcd's default raft
 //! timing (heartbeat 100 ms, election 1 s).
 //!
-//! Run: `cargo bench --bench handover` (needs etcd: tests/setup/install-deps.sh).
+//! Run: `cargo bench --bench handover` (needs etcd: tests/setup/install-deps.sh); add
+//! `--profile dev` to reuse the debug build (the figures are dominated by the lease TTL).
 //! `--rounds N` changes the number of rounds. The leader is this binary re-run with
 //! `--lead <endpoints>`; the contender in this process watches the leader key and
 //! campaigns as soon as it goes. Each round kills the leader at a random point of its
