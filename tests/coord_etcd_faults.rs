@@ -191,10 +191,11 @@ async fn killing_the_member_that_carries_the_keep_alive_stream_causes_no_handove
     let (raft_leader, _) = cluster.raft_leader().await.expect("raft leader");
     let mut endpoints = cluster.endpoints();
     endpoints.rotate_left(raft_leader);
-    // A 3 s lease (acting for 2 s after a confirmation): the keeper has to notice the
-    // broken stream and re-open it on a member that waits for a new raft leader first.
+    // A 5 s lease (acting for 4 s after a confirmation): the keeper has to notice the
+    // broken stream and re-open it on a member that first waits for a new raft leader
+    // (an election timeout of 1–2 s).
     let slower = |endpoints| EtcdSettings {
-        lease_ttl: Duration::from_secs(3),
+        lease_ttl: Duration::from_secs(5),
         safety_margin: Duration::from_secs(1),
         ..settings(endpoints)
     };
@@ -212,7 +213,9 @@ async fn killing_the_member_that_carries_the_keep_alive_stream_causes_no_handove
 
     cluster.kill(raft_leader);
     let ttl = slower(vec![]).lease_ttl;
-    let kept = acting_throughout(&l, 2 * ttl).await;
+    // Without the re-opened stream, the lease would expire within the TTL (plus etcd's
+    // 500 ms expiry sweep) and the contender take over right after.
+    let kept = acting_throughout(&l, ttl + Duration::from_secs(2)).await;
     assert_eq!(
         kept,
         Ok(()),

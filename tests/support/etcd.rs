@@ -23,9 +23,12 @@ pub fn tempdir() -> tempfile::TempDir {
         .expect("create a temporary directory")
 }
 
-/// A 3-member cluster under `dir`; fails the test with how to install etcd.
+/// A 3-member cluster under `dir`; fails the test with how to install etcd. etcd's own
+/// raft timing (heartbeat 100 ms, election 1 s): with shorter timeouts, a machine busy
+/// with the rest of the suite starved the members into needless elections, and every
+/// election extends the leases a test waits on.
 pub async fn cluster(dir: &Path) -> EtcdCluster {
-    let c = EtcdCluster::start(dir, ClusterOptions::fast())
+    let c = EtcdCluster::start(dir, ClusterOptions::etcd_defaults())
         .await
         .unwrap_or_else(|e| panic!("could not start a 3-member etcd cluster: {e:#}"));
     eprintln!(
@@ -35,14 +38,15 @@ pub async fn cluster(dir: &Path) -> EtcdCluster {
     c
 }
 
-/// Test timing: lease TTL 2 s, keep-alive 250 ms, deadline 500 ms, margin 700 ms (so a
-/// controller acts for 1.3 s after its last confirmed keep-alive).
+/// Test timing: lease TTL 3 s, keep-alive 250 ms, deadline 500 ms, margin 1 s (so a
+/// controller acts for 2 s after its last confirmed keep-alive, which leaves room for a
+/// keep-alive that hangs on a silent member and its retry on another).
 pub fn settings(endpoints: Vec<String>) -> EtcdSettings {
     EtcdSettings {
-        lease_ttl: Duration::from_secs(2),
+        lease_ttl: Duration::from_secs(3),
         keep_alive: Duration::from_millis(250),
         call_deadline: Duration::from_millis(500),
-        safety_margin: Duration::from_millis(700),
+        safety_margin: Duration::from_secs(1),
         endpoint_cooldown: Duration::from_secs(2),
         ..EtcdSettings::new(endpoints, "test")
     }
