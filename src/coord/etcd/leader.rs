@@ -217,6 +217,9 @@ impl Leadership {
     }
 
     /// A fenced write (see [`Etcd::fenced`]). A `Deposed` refusal ends acting for good.
+    /// It does not check [`Self::acting`]: the fence decides at apply time, and a write
+    /// that goes through proves this epoch still led then. `acting` gates what etcd
+    /// cannot fence (AWS, PostgreSQL), not the writes to etcd.
     pub async fn write(&self, write: &FencedWrite) -> Result<i64, CoordError> {
         let r = self.etcd.fenced(&self.fence, write).await;
         if let Err(CoordError::Deposed { current, .. }) = &r {
