@@ -8,6 +8,7 @@ pub mod cli;
 pub mod clients;
 pub mod clock;
 pub mod contract;
+pub mod coord;
 pub mod core;
 pub mod daemon;
 pub mod drill;
