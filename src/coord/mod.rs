@@ -46,6 +46,7 @@
 //! runs on its own task and re-opens its stream on the next endpoint on any error.
 
 pub mod acting;
+pub mod authority;
 pub mod error;
 pub mod etcd;
 pub mod keys;
@@ -53,5 +54,19 @@ pub mod placement;
 pub mod records;
 
 pub use acting::ActingRule;
+pub use authority::{EtcdAuthority, Unfinished, unfinished};
 pub use error::CoordError;
 pub use keys::{Keys, ServiceKeys};
+
+/// Refuses to act on a policy that selects the etcd backend: the daemon does not
+/// campaign for leadership yet, and two controllers each acting on its own journal
+/// could both fail over. Refusing is the safe answer until it does.
+pub fn embedded_only(policy: &crate::core::model::Policy, what: &str) -> anyhow::Result<()> {
+    if let crate::core::model::Coordination::Etcd(_) = policy.coordination {
+        anyhow::bail!(
+            "{what} cannot act for `{}`: its policy selects [coordination] backend = \"etcd\", and this version of lifeboat does not yet campaign for leadership in etcd. Remove the [coordination] section (one controller, embedded) to run it now; `lifeboat validate` and `lifeboat plan` already check an etcd policy",
+            policy.service
+        );
+    }
+    Ok(())
+}

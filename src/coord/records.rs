@@ -57,6 +57,46 @@ impl Vote {
     }
 }
 
+/// `run/current`: the run this service's leader started and has not ended, with the
+/// plan it started with, so the next leader resumes exactly that plan.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunIntent {
+    pub run_id: String,
+    pub epoch: Epoch,
+    pub node: String,
+    pub started_by: String,
+    pub plan: crate::core::plan::Plan,
+}
+
+/// `run/<id>/end`: how the run ended (`completed` or `failed`) and which epoch said so.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunEnd {
+    pub status: String,
+    pub epoch: Epoch,
+    pub node: String,
+}
+
+/// `run/<id>/step/<seq>/intent/<epoch>`: an epoch is about to apply a step. Holds no
+/// time, so the record of a retried attempt is byte for byte the first one's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepIntent {
+    pub step: String,
+    pub epoch: Epoch,
+    pub node: String,
+}
+
+/// `run/<id>/step/<seq>/done`: how a step ended, and which epoch recorded it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepDone {
+    pub step: String,
+    pub epoch: Epoch,
+    pub node: String,
+    /// `done` (applied and verified), `adopted` (found in place) or `failed`.
+    pub outcome: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
 /// A vote as read back, with the revision a run-intent txn compares to prove the vote
 /// did not change between counting and committing.
 #[derive(Clone, Debug, PartialEq, Eq)]

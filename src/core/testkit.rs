@@ -55,6 +55,7 @@ pub fn policy(failover: Vec<StepSpec>) -> Policy {
         journal: JournalSettings::default(),
         aws: AwsSettings::default(),
         commands: Default::default(),
+        coordination: Default::default(),
         channels: vec![],
         targets: vec![],
         probes: vec![],

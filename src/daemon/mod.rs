@@ -76,6 +76,7 @@ pub fn retry_settings(policy: &Policy) -> RetrySettings {
 /// on nothing); another process holding the journal's lock; a port it cannot bind.
 pub async fn run(opts: Options) -> anyhow::Result<()> {
     let policy = opts.policy.clone();
+    crate::coord::embedded_only(&policy, "lifeboat run")?;
     if !opts.listen.ip().is_loopback() && opts.token.is_none() {
         bail!(
             "refusing to listen on {} without an API token: anyone who reaches it could start a failover; give one with --token-file or LIFEBOAT_API_TOKEN, or listen on 127.0.0.1",

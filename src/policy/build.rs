@@ -13,7 +13,7 @@ use toml::de::DeTable;
 use super::diag::{Diagnostic, Report};
 use super::raw::{self, RawDuration, RawMode};
 use super::spans::{self, Value, closest, de, key_str};
-use super::{channels, checks, commands, limits, probes, runbooks, targets, vars};
+use super::{channels, checks, commands, coordination, limits, probes, runbooks, targets, vars};
 use crate::core::model::{
     AwsSettings, Detection, Direction, Guardrails, JournalSettings, Mode, Policy, RegionName,
     Regions,
@@ -29,6 +29,7 @@ const SECTIONS: &[&str] = &[
     "journal",
     "aws",
     "commands",
+    "coordination",
     "channels",
     "targets",
     "probes",
@@ -97,6 +98,8 @@ pub fn build(report: &mut Report, base_dir: &Path, vars_file: Option<&Path>) -> 
     let aws: raw::RawAws = optional(report, &mut sections, "aws").unwrap_or_default();
     let raw_commands: raw::RawCommands =
         optional(report, &mut sections, "commands").unwrap_or_default();
+    let raw_coordination: coordination::RawCoordination =
+        optional(report, &mut sections, "coordination").unwrap_or_default();
 
     let service = service.and_then(|s| check_service(report, s));
     let region_spans: Vec<(String, Range<usize>)> = regions
@@ -110,7 +113,20 @@ pub fn build(report: &mut Report, base_dir: &Path, vars_file: Option<&Path>) -> 
         .unwrap_or_default();
     let regions = regions.and_then(|r| check_regions(report, r));
     let detection = detection.and_then(|d| check_detection(report, d));
+    let witnesses_at = guardrails
+        .witnesses
+        .as_ref()
+        .map(|w| w.span())
+        .unwrap_or(0..0);
     let guardrails = check_guardrails(report, guardrails, detection.as_ref());
+    let coordination = coordination::check(
+        report,
+        raw_coordination,
+        service.as_ref().map(|(s, _)| s.as_str()),
+        detection.as_ref().map(|d| d.mode),
+        &guardrails,
+        witnesses_at,
+    );
     let journal = check_journal(journal, base_dir);
     let aws = check_aws(report, aws);
 
@@ -183,6 +199,7 @@ pub fn build(report: &mut Report, base_dir: &Path, vars_file: Option<&Path>) -> 
         journal,
         aws,
         commands,
+        coordination,
         channels,
         targets,
         probes,

@@ -9,6 +9,7 @@ mod build;
 mod channels;
 mod checks;
 mod commands;
+mod coordination;
 pub mod diag;
 mod limits;
 mod probes;

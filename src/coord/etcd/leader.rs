@@ -201,6 +201,11 @@ impl Leadership {
         &self.session
     }
 
+    /// The client this leadership writes through (reads need no fence).
+    pub fn etcd(&self) -> &Etcd {
+        &self.etcd
+    }
+
     /// The acting rule: the lease confirmed recently enough, and no fenced write found
     /// this leadership deposed. Gates every action on the outside world.
     pub fn acting(&self) -> bool {

@@ -44,6 +44,9 @@ struct Inner {
     rule: ActingRule,
     status: watch::Receiver<LeaseStatus>,
     task: JoinHandle<()>,
+    /// Set by [`Session::revoke`]: the keeper is gone, so the status stops changing, and
+    /// nothing may act under this lease any more.
+    revoked: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for Inner {
@@ -89,6 +92,7 @@ impl Etcd {
                 rule: self.rule,
                 status: rx,
                 task,
+                revoked: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -114,6 +118,9 @@ impl Session {
     }
 
     pub fn acting_at(&self, now: Instant) -> bool {
+        if self.inner.revoked.load(std::sync::atomic::Ordering::SeqCst) {
+            return false;
+        }
         let s = self.inner.status.borrow();
         !s.lost && self.inner.rule.acting(s.confirmed_at, s.granted, now)
     }
@@ -121,7 +128,7 @@ impl Session {
     /// When acting ends unless another keep-alive is confirmed first.
     pub fn acting_until(&self) -> Option<Instant> {
         let s = self.inner.status.borrow();
-        if s.lost {
+        if s.lost || self.inner.revoked.load(std::sync::atomic::Ordering::SeqCst) {
             return None;
         }
         s.confirmed_at
@@ -131,6 +138,9 @@ impl Session {
     /// Stops the keeper and revokes the lease, deleting every key held under it (the
     /// leader key among them: a graceful handover needs no TTL wait).
     pub async fn revoke(&self, etcd: &Etcd) -> Result<(), CoordError> {
+        self.inner
+            .revoked
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.inner.task.abort();
         let lease = self.inner.lease;
         match etcd
