@@ -147,6 +147,7 @@ pub struct RawGuardrails {
     pub freeze_for: Option<Spanned<RawDuration>>,
     pub quorum: Option<Spanned<i64>>,
     pub witnesses: Option<Spanned<Vec<Spanned<String>>>>,
+    pub witness_key: Option<Spanned<RawSecret>>,
 }
 
 #[derive(Deserialize, Debug, Default)]
