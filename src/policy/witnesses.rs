@@ -21,9 +21,13 @@ pub fn check(
     quorum_at: Range<usize>,
 ) -> (Vec<String>, Option<SecretRef>) {
     let mut witnesses: Vec<(String, Range<usize>)> = Vec::new();
+    // Reported where they are; still counted below, so the quorum is not called
+    // unreachable for a mistake already shown.
+    let mut broken = 0;
     for w in urls.map(|l| l.get_ref().as_slice()).unwrap_or_default() {
         let raw = w.get_ref();
         if checks::inline_credentials(report, raw, w.span()) {
+            broken += 1;
             continue;
         }
         let url = match normalize(raw) {
@@ -37,15 +41,21 @@ pub fn check(
                             "name the witness daemon's API, e.g. \"http://witness.internal:7300\"",
                         ),
                 );
+                broken += 1;
                 continue;
             }
         };
         if let Some((_, first)) = witnesses.iter().find(|(u, _)| *u == url) {
             let (line, col) = report.line_col(first.start);
+            let same = if raw.trim() == url {
+                String::new()
+            } else {
+                format!(" (both are {url})")
+            };
             report.push(
                 Diagnostic::error(
                     "duplicate-witness",
-                    format!("witness \"{raw}\" is {url}, already listed at {line}:{col}"),
+                    format!("witness \"{raw}\" is already listed at {line}:{col}{same}"),
                 )
                 .at(w.span())
                 .label("listed twice")
@@ -55,7 +65,7 @@ pub fn check(
         }
         witnesses.push((url, w.span()));
     }
-    if quorum as usize > witnesses.len() + 1 {
+    if quorum as usize > witnesses.len() + broken + 1 {
         report.push(
             Diagnostic::error(
                 "quorum-unreachable",
