@@ -3,6 +3,7 @@
 
 mod approve;
 mod control;
+mod docs;
 mod drill;
 mod history;
 mod journal_args;
@@ -12,6 +13,7 @@ mod progress;
 mod reply;
 mod run;
 mod sandbox;
+mod schema;
 mod show;
 mod standalone;
 mod status_text;
@@ -131,6 +133,12 @@ pub enum Command {
     Resume(control::ResumeArgs),
     /// Rehearse a failure on the local sandbox and measure what lifeboat does
     Drill(drill::Args),
+    /// Print the JSON Schema of policy files, for editors and CI
+    Schema(schema::Args),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell)
+    Completions(docs::CompletionsArgs),
+    /// Print the man page, or write one per command into a directory
+    Man(docs::ManArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -173,6 +181,9 @@ pub fn main() -> ExitCode {
         Command::Pause(args) => control::pause(args, &cli.state_dir, &step_factory),
         Command::Resume(args) => control::resume(args, &cli.state_dir, &step_factory),
         Command::Drill(args) => drill::run(args),
+        Command::Schema(args) => schema::run(args),
+        Command::Completions(args) => docs::completions(args),
+        Command::Man(args) => docs::man(args),
     };
     match result {
         Ok(code) => code,

@@ -99,6 +99,9 @@ pub enum Hold {
     NotNow { state: String, wanted: Direction },
     /// A run is paused until someone approves.
     AwaitingApproval { run: RunId, why: String },
+    /// Another controller leads this service (or none does yet): this one watches and
+    /// votes, and acts only once it is elected.
+    NotLeader { leader: Option<String> },
 }
 
 /// Other things worth recording: how runs end, recoveries, notices from steps.
@@ -136,6 +139,12 @@ pub enum Note {
     },
     /// A step reported something a person must act on.
     Notice { run: RunId, notice: Notice },
+    /// This controller was elected to lead the service, under a new epoch.
+    Elected { epoch: Epoch },
+    /// This controller no longer leads; `leader` does, if known.
+    Following { leader: Option<String> },
+    /// Another controller took over the run this one was driving, and finishes it.
+    HandedOver { run: RunId },
 }
 
 /// What a step tells the controller beside its result.
@@ -227,6 +236,7 @@ impl Hold {
             Hold::StartRefused { .. } => "start_refused",
             Hold::NotNow { .. } => "not_now",
             Hold::AwaitingApproval { .. } => "awaiting_approval",
+            Hold::NotLeader { .. } => "not_leader",
         }
     }
 
@@ -294,6 +304,9 @@ impl Hold {
             Hold::AwaitingApproval { .. } => {
                 "lifeboat approve RUN_ID (or lifeboat abort RUN_ID --reason …)"
             }
+            Hold::NotLeader { .. } => {
+                "the leading controller acts: lifeboat status shows which one; ask it (lifeboat failover … talks to the leader)"
+            }
             Hold::ObserverIsolated | Hold::ModeShadow | Hold::NotNow { .. } => return None,
         })
     }
@@ -314,6 +327,9 @@ impl Note {
                 notice: Notice::OldPrimaryNotFenced { .. },
                 ..
             } => "old_primary_not_fenced",
+            Note::Elected { .. } => "elected",
+            Note::Following { .. } => "following",
+            Note::HandedOver { .. } => "handed_over",
         }
     }
 
@@ -445,6 +461,12 @@ impl fmt::Display for Hold {
             Hold::AwaitingApproval { run, why } => {
                 write!(f, "run {run} waits for an approval: {why}")
             }
+            Hold::NotLeader { leader: Some(l) } => {
+                write!(f, "controller {l} leads this service; this one only watches and votes")
+            }
+            Hold::NotLeader { leader: None } => f.write_str(
+                "no controller leads this service yet; this one acts only once it is elected",
+            ),
         }
     }
 }
@@ -486,6 +508,22 @@ impl fmt::Display for Note {
                 "would start a {direction} to {to} now, because {because} (shadow mode: not acting)"
             ),
             Note::Notice { run, notice } => write!(f, "run {run}: {notice}"),
+            Note::Elected { epoch } => {
+                write!(f, "this controller now leads the service (epoch {epoch})")
+            }
+            Note::Following { leader: Some(l) } => {
+                write!(
+                    f,
+                    "controller {l} leads the service; this one watches and votes"
+                )
+            }
+            Note::Following { leader: None } => f.write_str(
+                "no controller leads the service; this one watches, votes and campaigns",
+            ),
+            Note::HandedOver { run } => write!(
+                f,
+                "another controller took over run {run} and finishes it; this one stopped driving it"
+            ),
         }
     }
 }

@@ -153,7 +153,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let cancel = Cancel::new();
     let source = format!("daemon pid {}", std::process::id());
     let clock = WallClock::system();
-    let metrics = Arc::new(metrics::Metrics::new());
+    let metrics = Arc::new(metrics::Metrics::for_policy(&policy));
     let alerts: Arc<dyn Alerts> = Arc::new(Alerter::new(&policy, opts.aws.as_ref()));
     let (driver, mut runs) = Driver::new(Parts {
         policy: policy.clone(),

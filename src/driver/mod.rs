@@ -26,7 +26,7 @@ use crate::core::ids::{Epoch, RunId};
 use crate::core::kind::StepKind;
 use crate::core::model::{Direction, Policy, RegionName};
 use crate::core::plan::{self, Plan, PlanRequest};
-use crate::core::reason::Hold;
+use crate::core::reason::{Hold, Notice};
 use crate::journal::{Journal, JournalError, RunRecord};
 use crate::runbook::{
     Cancel, Executor, Progress, ProgressKind, ProgressSink, RetrySettings, RunOutcome, StepFactory,
@@ -48,6 +48,10 @@ pub trait Observer: Send + Sync {
     }
     fn step_ended(&self, step: &str, kind: StepKind, outcome: &str, seconds: f64) {
         let _ = (step, kind, outcome, seconds);
+    }
+    /// A step reported a notice (an old primary left unfenced).
+    fn noticed(&self, notice: &Notice) {
+        let _ = notice;
     }
 }
 
@@ -294,6 +298,7 @@ impl Driver {
     pub fn progress(&mut self, p: &Progress) {
         debug!(run_id = %p.run_id, step = p.step.as_deref().unwrap_or("-"), "{:?}: {}", p.kind, p.message);
         if let Some(notice) = &p.notice {
+            self.observer.noticed(notice);
             self.feed(Input::Notice {
                 run: p.run_id.clone(),
                 notice: notice.clone(),

@@ -14,6 +14,7 @@ mod limits;
 mod probes;
 mod raw;
 mod runbooks;
+pub mod schema;
 mod spans;
 mod targets;
 mod tls;
