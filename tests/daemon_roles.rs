@@ -113,16 +113,6 @@ fn start(dir: &Path, flag: &str) -> Daemon {
     }
 }
 
-const CONTROL: &[&str] = &[
-    "/v1/failover",
-    "/v1/failback",
-    "/v1/pause",
-    "/v1/resume",
-    "/v1/approve",
-    "/v1/runs/x/approve",
-    "/v1/runs/x/abort",
-];
-
 async fn nothing_acts(flag: &str) {
     let dir = support::tempdir();
     write_policy(dir.path());
@@ -130,11 +120,8 @@ async fn nothing_acts(flag: &str) {
     // Long enough to see both regions healthy: a controller could now fail over.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let http = reqwest::Client::new();
-    for path in CONTROL {
-        for body in [
-            serde_json::json!({}),
-            serde_json::json!({"by": "t", "reason": "r", "allow_data_loss": true}),
-        ] {
+    for (path, full) in support::control_calls() {
+        for body in [serde_json::json!({}), full] {
             let r = http
                 .post(format!("{}{path}", d.url))
                 .bearer_auth(TOKEN)

@@ -313,7 +313,8 @@ async fn a_witness_forging_down_never_gets_the_controller_to_fail_over() {
         .await
         .expect("west");
     let fake = Fake::start().await;
-    fake.set(Mode::Unsigned);
+    // Signed, but not with the policy's key: what an attacker on the path can do.
+    fake.set(Mode::WrongKey);
     let policy = policy(dir.path(), east, west, &fake.url);
     let _controller = Proc(
         Command::new(env!("CARGO_BIN_EXE_lifeboat"))
@@ -363,7 +364,7 @@ async fn a_witness_forging_down_never_gets_the_controller_to_fail_over() {
     assert!(
         v["witnesses"][0]["last_error"]
             .as_str()
-            .is_some_and(|e| e.contains("not signed")),
+            .is_some_and(|e| e.contains("signature is wrong")),
         "{v:#}"
     );
     let runs = lifeboat::journal::Journal::open(&journal)
