@@ -76,11 +76,16 @@ fn start(dir: &Path, args: &[&str], env_token: Option<&str>) -> Daemon {
         .env("LIFEBOAT_API_TOKEN", env_token.unwrap_or(""))
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("daemon.log")).expect("log"));
-    let child = c.spawn().expect("start lifeboat run");
+    // Owned by a `Daemon` at once, so a failed assertion below still stops it.
+    let mut d = Daemon {
+        child: c.spawn().expect("start lifeboat run"),
+        url: String::new(),
+    };
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(p) = lifeboat::daemon::discovery::find(&dir.join("svc.db")) {
-            return Daemon { child, url: p.url };
+            d.url = p.url;
+            return d;
         }
         assert!(
             Instant::now() < deadline,

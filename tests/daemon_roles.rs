@@ -94,16 +94,21 @@ fn lifeboat(dir: &Path) -> Command {
 }
 
 fn start(dir: &Path, flag: &str) -> Daemon {
-    let child = lifeboat(dir)
-        .args(["run", "-p", "svc.toml", flag, "--token-file", "tokens"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("daemon.log")).expect("log"))
-        .spawn()
-        .expect("start lifeboat run");
+    // Owned by a `Daemon` at once, so a failed assertion below still stops it.
+    let mut d = Daemon {
+        child: lifeboat(dir)
+            .args(["run", "-p", "svc.toml", flag, "--token-file", "tokens"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("daemon.log")).expect("log"))
+            .spawn()
+            .expect("start lifeboat run"),
+        url: String::new(),
+    };
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(p) = lifeboat::daemon::discovery::find(&dir.join("svc.db")) {
-            return Daemon { child, url: p.url };
+            d.url = p.url;
+            return d;
         }
         assert!(
             Instant::now() < deadline,

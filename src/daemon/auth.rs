@@ -228,7 +228,7 @@ impl Tokens {
     }
 
     /// Whether a caller holding `token` (or none) may make a call that needs `need`.
-    pub fn allows<'a>(&self, token: Option<&'a Token>, need: Access) -> Result<(), Denied> {
+    pub fn allows(&self, token: Option<&Token>, need: Access) -> Result<(), Denied> {
         match (token, need) {
             (Some(t), need) if t.access >= need => Ok(()),
             (Some(t), _) => Err(Denied::ReadOnly {
