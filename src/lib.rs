@@ -13,6 +13,8 @@ pub mod core;
 pub mod daemon;
 pub mod drill;
 pub mod driver;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod journal;
 pub mod policy;
 pub mod probe;

@@ -215,6 +215,9 @@ pub struct Guardrails {
     /// run --witness`, typically in the `[regions] witness` location), asked for their view
     /// before an automatic failover. Each that also sees the serving region down adds a vote.
     pub witnesses: Vec<String>,
+    /// The key witness votes are signed with (HMAC-SHA256), shared by the controller and
+    /// its witnesses; required when `witnesses` is not empty.
+    pub witness_key: Option<SecretRef>,
 }
 
 /// How the controllers of a service agree on who acts.

@@ -51,6 +51,7 @@ pub fn policy(failover: Vec<StepSpec>) -> Policy {
             freeze_for: Duration::from_secs(120),
             quorum: 1,
             witnesses: vec![],
+            witness_key: None,
         },
         journal: JournalSettings::default(),
         aws: AwsSettings::default(),

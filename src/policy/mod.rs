@@ -20,6 +20,7 @@ mod spans;
 mod targets;
 mod tls;
 mod vars;
+mod witnesses;
 
 use std::path::{Path, PathBuf};
 
