@@ -7,8 +7,9 @@ use async_trait::async_trait;
 
 use crate::core::binding::BoundProbe;
 use crate::core::model::RegionName;
+use crate::core::readiness::Readiness;
 use crate::probe::{self, Clock, RegionProbe};
-use crate::runbook::{Applied, Check, Step, StepCtx, StepError, Verify};
+use crate::runbook::{Applied, Check, ReadyCtx, Step, StepCtx, StepError, Verify};
 
 /// Runs the region's probes once per `verify` and counts consecutive rounds where
 /// every probe passed; a failed round resets the count.
@@ -61,6 +62,37 @@ impl WaitHealthy {
 
 #[async_trait]
 impl Step for WaitHealthy {
+    /// One round of the probes the step waits for. For the runbook that runs next they
+    /// must pass now; for the other, the region they watch serves or stands by now and
+    /// is observed as it is (a failing probe there fails that runbook's wait later too,
+    /// unless what breaks it is mended first).
+    async fn readiness(&self, _ctx: &ReadyCtx) -> Readiness {
+        let clock = Clock::system();
+        let mut failures = Vec::new();
+        for p in &self.probes {
+            let obs = p.run(&clock).await;
+            if let Some(reason) = obs.reason() {
+                failures.push(format!("{}: {reason}", p.name));
+            }
+        }
+        if failures.is_empty() {
+            Readiness::ready(format!("{} pass in {} now", self.names(), self.region))
+        } else {
+            Readiness::not_ready(
+                format!(
+                    "the step waits for {} in {}, and now {}",
+                    self.names(),
+                    self.region,
+                    failures.join("; ")
+                ),
+                format!(
+                    "mend what fails (lifeboat probe --region {} shows each probe)",
+                    self.region
+                ),
+            )
+        }
+    }
+
     async fn check(&self, _ctx: &StepCtx) -> Result<Check, StepError> {
         Ok(Check::NotDone(format!(
             "health is observed, not remembered: waiting for {} round(s) of {} in {}",

@@ -5,10 +5,12 @@ mod approve;
 mod control;
 mod drill;
 mod history;
+mod journal;
 mod journal_args;
 mod plan;
 mod probe;
 mod progress;
+mod readiness;
 mod reply;
 mod run;
 mod sandbox;
@@ -131,6 +133,10 @@ pub enum Command {
     Resume(control::ResumeArgs),
     /// Rehearse a failure on the local sandbox and measure what lifeboat does
     Drill(drill::Args),
+    /// Would the failover and the failback work now? Every step checked, read-only
+    Readiness(readiness::Args),
+    /// Back up the journal (SQLite's online backup) or restore it from a backup
+    Journal(journal::Args),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -173,6 +179,8 @@ pub fn main() -> ExitCode {
         Command::Pause(args) => control::pause(args, &cli.state_dir, &step_factory),
         Command::Resume(args) => control::resume(args, &cli.state_dir, &step_factory),
         Command::Drill(args) => drill::run(args),
+        Command::Readiness(args) => readiness::run(args, &cli.state_dir, &step_factory),
+        Command::Journal(args) => journal::run(args, &cli.state_dir),
     };
     match result {
         Ok(code) => code,

@@ -117,6 +117,7 @@ pub fn run(
             listen: args.listen,
             token,
             aws,
+            readiness: !args.witness,
         })
         .await
     })?;

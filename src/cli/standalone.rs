@@ -29,6 +29,8 @@ pub struct Standalone {
     pub driver: Driver,
     pub events: Events,
     pub alerts: Arc<Alerter>,
+    /// Writes the report (and backup) of a run that ends here.
+    pub archive: Arc<crate::archive::Archiver>,
     pub aws: Option<AwsClients>,
     /// The unfinished run the journal holds, if any.
     pub unfinished: Option<RunRecord>,
@@ -63,6 +65,12 @@ impl Standalone {
         );
         let aws = aws_for(&policy).await;
         let alerts = Arc::new(Alerter::new(&policy, aws.as_ref()));
+        let archive = Arc::new(crate::archive::Archiver::new(
+            policy.clone(),
+            journal.clone(),
+            aws.clone(),
+            WallClock::system(),
+        ));
         let (mut driver, events) = Driver::new(Parts {
             policy: policy.clone(),
             journal,
@@ -74,11 +82,13 @@ impl Standalone {
             retry: retry_settings(&policy),
             cancel: Cancel::new(),
         });
+        driver.after_runs(archive.clone());
         let unfinished = driver.restore()?;
         Ok(Standalone {
             driver,
             events,
             alerts,
+            archive,
             aws,
             unfinished,
             _lock: lock,
@@ -120,8 +130,14 @@ impl Standalone {
                 else => anyhow::bail!("the run's task ended without a word"),
             }
         };
-        self.alerts.flush(Duration::from_secs(10)).await;
+        self.settle().await;
         Ok(outcome)
+    }
+
+    /// Waits (briefly) for the alerts, reports and backups this process started.
+    pub async fn settle(&self) {
+        self.alerts.flush(Duration::from_secs(10)).await;
+        self.archive.flush(Duration::from_secs(30)).await;
     }
 }
 

@@ -82,6 +82,16 @@ impl AwsClients {
             .build()
     }
 
+    /// The region of global services, and of the reports bucket.
+    pub fn global_region(&self) -> String {
+        self.global_region.clone()
+    }
+
+    /// The custom endpoint calls go to, when there is one (an emulator).
+    pub fn endpoint_url(&self) -> Option<&str> {
+        self.base.endpoint_url()
+    }
+
     /// Whether calls go to a custom endpoint (an emulator) rather than AWS.
     pub fn custom_endpoint(&self) -> bool {
         self.base.endpoint_url().is_some()

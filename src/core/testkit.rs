@@ -55,6 +55,8 @@ pub fn policy(failover: Vec<StepSpec>) -> Policy {
         journal: JournalSettings::default(),
         aws: AwsSettings::default(),
         commands: Default::default(),
+        readiness: Default::default(),
+        reports: Default::default(),
         channels: vec![],
         targets: vec![],
         probes: vec![],

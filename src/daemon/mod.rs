@@ -10,6 +10,8 @@ pub mod client;
 pub mod discovery;
 pub mod engine;
 pub mod metrics;
+mod metrics_readiness;
+pub mod readiness;
 pub mod status;
 pub mod witness;
 
@@ -47,6 +49,8 @@ pub struct Options {
     pub token: Option<Secret>,
     pub aws: Option<AwsClients>,
     pub factory: Arc<dyn StepFactory>,
+    /// Run the readiness schedule (a witness, which never acts, does not).
+    pub readiness: bool,
 }
 
 /// Retries sized to the policy: a policy that probes every second wants steps re-checked
@@ -103,7 +107,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let clock = WallClock::system();
     let metrics = Arc::new(metrics::Metrics::new());
     let alerts: Arc<dyn Alerts> = Arc::new(Alerter::new(&policy, opts.aws.as_ref()));
-    let (driver, mut runs) = Driver::new(Parts {
+    let (mut driver, mut runs) = Driver::new(Parts {
         policy: policy.clone(),
         journal: journal.clone(),
         factory: opts.factory.clone(),
@@ -114,6 +118,14 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         retry: retry_settings(&policy),
         cancel: cancel.clone(),
     });
+    // Every run that ends leaves a report (and, with a bucket, a journal backup).
+    let archiver = Arc::new(crate::archive::Archiver::new(
+        policy.clone(),
+        journal.clone(),
+        opts.aws.clone(),
+        clock.clone(),
+    ));
+    driver.after_runs(archiver.clone());
     let tracker = HealthTracker::for_policy(&policy);
     let links = LinkMemory::default();
     let state = State::new(&policy, policy.regions.primary.clone(), clock.now());
@@ -162,6 +174,19 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         fastrand::u64(..),
     );
 
+    let backups = archiver.spawn_scheduled_backups();
+    let readiness = opts.readiness.then(|| {
+        readiness::Schedule {
+            policy: policy.clone(),
+            factory: opts.factory.clone(),
+            aws: opts.aws.clone(),
+            status: status_view.clone(),
+            events: events_tx.clone(),
+            clock: WallClock::system(),
+        }
+        .spawn()
+    });
+
     let heartbeat = Arc::new(AtomicU64::new(0));
     let tick = engine::tick_every(&policy);
     let pollers = witness::spawn_pollers(
@@ -172,7 +197,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         &events_tx,
     )?;
     let api_state = api::ApiState {
-        status: status_view,
+        status: status_view.clone(),
         metrics,
         journal: journal.clone(),
         service: policy.service.clone(),
@@ -222,11 +247,19 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     for p in pollers {
         p.abort();
     }
+    if let Some(r) = readiness {
+        r.abort();
+    }
+    if let Some(b) = backups {
+        b.abort();
+    }
     engine.shutdown().await;
     // Drain what the run reported while stopping, so the journal and metrics agree.
     while let Ok(p) = runs.progress.try_recv() {
         engine.handle(Event::Progress(p));
     }
+    // The report (and backup) of a run that just ended.
+    archiver.flush(Duration::from_secs(30)).await;
     discovery::unpublish(&opts.journal_path);
     info!("stopped");
     Ok(())

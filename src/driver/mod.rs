@@ -26,6 +26,7 @@ use crate::core::ids::{Epoch, RunId};
 use crate::core::kind::StepKind;
 use crate::core::model::{Direction, Policy, RegionName};
 use crate::core::plan::{self, Plan, PlanRequest};
+use crate::core::readiness::ReadinessReport;
 use crate::core::reason::Hold;
 use crate::journal::{Journal, JournalError, RunRecord};
 use crate::runbook::{
@@ -49,6 +50,16 @@ pub trait Observer: Send + Sync {
     fn step_ended(&self, step: &str, kind: StepKind, outcome: &str, seconds: f64) {
         let _ = (step, kind, outcome, seconds);
     }
+    /// A readiness round finished.
+    fn readiness(&self, report: &ReadinessReport) {
+        let _ = report;
+    }
+}
+
+/// What happens after a run ends (completed, failed or aborted): its report and a
+/// journal backup (`archive::Archiver`). Must return at once.
+pub trait AfterRun: Send + Sync {
+    fn ended(&self, run: &RunId);
 }
 
 /// An observer that watches nothing (the standalone CLI).
@@ -120,6 +131,9 @@ pub struct Driver {
     ended: mpsc::UnboundedSender<RunEnded>,
     /// Set while handling one request: the run it started, or why the start failed.
     started: Option<Result<RunId, String>>,
+    after_run: Option<Arc<dyn AfterRun>>,
+    /// The latest readiness round.
+    readiness: Option<ReadinessReport>,
 }
 
 impl Driver {
@@ -145,12 +159,51 @@ impl Driver {
             running: None,
             ended: ended_tx,
             started: None,
+            after_run: None,
+            readiness: None,
         };
         (driver, Events { progress, ended })
     }
 
     pub fn state(&self) -> &State {
         &self.state
+    }
+
+    /// Calls `hook` whenever a run ends (completed, failed or aborted).
+    pub fn after_runs(&mut self, hook: Arc<dyn AfterRun>) {
+        self.after_run = Some(hook);
+    }
+
+    /// The latest readiness round, if one ran.
+    pub fn readiness(&self) -> Option<&ReadinessReport> {
+        self.readiness.as_ref()
+    }
+
+    /// A readiness round finished: every change since the last one is alerted (with its
+    /// reason and fix) and kept in the audit trail; the observer and `status` get it.
+    pub fn readiness_round(&mut self, report: ReadinessReport) {
+        let now = self.clock.now();
+        for d in crate::core::readiness::changes(self.readiness.as_ref(), &report, now) {
+            info!(reason = d.reason.label(), "{}: {}", d.summary, d.reason);
+            if let Err(e) = self.journal.record(
+                &self.policy.service,
+                &self.source,
+                "readiness_changed",
+                &format!("{}: {}", d.summary, d.reason),
+                now,
+            ) {
+                error!("could not journal a readiness change: {e}");
+            }
+            self.alerts.send(&d);
+        }
+        self.observer.readiness(&report);
+        self.readiness = Some(report);
+    }
+
+    fn archive(&self, run: &RunId) {
+        if let Some(h) = &self.after_run {
+            h.ended(run);
+        }
     }
 
     pub fn policy(&self) -> &Arc<Policy> {
@@ -342,22 +395,28 @@ impl Driver {
                 },
                 "refused",
             ),
-            Ok(RunOutcome::Completed) => (
-                Input::RunFinished {
-                    run,
-                    end: RunEnd::Completed,
-                },
-                "completed",
-            ),
-            Ok(RunOutcome::Failed(steps)) => (
-                Input::RunFinished {
-                    run,
-                    end: RunEnd::Failed {
-                        error: joined(&steps),
+            Ok(RunOutcome::Completed) => {
+                self.archive(&run);
+                (
+                    Input::RunFinished {
+                        run,
+                        end: RunEnd::Completed,
                     },
-                },
-                "failed",
-            ),
+                    "completed",
+                )
+            }
+            Ok(RunOutcome::Failed(steps)) => {
+                self.archive(&run);
+                (
+                    Input::RunFinished {
+                        run,
+                        end: RunEnd::Failed {
+                            error: joined(&steps),
+                        },
+                    },
+                    "failed",
+                )
+            }
             Ok(RunOutcome::AwaitingApproval(steps)) => {
                 self.feed(Input::RunWaiting {
                     run,
@@ -368,6 +427,9 @@ impl Driver {
             Ok(RunOutcome::Interrupted) => return,
             Ok(RunOutcome::Superseded(_)) => {
                 let rec = self.journal.run(&run).ok();
+                if rec.as_ref().is_some_and(|r| r.status.is_finished()) {
+                    self.archive(&run);
+                }
                 let end = RunEnd::Superseded {
                     status: rec
                         .as_ref()
@@ -420,6 +482,7 @@ impl Driver {
                         if self.running.is_none() {
                             // A run waiting for approval has no executor; tell the
                             // controller now. A running one stops at its next write.
+                            self.archive(&run);
                             self.feed(Input::RunFinished {
                                 run: run.clone(),
                                 end: RunEnd::Aborted {

@@ -13,7 +13,7 @@ use toml::de::DeTable;
 use super::diag::{Diagnostic, Report};
 use super::raw::{self, RawDuration, RawMode};
 use super::spans::{self, Value, closest, de, key_str};
-use super::{channels, checks, commands, limits, probes, runbooks, targets, vars};
+use super::{channels, checks, commands, limits, ops, probes, runbooks, targets, vars};
 use crate::core::model::{
     AwsSettings, Detection, Direction, Guardrails, JournalSettings, Mode, Policy, RegionName,
     Regions,
@@ -29,6 +29,8 @@ const SECTIONS: &[&str] = &[
     "journal",
     "aws",
     "commands",
+    "readiness",
+    "reports",
     "channels",
     "targets",
     "probes",
@@ -97,6 +99,10 @@ pub fn build(report: &mut Report, base_dir: &Path, vars_file: Option<&Path>) -> 
     let aws: raw::RawAws = optional(report, &mut sections, "aws").unwrap_or_default();
     let raw_commands: raw::RawCommands =
         optional(report, &mut sections, "commands").unwrap_or_default();
+    let raw_readiness: raw::RawReadiness =
+        optional(report, &mut sections, "readiness").unwrap_or_default();
+    let raw_reports: raw::RawReports =
+        optional(report, &mut sections, "reports").unwrap_or_default();
 
     let service = service.and_then(|s| check_service(report, s));
     let region_spans: Vec<(String, Range<usize>)> = regions
@@ -113,6 +119,8 @@ pub fn build(report: &mut Report, base_dir: &Path, vars_file: Option<&Path>) -> 
     let guardrails = check_guardrails(report, guardrails, detection.as_ref());
     let journal = check_journal(journal, base_dir);
     let aws = check_aws(report, aws);
+    let readiness = ops::readiness(report, raw_readiness);
+    let reports = ops::reports(report, raw_reports);
 
     let mut broken = Broken::default();
     let channels = channels::build(report, sections.remove("channels"), &mut broken.channels);
@@ -183,6 +191,8 @@ pub fn build(report: &mut Report, base_dir: &Path, vars_file: Option<&Path>) -> 
         journal,
         aws,
         commands,
+        readiness,
+        reports,
         channels,
         targets,
         probes,

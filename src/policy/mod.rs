@@ -11,6 +11,7 @@ mod checks;
 mod commands;
 pub mod diag;
 mod limits;
+mod ops;
 mod probes;
 mod raw;
 mod runbooks;

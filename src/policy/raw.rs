@@ -163,6 +163,20 @@ pub struct RawCommands {
 
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
+pub struct RawReadiness {
+    pub every: Option<Spanned<RawDuration>>,
+    pub role_arn: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawReports {
+    pub s3: Option<Spanned<String>>,
+    pub backup_every: Option<Spanned<RawDuration>>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
 pub struct RawAws {
     pub region: Option<Spanned<String>>,
     pub endpoint_url: Option<Spanned<String>>,

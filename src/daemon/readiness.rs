@@ -1,0 +1,74 @@
+//! The daemon's readiness schedule: a round soon after start, then every
+//! `[readiness] every`, each handed to the event loop as `Event::Readiness`. A round is
+//! skipped while a run is under way: the world is meant to be changing then, and the run
+//! itself reports what fails. (Policy reload does not exist yet; when it does, a reload
+//! should start a round at once.)
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tracing::debug;
+
+use super::engine::Event;
+use super::status::StatusView;
+use crate::clients::aws::AwsClients;
+use crate::clock::WallClock;
+use crate::core::model::Policy;
+use crate::readiness::{self, Round};
+use crate::runbook::StepFactory;
+
+/// How long after start the first round waits: the probes' first rounds go first.
+const FIRST_AFTER: Duration = Duration::from_secs(2);
+
+pub struct Schedule {
+    pub policy: Arc<Policy>,
+    pub factory: Arc<dyn StepFactory>,
+    pub aws: Option<AwsClients>,
+    /// Where the serving region and the current run are read from.
+    pub status: Arc<RwLock<StatusView>>,
+    pub events: mpsc::Sender<Event>,
+    pub clock: WallClock,
+}
+
+impl Schedule {
+    pub fn spawn(self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let every = self.policy.readiness.every;
+            let mut tick = tokio::time::interval_at(
+                tokio::time::Instant::now() + FIRST_AFTER.min(every),
+                every,
+            );
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let (serving, busy) = match self.status.read() {
+                    Ok(v) => (v.active.clone(), v.current_run.is_some()),
+                    Err(_) => continue,
+                };
+                if busy {
+                    debug!("readiness round skipped: a run is under way");
+                    continue;
+                }
+                let report = readiness::round(
+                    Round {
+                        policy: self.policy.clone(),
+                        factory: self.factory.clone(),
+                        aws: self.aws.clone(),
+                        serving,
+                    },
+                    self.clock.now(),
+                )
+                .await;
+                if self
+                    .events
+                    .send(Event::Readiness(Box::new(report)))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        })
+    }
+}
