@@ -577,9 +577,15 @@ async fn a_storage_check_without_copying_needs_replication_from_the_source_bucke
         .send()
         .await
         .expect("put replication");
+    // The replication rule is found. moto 5.2 answers GetBucketVersioning with a root
+    // element AWS does not use (GetBucketVersioningResponse), which the SDK refuses to
+    // read: the versioning half is "cannot tell" here, never "ready" by guess.
     let r = check(false).readiness(&ctx).await;
-    assert_eq!(r.state(), ReadyState::Ready, "{r:?}");
-    assert!(r.detail().contains("replicates"), "{r:?}");
+    assert_eq!(r.state(), ReadyState::CannotTell, "{r:?}");
+    assert!(
+        r.detail().contains("GetBucketVersioning") && r.detail().contains("cannot read"),
+        "{r:?}"
+    );
 
     let gone = SyncCheck::new(
         aws.s3(SECONDARY),

@@ -42,6 +42,10 @@ fn ready_ctx(step: &str, at: &str, next: bool, writer: Option<PostgresEndpoint>)
     }
 }
 
+fn ctx_now(writer: &PostgresEndpoint) -> ReadyCtx {
+    ready_ctx("promote-standby", SECONDARY, true, Some(writer.clone()))
+}
+
 fn password_file(dir: &tempfile::TempDir) -> std::path::PathBuf {
     let pw = dir.path().join("pw");
     std::fs::write(&pw, support::PG_PASSWORD).expect("write the password file");
@@ -69,6 +73,30 @@ async fn a_streaming_standby_within_the_rpo_is_ready_to_promote_until_replicatio
     assert_eq!(r.state(), ReadyState::Ready, "{r:?}");
     assert!(r.detail().contains("streams"), "{r:?}");
     assert!(r.detail().contains("holds EXECUTE on pg_promote"), "{r:?}");
+
+    // Replay paused: the standby still streams, but falls behind what the primary wrote.
+    pair.standby
+        .sql("SELECT pg_wal_replay_pause()")
+        .expect("pause replay");
+    pair.primary
+        .sql_in(
+            "orders",
+            "CREATE TABLE lagging (n int); INSERT INTO lagging VALUES (1)",
+        )
+        .expect("a write on the primary");
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let r = promote.readiness(&ctx_now(&primary)).await;
+    let (why, fix) = not_ready(&r);
+    assert!(
+        why.contains("behind the writer") && why.contains("over the RPO budget 5s"),
+        "{why}"
+    );
+    assert!(fix.contains("pg_stat_replication"), "{fix}");
+    pair.standby
+        .sql("SELECT pg_wal_replay_resume()")
+        .expect("resume replay");
+    let r = promote.readiness(&ctx_now(&primary)).await;
+    assert_eq!(r.state(), ReadyState::Ready, "{r:?}");
 
     // Replication switched off on the standby, writes going on at the primary.
     pair.standby

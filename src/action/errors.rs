@@ -69,6 +69,15 @@ where
     if is_retryable(e) {
         return Readiness::cannot_tell(format!("{call} on {subject} did not answer: {said}"));
     }
+    // A success the SDK could not read (an emulator's answer in another shape: moto
+    // names GetBucketVersioning's root element differently): nothing is known.
+    if let aws_sdk_s3::error::SdkError::ServiceError(se) = e
+        && se.raw().status().is_success()
+    {
+        return Readiness::cannot_tell(format!(
+            "{call} on {subject} answered in a form lifeboat cannot read ({said})"
+        ));
+    }
     match classify_code(code) {
         Code::Denied => Readiness::not_ready(
             format!("{call} on {subject} was denied ({said})"),

@@ -181,8 +181,11 @@ struct Standby {
 async fn standby_state(client: &Client, what: &str) -> Result<Standby, Readiness> {
     let row = client
         .query_one(
+            // A role without pg_read_all_stats sees only the receiver's pid: a row is
+            // there while a receiver is connected, which is what `streaming` means to
+            // the probes too; its status is read when visible.
             "SELECT pg_is_in_recovery(),
-                    (SELECT status FROM pg_stat_wal_receiver),
+                    (SELECT coalesce(status, 'streaming') FROM pg_stat_wal_receiver),
                     pg_last_wal_replay_lsn()::text,
                     extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8",
             &[],

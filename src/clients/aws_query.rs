@@ -133,7 +133,10 @@ async fn call(
             action,
             url,
             code: tag(&text, "Code").unwrap_or("unknown").to_string(),
-            message: super::http::sanitize(tag(&text, "Message").unwrap_or(&text), 300),
+            // An emulator's HTML error page says nothing worth quoting.
+            message: tag(&text, "Message")
+                .map(|m| super::http::sanitize(m, 300))
+                .unwrap_or_else(|| "no AWS error in the answer".to_string()),
             status,
         });
     }
@@ -254,6 +257,8 @@ pub fn principal_of(caller: &str) -> Result<String, String> {
             Ok(format!("arn:{partition}:iam::{account}:role/{role}"))
         }
         ("iam", [kind, ..]) if *kind == "user" || *kind == "role" => Ok(caller.to_string()),
+        // Some STS implementations (moto's) name an IAM user under `sts`.
+        ("sts", ["user", ..]) => Ok(format!("arn:{partition}:iam::{account}:{resource}")),
         ("iam", ["root"]) | (_, ["root"]) => Err(
             "lifeboat runs as the account's root user, whose permissions cannot be simulated: run it as the Terraform module's role".into(),
         ),
@@ -300,6 +305,10 @@ mod tests {
         );
         assert_eq!(
             principal_of("arn:aws:iam::123456789012:user/moto").expect("user"),
+            "arn:aws:iam::123456789012:user/moto"
+        );
+        assert_eq!(
+            principal_of("arn:aws:sts::123456789012:user/moto").expect("user"),
             "arn:aws:iam::123456789012:user/moto"
         );
         assert!(principal_of("arn:aws:iam::123456789012:root").is_err());
