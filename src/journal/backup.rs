@@ -34,12 +34,30 @@ impl Journal {
             let conn = self.conn();
             let mut out = Connection::open(dest).map_err(sqlite)?;
             {
+                use rusqlite::backup::StepResult;
                 let backup = rusqlite::backup::Backup::new(&conn, &mut out).map_err(sqlite)?;
-                // All pages in one step: the journal is small, and one step is one
-                // consistent snapshot without retrying around concurrent writers.
-                backup
-                    .run_to_completion(-1, Duration::from_millis(10), None)
-                    .map_err(sqlite)?;
+                // All pages in one step (-1): the journal is small, and one step is one
+                // consistent snapshot, never restarted by a concurrent writer. Another
+                // process holding the write lock makes the step wait, up to 5 s.
+                let mut waited = Duration::ZERO;
+                loop {
+                    match backup.step(-1).map_err(sqlite)? {
+                        StepResult::Done => break,
+                        StepResult::More => {}
+                        _ if waited < Duration::from_secs(5) => {
+                            std::thread::sleep(Duration::from_millis(10));
+                            waited += Duration::from_millis(10);
+                        }
+                        _ => {
+                            return Err(io(
+                                dest,
+                                std::io::Error::other(
+                                    "the journal stayed locked by another process for 5s",
+                                ),
+                            ));
+                        }
+                    }
+                }
             }
             // The copy carries the WAL flag of its source; a backup must stand alone.
             out.pragma_update(None, "journal_mode", "DELETE")
