@@ -8,7 +8,6 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 
 use super::s3;
-use crate::clients::aws::AwsClients;
 use crate::core::model::S3Location;
 use crate::core::time::Ts;
 use crate::journal::Journal;
@@ -63,17 +62,16 @@ pub fn key(loc: &S3Location, service: &str, now: Ts, label: &str) -> String {
 /// Errors: any of those steps, with what failed.
 pub async fn to_s3(
     journal: Arc<Journal>,
-    aws: &AwsClients,
+    client: &aws_sdk_s3::Client,
     loc: &S3Location,
     service: &str,
     now: Ts,
     label: &str,
 ) -> anyhow::Result<BackupNote> {
     let bytes = snapshot(journal.clone()).await?;
-    let client = aws.s3(&aws.global_region());
     let key = key(loc, service, now, label);
     s3::put_verified(
-        &client,
+        client,
         &loc.bucket,
         &key,
         bytes.clone(),
@@ -82,7 +80,7 @@ pub async fn to_s3(
     .await
     .map_err(anyhow::Error::msg)?;
     // The copy as it came back must open as a sound journal too.
-    let back = s3::get(&client, &loc.bucket, &key)
+    let back = s3::get(client, &loc.bucket, &key)
         .await
         .map_err(anyhow::Error::msg)?;
     let jpath = journal.path().to_path_buf();
@@ -123,12 +121,11 @@ pub async fn to_file(journal: Arc<Journal>, dest: &Path, now: Ts) -> anyhow::Res
 }
 
 /// Where a backup comes from: an `s3://` URL or a file.
-pub async fn fetch(from: &str, aws: Option<&AwsClients>) -> anyhow::Result<Vec<u8>> {
+pub async fn fetch(from: &str, client: Option<&aws_sdk_s3::Client>) -> anyhow::Result<Vec<u8>> {
     if from.starts_with("s3://") {
         let (bucket, key) = s3::split_url(from).map_err(anyhow::Error::msg)?;
-        let aws = aws.context("restoring from S3 needs AWS configuration")?;
-        let client = aws.s3(&aws.global_region());
-        return s3::get(&client, &bucket, &key)
+        let client = client.context("restoring from S3 needs AWS configuration")?;
+        return s3::get(client, &bucket, &key)
             .await
             .map_err(anyhow::Error::msg);
     }

@@ -60,7 +60,8 @@ impl Archiver {
                 error!(run_id = %run, "the report of run {run} was not kept: {e:#}");
             }
             if let (Some(loc), Some(aws)) = (&policy.reports.s3, aws.as_ref()) {
-                match backup::to_s3(journal, aws, loc, &policy.service, now, &run.0).await {
+                let client = reports_client(&policy, aws);
+                match backup::to_s3(journal, &client, loc, &policy.service, now, &run.0).await {
                     Ok(n) => {
                         info!(run_id = %run, "journal backed up to {} ({} bytes)", n.location, n.bytes)
                     }
@@ -103,6 +104,7 @@ impl Archiver {
         };
         let me = self.clone();
         let every = self.policy.reports.backup_every;
+        let client = reports_client(&self.policy, &aws);
         Some(tokio::spawn(async move {
             let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -111,7 +113,7 @@ impl Archiver {
                 let now = me.clock.now();
                 match backup::to_s3(
                     me.journal.clone(),
-                    &aws,
+                    &client,
                     &loc,
                     &me.policy.service,
                     now,
@@ -125,6 +127,16 @@ impl Archiver {
             }
         }))
     }
+}
+
+/// An S3 client in the reports bucket's region (`[reports] region`, else `[aws] region`).
+pub fn reports_client(policy: &Policy, aws: &AwsClients) -> aws_sdk_s3::Client {
+    let region = policy
+        .reports
+        .region
+        .clone()
+        .unwrap_or_else(|| aws.global_region());
+    aws.s3(&region)
 }
 
 impl crate::driver::AfterRun for Archiver {
@@ -154,7 +166,7 @@ pub async fn archive_run(
     let mut kept: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     info!(run_id = %run, "run report written: {}", kept.join(", "));
     if let (Some(loc), Some(aws)) = (&policy.reports.s3, aws) {
-        let client = aws.s3(&aws.global_region());
+        let client = reports_client(policy, aws);
         for (ext, content) in report::files(&r) {
             let key = loc.key(&format!("{}/runs/{}.{ext}", policy.service, r.run.run_id));
             let content_type = match ext {

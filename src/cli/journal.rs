@@ -102,9 +102,13 @@ fn backup_cmd(a: BackupArgs, state_dir: &Path) -> anyhow::Result<ExitCode> {
         match target {
             Target::File(f) => backup::to_file(journal, &f, now).await,
             Target::S3(loc) => {
-                let settings = policy.map(|p| p.aws).unwrap_or_default();
+                let settings = policy.as_ref().map(|p| p.aws.clone()).unwrap_or_default();
                 let aws = aws_for_settings(&settings).await;
-                backup::to_s3(journal, &aws, &loc, &service, now, "manual").await
+                let client = match &policy {
+                    Some(p) => crate::archive::reports_client(p, &aws),
+                    None => aws.s3(&aws.global_region()),
+                };
+                backup::to_s3(journal, &client, &loc, &service, now, "manual").await
             }
         }
     })?;
@@ -142,14 +146,17 @@ fn restore_cmd(a: RestoreArgs, state_dir: &Path) -> anyhow::Result<ExitCode> {
     let policy = policy_of(&a.journal)?;
     let rt = tokio::runtime::Runtime::new().context("start the async runtime")?;
     let bytes = rt.block_on(async {
-        let aws = match &policy {
-            Some(p) => aws_for(p).await,
+        let client = match &policy {
+            Some(p) => aws_for(p)
+                .await
+                .map(|aws| crate::archive::reports_client(p, &aws)),
             None if a.from.starts_with("s3://") => {
-                Some(aws_for_settings(&Default::default()).await)
+                let aws = aws_for_settings(&Default::default()).await;
+                Some(aws.s3(&aws.global_region()))
             }
             None => None,
         };
-        backup::fetch(&a.from, aws.as_ref()).await
+        backup::fetch(&a.from, client.as_ref()).await
     })?;
     let aside = backup::restore(&path, &bytes, WallClock::system().now())?;
     println!(

@@ -252,6 +252,9 @@ pub struct ReportSettings {
     /// The reports bucket (`s3 = "s3://bucket/prefix"`); `None`: reports stay local and
     /// the journal is not backed up by itself.
     pub s3: Option<S3Location>,
+    /// The bucket's region; `None`: `[aws] region`'s.
+    #[serde(default)]
+    pub region: Option<String>,
     /// Between two scheduled journal backups (default 1h), besides the one after every
     /// run.
     pub backup_every: Duration,
@@ -261,6 +264,7 @@ impl Default for ReportSettings {
     fn default() -> Self {
         ReportSettings {
             s3: None,
+            region: None,
             backup_every: Duration::from_secs(3600),
         }
     }

@@ -10,6 +10,7 @@ use super::diag::{Diagnostic, Report};
 use super::limits;
 use super::raw::{RawDuration, RawReadiness, RawReports};
 use crate::core::model::{ReadinessSettings, ReportSettings, S3Location};
+use crate::core::time::fmt_duration;
 
 pub fn readiness(report: &mut Report, raw: RawReadiness) -> ReadinessSettings {
     let default = ReadinessSettings::default();
@@ -68,7 +69,31 @@ pub fn reports(report: &mut Report, raw: RawReports) -> ReportSettings {
         "how often the journal is backed up besides after every run; hours (the default is 1h)",
     )
     .unwrap_or(default.backup_every);
-    ReportSettings { s3, backup_every }
+    let region = raw.region.and_then(|r| {
+        let ok = !r.get_ref().is_empty()
+            && r.get_ref()
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if ok {
+            Some(r.into_inner())
+        } else {
+            report.push(
+                Diagnostic::error(
+                    "bad-region",
+                    format!("`region` \"{}\" is not an AWS region name", r.get_ref()),
+                )
+                .at(r.span())
+                .label("not a region")
+                .help("the reports bucket's region, e.g. region = \"us-east-2\""),
+            );
+            None
+        }
+    });
+    ReportSettings {
+        s3,
+        region,
+        backup_every,
+    }
 }
 
 /// A duration that must be above zero and at most `max`; `None` when absent or wrong
@@ -86,7 +111,7 @@ fn positive(
         report.push(
             Diagnostic::error(
                 "out-of-range",
-                format!("`{field}` is {d:?}, shorter than a second"),
+                format!("`{field}` is {}, shorter than a second", fmt_duration(d)),
             )
             .at(v.span())
             .label("below 1s")

@@ -172,6 +172,7 @@ pub struct RawReadiness {
 #[serde(deny_unknown_fields)]
 pub struct RawReports {
     pub s3: Option<Spanned<String>>,
+    pub region: Option<Spanned<String>>,
     pub backup_every: Option<Spanned<RawDuration>>,
 }
 
