@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 LIFEBOAT := ./target/debug/lifeboat
 
-.PHONY: demo test deps deps-sandbox build lint fmt
+.PHONY: demo test deps deps-sandbox build lint fmt package
 
 ## Install the system and Python packages the tests and the sandbox use.
 deps:
@@ -34,6 +34,15 @@ test: deps
 	$(CARGO) fmt --check
 	$(CARGO) deny --locked check bans licenses sources
 	tests/setup/with-services.sh $(CARGO) nextest run --locked --no-fail-fast --features failpoints
+
+## The Debian package, from a release build: target/debian/lifeboat_VERSION-1_ARCH.deb
+## (binary, man pages, completions, the lifeboat@.service template unit, the policy
+## schema, alert rules and dashboard). `make test` builds the same package from the
+## debug binary (tests/package.rs).
+package:
+	tests/setup/install-deps.sh --package
+	$(CARGO) build --locked --release
+	deploy/debian/build-deb.sh "$${CARGO_TARGET_DIR:-target}/release/lifeboat" "$${CARGO_TARGET_DIR:-target}/debian"
 
 lint:
 	$(CARGO) clippy --locked --all-targets --features failpoints -- -D warnings

@@ -459,7 +459,7 @@ async fn wait_healthy_needs_n_passing_rounds_in_a_row_and_a_failure_starts_the_c
         other => panic!("{other:?}"),
     }
 
-    let e = bind(&["nope".into()]).err().expect("unknown probe");
+    let e = bind(&["nope".into()]).expect_err("unknown probe");
     assert_eq!(
         e.to_string(),
         "step `healthy` waits for probe `nope`, which the policy does not define"

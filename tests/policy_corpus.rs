@@ -226,7 +226,7 @@ fn a_verified_connection_with_no_ca_file_on_a_machine_without_roots_is_flagged()
         .map(|d| format!("{}:{} {}", d["line"], d["column"], d["message"]))
         .collect();
     assert_eq!(no_ca.len(), 2, "one per region's host: {no_ca:?}");
-    assert!(no_ca[0].starts_with("24:26 "), "at the host: {no_ca:?}");
+    assert!(no_ca[0].starts_with("25:26 "), "at the host: {no_ca:?}");
     assert!(
         no_ca[0].contains("verify-full checks the server's certificate"),
         "{no_ca:?}"

@@ -20,7 +20,7 @@ use lifeboat::daemon::engine::{Engine, Event};
 use lifeboat::daemon::metrics::Metrics;
 use lifeboat::daemon::status;
 use lifeboat::daemon::witness::Witnesses;
-use lifeboat::driver::{AfterRun, Alerts, Driver, Events, Parts, Request};
+use lifeboat::driver::{Alerts, Driver, Events, Observer, Observers, Parts, Request};
 use lifeboat::journal::Journal;
 use lifeboat::runbook::{Cancel, RetrySettings};
 use support::{Factory, Target};
@@ -37,8 +37,8 @@ impl Alerts for Recorded {
 #[derive(Default)]
 struct Archived(Mutex<Vec<RunId>>);
 
-impl AfterRun for Archived {
-    fn ended(&self, run: &RunId) {
+impl Observer for Archived {
+    fn run_over(&self, run: &RunId) {
         self.0.lock().expect("lock").push(run.clone());
     }
 }
@@ -68,18 +68,17 @@ fn rig(dir: &tempfile::TempDir) -> Rig {
     let clock = support::tokio_clock();
     let metrics = Arc::new(Metrics::new());
     let cancel = Cancel::new();
-    let (mut driver, events) = Driver::new(Parts {
+    let (driver, events) = Driver::new(Parts {
         policy: policy.clone(),
         journal: journal.clone(),
         factory: Arc::new(Factory(Target::in_memory())),
         alerts: alerts.clone(),
-        observer: metrics.clone(),
+        observer: Arc::new(Observers(vec![metrics.clone(), archived.clone()])),
         clock: clock.clone(),
         source: "readiness test".into(),
         retry: RetrySettings::default(),
         cancel: cancel.clone(),
     });
-    driver.after_runs(archived.clone());
     let state = State::new(&policy, policy.regions.primary.clone(), clock.now());
     let tracker = HealthTracker::for_policy(&policy);
     let links = LinkMemory::default();

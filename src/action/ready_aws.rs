@@ -434,14 +434,11 @@ impl PromoteReplica {
                 "recreate it as a read replica of the serving primary",
             );
         };
-        match super::rds::replication(&db) {
-            Some((false, s)) => {
-                return Readiness::not_ready(
-                    format!("replication of {} from {source} is `{s}`", self.what),
-                    "look at the replica's events in the RDS console; restart replication or recreate the replica",
-                );
-            }
-            Some((true, _)) | None => {}
+        if let Some((false, s)) = super::rds::replication(&db) {
+            return Readiness::not_ready(
+                format!("replication of {} from {source} is `{s}`", self.what),
+                "look at the replica's events in the RDS console; restart replication or recreate the replica",
+            );
         }
         match self.replica_lag().await {
             super::rds::ReplicaLag::Seconds(s) => {

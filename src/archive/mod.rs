@@ -139,8 +139,8 @@ pub fn reports_client(policy: &Policy, aws: &AwsClients) -> aws_sdk_s3::Client {
     aws.s3(&region)
 }
 
-impl crate::driver::AfterRun for Archiver {
-    fn ended(&self, run: &RunId) {
+impl crate::driver::Observer for Archiver {
+    fn run_over(&self, run: &RunId) {
         self.run_ended(run);
     }
 }

@@ -123,7 +123,11 @@ fn decisions(args: &Args, state_dir: &Path) -> anyhow::Result<ExitCode> {
         Some(c) => tokio::runtime::Runtime::new()?.block_on(c.decisions(args.limit))?,
         None => {
             let journal = args.journal.open(state_dir)?;
-            journal.decisions(&args.journal.service()?, args.limit)?
+            let service = match args.journal.policy_path() {
+                Some(_) => Some(args.journal.service()?),
+                None => None,
+            };
+            journal.decisions_of(service.as_deref(), args.limit)?
         }
     };
     if args.json {

@@ -46,17 +46,12 @@ impl JournalArgs {
         Ok(journal::location(&policy, state_dir))
     }
 
-    /// The service's name: the policy's, or (with only `--journal`) the journal file's
-    /// stem, which is the service's name unless the policy chose another path.
+    /// The service's name, from the policy. Errors without one (only `--journal`).
     pub fn service(&self) -> anyhow::Result<String> {
-        match (self.policy_path(), &self.journal) {
-            (Some(p), _) => Ok(policy::load_valid(&p)?.0.service),
-            (None, Some(j)) => Ok(j
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default()),
-            (None, None) => unreachable!("policy_path gives the default without a journal"),
-        }
+        let Some(p) = self.policy_path() else {
+            anyhow::bail!("which service? name its policy with --policy");
+        };
+        Ok(policy::load_valid(&p)?.0.service)
     }
 
     /// Opens the existing journal, checked. Never creates one: reading commands must

@@ -3,6 +3,7 @@
 
 mod approve;
 mod control;
+mod docs;
 mod drill;
 mod history;
 mod journal;
@@ -14,6 +15,7 @@ mod readiness;
 mod reply;
 mod run;
 mod sandbox;
+mod schema;
 mod show;
 mod standalone;
 mod status_text;
@@ -137,6 +139,12 @@ pub enum Command {
     Readiness(readiness::Args),
     /// Back up the journal (SQLite's online backup) or restore it from a backup
     Journal(journal::Args),
+    /// Print the JSON Schema of policy files, for editors and CI
+    Schema(schema::Args),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell)
+    Completions(docs::CompletionsArgs),
+    /// Print the man page, or write one per command into a directory
+    Man(docs::ManArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -181,6 +189,9 @@ pub fn main() -> ExitCode {
         Command::Drill(args) => drill::run(args),
         Command::Readiness(args) => readiness::run(args, &cli.state_dir, &step_factory),
         Command::Journal(args) => journal::run(args, &cli.state_dir),
+        Command::Schema(args) => schema::run(args),
+        Command::Completions(args) => docs::completions(args),
+        Command::Man(args) => docs::man(args),
     };
     match result {
         Ok(code) => code,

@@ -19,7 +19,7 @@ use crate::core::model::Policy;
 use crate::core::summary::{LinkMemory, own_vote, summarize};
 use crate::daemon::discovery::{self, ActorLock};
 use crate::daemon::retry_settings;
-use crate::driver::{Alerter, Driver, Events, Parts, Unobserved};
+use crate::driver::{Alerter, Driver, Events, Parts};
 use crate::journal::{Journal, RunRecord};
 use crate::probe;
 use crate::runbook::{Cancel, RunOutcome};
@@ -76,13 +76,12 @@ impl Standalone {
             journal,
             factory: factory(policy.clone(), aws.clone()),
             alerts: alerts.clone(),
-            observer: Arc::new(Unobserved),
+            observer: archive.clone(),
             clock: WallClock::system(),
             source: format!("lifeboat CLI (pid {})", std::process::id()),
             retry: retry_settings(&policy),
             cancel: Cancel::new(),
         });
-        driver.after_runs(archive.clone());
         let unfinished = driver.restore()?;
         Ok(Standalone {
             driver,

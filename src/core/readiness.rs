@@ -421,7 +421,7 @@ mod tests {
             ]
         );
         let on_secondary = runbooks(&policy, &secondary);
-        assert_eq!(on_secondary[0].3, false);
+        assert!(!on_secondary[0].3, "the failover is not next while the secondary serves");
         assert_eq!(
             on_secondary[1],
             (Direction::Failback, secondary, primary, true)

@@ -100,6 +100,9 @@ pub enum Hold {
     NotNow { state: String, wanted: Direction },
     /// A run is paused until someone approves.
     AwaitingApproval { run: RunId, why: String },
+    /// Another controller leads this service (or none does yet): this one watches and
+    /// votes, and acts only once it is elected.
+    NotLeader { leader: Option<String> },
 }
 
 /// Other things worth recording: how runs end, recoveries, notices from steps.
@@ -148,6 +151,12 @@ pub enum Note {
         detail: String,
         fix: Option<String>,
     },
+    /// This controller was elected to lead the service, under a new epoch.
+    Elected { epoch: Epoch },
+    /// This controller no longer leads; `leader` does, if known.
+    Following { leader: Option<String> },
+    /// Another controller took over the run this one was driving, and finishes it.
+    HandedOver { run: RunId },
 }
 
 /// What a step tells the controller beside its result.
@@ -239,6 +248,7 @@ impl Hold {
             Hold::StartRefused { .. } => "start_refused",
             Hold::NotNow { .. } => "not_now",
             Hold::AwaitingApproval { .. } => "awaiting_approval",
+            Hold::NotLeader { .. } => "not_leader",
         }
     }
 
@@ -306,6 +316,9 @@ impl Hold {
             Hold::AwaitingApproval { .. } => {
                 "lifeboat approve RUN_ID (or lifeboat abort RUN_ID --reason …)"
             }
+            Hold::NotLeader { .. } => {
+                "the leading controller acts: lifeboat status shows which one; ask it (lifeboat failover … talks to the leader)"
+            }
             Hold::ObserverIsolated | Hold::ModeShadow | Hold::NotNow { .. } => return None,
         })
     }
@@ -327,6 +340,9 @@ impl Note {
                 ..
             } => "old_primary_not_fenced",
             Note::ReadinessChanged { .. } => "readiness_changed",
+            Note::Elected { .. } => "elected",
+            Note::Following { .. } => "following",
+            Note::HandedOver { .. } => "handed_over",
         }
     }
 
@@ -461,6 +477,12 @@ impl fmt::Display for Hold {
             Hold::AwaitingApproval { run, why } => {
                 write!(f, "run {run} waits for an approval: {why}")
             }
+            Hold::NotLeader { leader: Some(l) } => {
+                write!(f, "controller {l} leads this service; this one only watches and votes")
+            }
+            Hold::NotLeader { leader: None } => f.write_str(
+                "no controller leads this service yet; this one acts only once it is elected",
+            ),
         }
     }
 }
@@ -518,6 +540,22 @@ impl fmt::Display for Note {
                     None => Ok(()),
                 }
             }
+            Note::Elected { epoch } => {
+                write!(f, "this controller now leads the service (epoch {epoch})")
+            }
+            Note::Following { leader: Some(l) } => {
+                write!(
+                    f,
+                    "controller {l} leads the service; this one watches and votes"
+                )
+            }
+            Note::Following { leader: None } => f.write_str(
+                "no controller leads the service; this one watches, votes and campaigns",
+            ),
+            Note::HandedOver { run } => write!(
+                f,
+                "another controller took over run {run} and finishes it; this one stopped driving it"
+            ),
         }
     }
 }

@@ -101,6 +101,8 @@ impl Engine {
                     debug!(witness = %poll.url, "witness did not answer: {e}");
                 }
                 self.witnesses.record(poll, Instant::now());
+                self.metrics
+                    .witnesses(&self.witnesses.views(Instant::now()));
                 let after = self.witnesses.agreeing(&active, Instant::now());
                 if after != before {
                     let p = self.driver.policy();

@@ -33,7 +33,7 @@ use crate::core::controller::State;
 use crate::core::health::HealthTracker;
 use crate::core::model::Policy;
 use crate::core::summary::LinkMemory;
-use crate::driver::{Alerter, Alerts, Driver, Parts};
+use crate::driver::{Alerter, Alerts, Driver, Observers, Parts};
 use crate::journal::Journal;
 use crate::probe::{self, scheduler::Scheduler};
 use crate::runbook::{Backoff, Cancel, RetrySettings, StepFactory};
@@ -105,19 +105,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let cancel = Cancel::new();
     let source = format!("daemon pid {}", std::process::id());
     let clock = WallClock::system();
-    let metrics = Arc::new(metrics::Metrics::new());
+    let metrics = Arc::new(metrics::Metrics::for_policy(&policy));
     let alerts: Arc<dyn Alerts> = Arc::new(Alerter::new(&policy, opts.aws.as_ref()));
-    let (mut driver, mut runs) = Driver::new(Parts {
-        policy: policy.clone(),
-        journal: journal.clone(),
-        factory: opts.factory.clone(),
-        alerts,
-        observer: metrics.clone(),
-        clock: clock.clone(),
-        source: format!("lifeboat daemon (pid {})", std::process::id()),
-        retry: retry_settings(&policy),
-        cancel: cancel.clone(),
-    });
     // Every run that ends leaves a report (and, with a bucket, a journal backup).
     let archiver = Arc::new(crate::archive::Archiver::new(
         policy.clone(),
@@ -125,7 +114,17 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         opts.aws.clone(),
         clock.clone(),
     ));
-    driver.after_runs(archiver.clone());
+    let (driver, mut runs) = Driver::new(Parts {
+        policy: policy.clone(),
+        journal: journal.clone(),
+        factory: opts.factory.clone(),
+        alerts,
+        observer: Arc::new(Observers(vec![metrics.clone(), archiver.clone()])),
+        clock: clock.clone(),
+        source: format!("lifeboat daemon (pid {})", std::process::id()),
+        retry: retry_settings(&policy),
+        cancel: cancel.clone(),
+    });
     let tracker = HealthTracker::for_policy(&policy);
     let links = LinkMemory::default();
     let state = State::new(&policy, policy.regions.primary.clone(), clock.now());

@@ -22,6 +22,7 @@ use aws_sdk_route53::types::{
     Change, ChangeAction, ChangeBatch, HealthCheckConfig, HealthCheckType,
     ResourceRecordSetFailover,
 };
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::report::{Check, Mark, Report};
@@ -31,16 +32,17 @@ use crate::core::model::Direction;
 use crate::core::readiness::{ReadinessReport, ReadyState};
 use crate::core::time::Ts;
 use crate::daemon::client::Client;
+use crate::policy::schema::DurationText;
 use crate::sandbox::world::{SECONDARY, World};
 
 /// One change to make to the sandbox.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Drift {
     pub kind: DriftKind,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DriftKind {
     /// The Route 53 health check the failover pair's switch inverts is deleted.
@@ -62,9 +64,11 @@ impl DriftKind {
 }
 
 /// What readiness must report about the drift.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExpectReadiness {
+    /// The runbook the step is in: failover or failback.
+    #[schemars(with = "DirectionText")]
     pub direction: Direction,
     /// The step readiness must name as not ready.
     pub step: String,
@@ -72,7 +76,17 @@ pub struct ExpectReadiness {
     pub fix: String,
     /// From the drift to readiness going red, and from the repair to green.
     #[serde(default = "d30", deserialize_with = "super::scenario::duration")]
+    #[schemars(with = "DurationText")]
     pub within: Duration,
+}
+
+/// `direction`'s two values, for the schema (core's types carry no schema).
+#[derive(JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum DirectionText {
+    Failover,
+    Failback,
 }
 
 fn d30() -> Duration {

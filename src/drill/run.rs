@@ -175,6 +175,15 @@ async fn drive(setup: &Setup, dir: &Path, report: &mut Report) -> anyhow::Result
     finish_figures(report, &writes, &seen, &dns_changes, &writable, fault_ms);
     report.passed = outcome.is_ok() && report.checks.iter().all(|c| c.passed);
     drop(daemon);
+    // Keep the journal beside the report: its runs and decisions, with their evidence,
+    // outlive the sandbox (`lifeboat history --journal FILE --decisions`).
+    let kept = setup
+        .logs
+        .join(format!("{}-{}.db", s.drill.name, report.repetition));
+    match crate::journal::Journal::open(&journal).and_then(|j| j.snapshot_to(&kept)) {
+        Ok(()) => report.journal = Some(kept.display().to_string()),
+        Err(e) => tracing::warn!("could not keep the drill's journal: {e}"),
+    }
     outcome
 }
 

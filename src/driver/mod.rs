@@ -27,7 +27,7 @@ use crate::core::kind::StepKind;
 use crate::core::model::{Direction, Policy, RegionName};
 use crate::core::plan::{self, Plan, PlanRequest};
 use crate::core::readiness::ReadinessReport;
-use crate::core::reason::Hold;
+use crate::core::reason::{Hold, Notice};
 use crate::journal::{Journal, JournalError, RunRecord};
 use crate::runbook::{
     Cancel, Executor, Progress, ProgressKind, ProgressSink, RetrySettings, RunOutcome, StepFactory,
@@ -54,17 +54,53 @@ pub trait Observer: Send + Sync {
     fn readiness(&self, report: &ReadinessReport) {
         let _ = report;
     }
+    /// A step reported a notice (an old primary left unfenced).
+    fn noticed(&self, notice: &Notice) {
+        let _ = notice;
+    }
+    /// A run is over and its record final: completed, failed or aborted (not one that
+    /// waits for an approval or was interrupted, which goes on later). The archive
+    /// writes its report and backs the journal up here; it must return at once.
+    fn run_over(&self, run: &RunId) {
+        let _ = run;
+    }
 }
 
-/// What happens after a run ends (completed, failed or aborted): its report and a
-/// journal backup (`archive::Archiver`). Must return at once.
-pub trait AfterRun: Send + Sync {
-    fn ended(&self, run: &RunId);
-}
-
-/// An observer that watches nothing (the standalone CLI).
+/// An observer that watches nothing.
 pub struct Unobserved;
 impl Observer for Unobserved {}
+
+/// Several observers, each told everything in turn (the daemon's metrics and its
+/// archive).
+pub struct Observers(pub Vec<Arc<dyn Observer>>);
+
+impl Observer for Observers {
+    fn decided(&self, state: &State) {
+        self.0.iter().for_each(|o| o.decided(state));
+    }
+    fn run_started(&self, request: &RunRequest, detection_to_decision: Option<Duration>) {
+        self.0
+            .iter()
+            .for_each(|o| o.run_started(request, detection_to_decision));
+    }
+    fn run_ended(&self, direction: Direction, outcome: &str) {
+        self.0.iter().for_each(|o| o.run_ended(direction, outcome));
+    }
+    fn step_ended(&self, step: &str, kind: StepKind, outcome: &str, seconds: f64) {
+        self.0
+            .iter()
+            .for_each(|o| o.step_ended(step, kind, outcome, seconds));
+    }
+    fn readiness(&self, report: &ReadinessReport) {
+        self.0.iter().for_each(|o| o.readiness(report));
+    }
+    fn noticed(&self, notice: &Notice) {
+        self.0.iter().for_each(|o| o.noticed(notice));
+    }
+    fn run_over(&self, run: &RunId) {
+        self.0.iter().for_each(|o| o.run_over(run));
+    }
+}
 
 /// An operator's request, from the API or the CLI.
 #[derive(Clone, Debug)]
@@ -131,7 +167,6 @@ pub struct Driver {
     ended: mpsc::UnboundedSender<RunEnded>,
     /// Set while handling one request: the run it started, or why the start failed.
     started: Option<Result<RunId, String>>,
-    after_run: Option<Arc<dyn AfterRun>>,
     /// The latest readiness round.
     readiness: Option<ReadinessReport>,
 }
@@ -159,7 +194,6 @@ impl Driver {
             running: None,
             ended: ended_tx,
             started: None,
-            after_run: None,
             readiness: None,
         };
         (driver, Events { progress, ended })
@@ -167,11 +201,6 @@ impl Driver {
 
     pub fn state(&self) -> &State {
         &self.state
-    }
-
-    /// Calls `hook` whenever a run ends (completed, failed or aborted).
-    pub fn after_runs(&mut self, hook: Arc<dyn AfterRun>) {
-        self.after_run = Some(hook);
     }
 
     /// The latest readiness round, if one ran.
@@ -201,9 +230,7 @@ impl Driver {
     }
 
     fn archive(&self, run: &RunId) {
-        if let Some(h) = &self.after_run {
-            h.ended(run);
-        }
+        self.observer.run_over(run);
     }
 
     pub fn policy(&self) -> &Arc<Policy> {
@@ -347,6 +374,7 @@ impl Driver {
     pub fn progress(&mut self, p: &Progress) {
         debug!(run_id = %p.run_id, step = p.step.as_deref().unwrap_or("-"), "{:?}: {}", p.kind, p.message);
         if let Some(notice) = &p.notice {
+            self.observer.noticed(notice);
             self.feed(Input::Notice {
                 run: p.run_id.clone(),
                 notice: notice.clone(),

@@ -78,11 +78,21 @@ impl Journal {
     ///
     /// Errors: `Corrupt` when a stored decision does not parse.
     pub fn decisions(&self, service: &str, limit: usize) -> Result<Vec<Decision>, JournalError> {
+        self.decisions_of(Some(service), limit)
+    }
+
+    /// Decisions, newest first: of one service, or (`None`) of every service the
+    /// journal holds (a journal file named on its own, without its policy).
+    pub fn decisions_of(
+        &self,
+        service: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Decision>, JournalError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows: Vec<(i64, String)> = self.read(|tx| {
             let mut stmt = tx
                 .prepare(
-                    "SELECT id, decision FROM decisions WHERE service = ?1
+                    "SELECT id, decision FROM decisions WHERE ?1 IS NULL OR service = ?1
                      ORDER BY id DESC LIMIT ?2",
                 )
                 .map_err(|e| self.err(e))?;
@@ -97,5 +107,17 @@ impl Journal {
                 })
             })
             .collect()
+    }
+
+    /// Writes a consistent copy of the whole journal to `dest` (replacing it), for
+    /// keeping beside a report: `VACUUM INTO` reads one snapshot and writes a compact,
+    /// complete database.
+    pub fn snapshot_to(&self, dest: &std::path::Path) -> Result<(), JournalError> {
+        let _ = std::fs::remove_file(dest);
+        let target = dest.to_string_lossy().into_owned();
+        let conn = self.conn();
+        conn.execute("VACUUM INTO ?1", [target])
+            .map_err(|e| self.err(e))?;
+        Ok(())
     }
 }

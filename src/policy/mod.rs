@@ -15,6 +15,7 @@ mod ops;
 mod probes;
 mod raw;
 mod runbooks;
+pub mod schema;
 mod spans;
 mod targets;
 mod tls;

@@ -13,7 +13,7 @@ use crate::core::model::{
     Component, ProbeCheck, ProbeSpec, RegionName, Regions, Target, TargetKind,
 };
 
-const KINDS: &[&str] = &[
+pub(super) const KINDS: &[&str] = &[
     "http",
     "postgres",
     "tcp",

@@ -9,7 +9,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use super::progress::{Progress, ProgressKind, ProgressSink};
 use super::run_step::{Session, run_step};
-use super::{Cancel, RetrySettings, RunOutcome, Step, StepError, StepFactory};
+use super::{Authority, Cancel, Local, RetrySettings, RunOutcome, Step, StepError, StepFactory};
 use crate::clock::WallClock;
 use crate::core::ids::RunId;
 use crate::core::plan::Plan;
@@ -42,6 +42,7 @@ pub struct Executor {
     retry: RetrySettings,
     cancel: Cancel,
     progress: ProgressSink,
+    authority: Arc<dyn Authority>,
 }
 
 impl Executor {
@@ -54,7 +55,15 @@ impl Executor {
             retry: RetrySettings::default(),
             cancel: Cancel::new(),
             progress: ProgressSink::default(),
+            authority: Arc::new(Local),
         }
+    }
+
+    /// Who else must agree before a step acts (default: nobody; the journal's fence is
+    /// the whole story with one controller).
+    pub fn authority(mut self, authority: Arc<dyn Authority>) -> Executor {
+        self.authority = authority;
+        self
     }
 
     /// Where journal timestamps come from (default: the system clock).
@@ -185,6 +194,7 @@ impl Executor {
             retry: self.retry,
             cancel: self.cancel.clone(),
             progress: self.progress.clone(),
+            authority: self.authority.clone(),
             plan,
             fence,
         });

@@ -7,6 +7,7 @@
 //! executor's fencing epoch; when the journal refuses it (a newer executor took over, or
 //! the run was aborted) the executor stops without calling `apply`.
 
+pub mod authority;
 mod cancel;
 mod executor;
 pub mod failpoint;
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 
+pub use authority::{Authority, AuthorityError, Local, SharedOutcome};
 pub use cancel::Cancel;
 pub use executor::Executor;
 pub use progress::{Progress, ProgressKind, ProgressSink};

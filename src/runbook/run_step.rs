@@ -9,7 +9,10 @@ use tracing::{error, info, warn};
 
 use super::failpoint::{self, Point};
 use super::progress::{Progress, ProgressKind as Event, ProgressSink};
-use super::{Cancel, Check, RetrySettings, Step, StepCtx, StepError, Verify};
+use super::{
+    Authority, AuthorityError, Cancel, Check, RetrySettings, SharedOutcome, Step, StepCtx,
+    StepError, Verify,
+};
 use crate::clock::WallClock;
 use crate::core::plan::{Plan, PlannedStep};
 use crate::core::reason::Notice;
@@ -27,6 +30,7 @@ pub(super) struct Session {
     pub retry: RetrySettings,
     pub cancel: Cancel,
     pub progress: ProgressSink,
+    pub authority: Arc<dyn Authority>,
     pub plan: Plan,
     pub fence: Fence,
 }
@@ -167,6 +171,12 @@ impl<'a> StepRun<'a> {
         run.mark(state, Some(&detail), None)?;
         info!("step {state}: {detail}");
         run.event(event, 0, detail);
+        let shared = if in_place.is_some() {
+            SharedOutcome::Adopted
+        } else {
+            SharedOutcome::Done
+        };
+        run.share(shared).await?;
         Ok(StepEnd::Done)
     }
 
@@ -210,6 +220,7 @@ impl<'a> StepRun<'a> {
             let n = self.apply_attempts;
             let id = self.begin_attempt(AttemptPhase::Apply, n)?;
             self.event(Event::Applying, n, format!("apply attempt {n}"));
+            self.authorize(id, n).await?;
             failpoint::hit(&self.ps.name, Point::BeforeApply);
             let err = match timeout_at(self.deadline, step.apply(ctx)).await {
                 Ok(Ok(applied)) => {
@@ -340,6 +351,8 @@ impl<'a> StepRun<'a> {
         }
         self.mark(StepState::Failed, Some(message), Some(class))?;
         self.event(Event::StepFailed, 0, message.to_string());
+        self.share(SharedOutcome::Failed(message.to_string()))
+            .await?;
         Ok(Halt::End(if self.ps.continue_on_error {
             warn!("step failed (the run goes on): {message}");
             StepEnd::FailedContinue
@@ -386,6 +399,57 @@ impl<'a> StepRun<'a> {
         info!("step waits for approval: {reason}");
         self.event(Event::AwaitingApproval, 0, reason.clone());
         Ok(Halt::End(StepEnd::Paused { reason }))
+    }
+
+    /// The step's position in the plan, 1-based: its key in the shared record.
+    fn seq(&self) -> u32 {
+        let at = self.s.plan.steps().position(|p| p.name == self.ps.name);
+        at.map_or(0, |i| u32::try_from(i + 1).unwrap_or(u32::MAX))
+    }
+
+    /// Before a side effect: the acting rule, then this epoch's intent in the shared
+    /// record. Either refusing ends the attempt with nothing applied.
+    async fn authorize(&mut self, id: AttemptId, n: u32) -> Result<(), Halt> {
+        if let Err(why) = self.s.authority.may_act() {
+            let msg = format!("not applied: this controller may not act now ({why})");
+            self.end_attempt(id, n, AttemptOutcome::Cancelled, None, &msg)?;
+            warn!("{msg}");
+            return Err(Halt::End(StepEnd::Interrupted));
+        }
+        let (run, seq, name) = (&self.s.plan.run_id, self.seq(), &self.ps.name);
+        match self.s.authority.intent(run, seq, name).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let msg =
+                    format!("not applied: the shared record refused this epoch's intent: {e}");
+                self.end_attempt(id, n, AttemptOutcome::Cancelled, None, &msg)?;
+                warn!("{msg}");
+                Err(Halt::End(match e {
+                    AuthorityError::Deposed(_) => StepEnd::Superseded,
+                    AuthorityError::Unavailable(_) => StepEnd::Interrupted,
+                }))
+            }
+        }
+    }
+
+    /// After the step's end is journaled here: its outcome in the shared record, once.
+    async fn share(&self, outcome: SharedOutcome) -> Result<(), Halt> {
+        let (run, seq, name) = (&self.s.plan.run_id, self.seq(), &self.ps.name);
+        match self.s.authority.done(run, seq, name, outcome).await {
+            Ok(()) => Ok(()),
+            Err(AuthorityError::Deposed(why)) => {
+                warn!("the shared record refused the step's outcome: {why}");
+                Err(Halt::End(StepEnd::Superseded))
+            }
+            Err(AuthorityError::Unavailable(why)) => {
+                // The effect is in place and journaled here; a new leader's check finds it
+                // and records it as adopted.
+                warn!(
+                    "the step's outcome could not be shared now ({why}); a resumed run adopts it"
+                );
+                Err(Halt::End(StepEnd::Interrupted))
+            }
+        }
     }
 
     fn deadline_message(&self, what: &str, attempts: u32, last: &str) -> String {

@@ -132,6 +132,25 @@ pub enum OperatorCommand {
     },
 }
 
+/// Whether this controller may act on the service.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "role")]
+pub enum Leadership {
+    /// The embedded backend: this controller is the only one; its journal lock says so.
+    #[default]
+    Sole,
+    /// Elected through the coordination backend; its fenced writes carry `epoch`.
+    Leading { epoch: Epoch },
+    /// Another controller leads (`leader`), or none does yet: watch and vote only.
+    Following { leader: Option<String> },
+}
+
+impl Leadership {
+    pub fn leads(&self) -> bool {
+        !matches!(self, Leadership::Following { .. })
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "input")]
 pub enum Input {
@@ -168,6 +187,8 @@ pub enum Input {
         notice: Notice,
     },
     Operator(OperatorCommand),
+    /// The coordination backend elected this controller, or another one.
+    Leadership(Leadership),
 }
 
 /// What the controller asks the driver to start.

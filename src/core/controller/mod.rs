@@ -122,6 +122,9 @@ pub struct State {
     pub last_decision: Option<Decision>,
     /// The newest health snapshot; operator commands are judged against it.
     pub health: Option<HealthSummary>,
+    /// Whether this controller may act (the coordination backend's word).
+    #[serde(default)]
+    pub leadership: Leadership,
     /// A "no quorum" alert kept back for two intervals: the witnesses are being asked
     /// and usually agree within a poll, and a page saying "blocked" a moment before
     /// "failing over" is noise. A tick releases it if the hold still stands.
@@ -147,6 +150,7 @@ impl State {
             paused: None,
             last_decision: None,
             health: None,
+            leadership: Leadership::Sole,
             held_alert: None,
         }
     }
@@ -296,8 +300,55 @@ pub fn step(policy: &Policy, state: &State, input: Input, now: Ts) -> (State, Ve
             record(&mut s, &mut out, now, summary, Reason::Note(note), ev, true);
         }
         Input::Operator(cmd) => operator(policy, &mut s, cmd, now, &mut out),
+        Input::Leadership(l) => leadership(policy, &mut s, l, now, &mut out),
     }
     (s, out)
+}
+
+/// The coordination backend changed who leads. A newly elected controller acts from
+/// its next health snapshot on; one that lost the lead stops starting anything (a run it
+/// was driving is finished by the new leader).
+fn leadership(policy: &Policy, s: &mut State, l: Leadership, now: Ts, out: &mut Vec<Command>) {
+    if s.leadership == l {
+        return;
+    }
+    let note = match &l {
+        Leadership::Leading { epoch } => Some(Note::Elected { epoch: *epoch }),
+        Leadership::Following { leader } => Some(Note::Following {
+            leader: leader.clone(),
+        }),
+        Leadership::Sole => None,
+    };
+    let was_leading = s.leadership.leads();
+    s.leadership = l;
+    if let Some(n) = note {
+        let summary = match &n {
+            Note::Elected { .. } => "elected leader",
+            _ => "following",
+        };
+        record(
+            s,
+            out,
+            now,
+            summary.to_string(),
+            Reason::Note(n),
+            Evidence::default(),
+            false,
+        );
+    }
+    if s.leadership.leads() && s.phase.blocked_by(|h| matches!(h, Hold::NotLeader { .. })) {
+        s.phase = s.resting(policy, now);
+    }
+    if was_leading && !s.leadership.leads() && !s.phase.run_in_progress() {
+        let leader = match &s.leadership {
+            Leadership::Following { leader } => leader.clone(),
+            _ => None,
+        };
+        s.phase = Phase::Blocked {
+            hold: Hold::NotLeader { leader },
+            since: now,
+        };
+    }
 }
 
 pub(super) fn record(
@@ -452,6 +503,14 @@ fn health(policy: &Policy, s: &mut State, snap: &HealthSummary, now: Ts, out: &m
         return;
     }
     if s.phase.blocked_by(Hold::sticky) {
+        return;
+    }
+    if let Leadership::Following { leader } = &s.leadership {
+        // A follower watches; its own view still reaches `status` through `s.health`.
+        let hold = Hold::NotLeader {
+            leader: leader.clone(),
+        };
+        block(policy, s, out, now, hold, Evidence::default());
         return;
     }
     if snap.isolated() {
@@ -642,6 +701,17 @@ fn finished(
         target: Some(to.clone()),
         ..Evidence::default()
     };
+    if matches!(end, RunEnd::Superseded { .. }) && s.leadership != Leadership::Sole {
+        // With several controllers, a newer epoch is another controller that took the
+        // run over: it finishes it. Nothing here needs a person.
+        s.phase = Phase::Blocked {
+            hold: Hold::NotLeader { leader: None },
+            since: now,
+        };
+        let note = Reason::Note(Note::HandedOver { run });
+        record(s, out, now, "run handed over".to_string(), note, ev, false);
+        return;
+    }
     match superseded(end) {
         RunEnd::Completed => {
             s.active = to.clone();

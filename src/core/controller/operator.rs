@@ -17,6 +17,13 @@ pub(super) fn operator(
     out: &mut Vec<Command>,
 ) {
     let snap = s.health.clone();
+    if let super::Leadership::Following { leader } = &s.leadership {
+        // Only the leader acts, and only it writes the shared state a pause lives in.
+        out.push(Command::Refuse(Hold::NotLeader {
+            leader: leader.clone(),
+        }));
+        return;
+    }
     match cmd {
         OperatorCommand::Pause { by, reason } => {
             s.paused = Some(Pause {
