@@ -421,7 +421,10 @@ mod tests {
             ]
         );
         let on_secondary = runbooks(&policy, &secondary);
-        assert!(!on_secondary[0].3, "the failover is not next while the secondary serves");
+        assert!(
+            !on_secondary[0].3,
+            "the failover is not next while the secondary serves"
+        );
         assert_eq!(
             on_secondary[1],
             (Direction::Failback, secondary, primary, true)

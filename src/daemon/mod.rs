@@ -174,6 +174,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     );
 
     let backups = archiver.spawn_scheduled_backups();
+    let readiness_now = Arc::new(tokio::sync::Notify::new());
     let readiness = opts.readiness.then(|| {
         readiness::Schedule {
             policy: policy.clone(),
@@ -182,6 +183,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             status: status_view.clone(),
             events: events_tx.clone(),
             clock: WallClock::system(),
+            now: readiness_now.clone(),
         }
         .spawn()
     });
@@ -226,8 +228,20 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    // SIGHUP (`systemctl reload`) asks for a readiness round at once; the policy itself is
+    // read at start only, so it is not reloaded.
+    let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     loop {
         let event = tokio::select! {
+            _ = sighup.recv() => {
+                if readiness.is_some() {
+                    info!("SIGHUP: checking readiness now");
+                    readiness_now.notify_one();
+                } else {
+                    info!("SIGHUP ignored: a witness checks no readiness");
+                }
+                continue;
+            }
             Some(e) = events_rx.recv() => e,
             Some(o) = obs_rx.recv() => Event::Observed(o),
             Some(p) = runs.progress.recv() => Event::Progress(p),

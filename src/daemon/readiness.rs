@@ -1,14 +1,14 @@
 //! The daemon's readiness schedule: a round soon after start, then every
-//! `[readiness] every`, each handed to the event loop as `Event::Readiness`. A round is
-//! skipped while a run is under way: the world is meant to be changing then, and the run
-//! itself reports what fails. (Policy reload does not exist yet; when it does, a reload
-//! should start a round at once.)
+//! `[readiness] every`, and one at once when asked (`now`, which the event loop pokes on
+//! SIGHUP), each handed to the event loop as `Event::Readiness`. A round is skipped while
+//! a run is under way: the world is meant to be changing then, and the run itself
+//! reports what fails.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
-use tracing::debug;
+use tokio::sync::{Notify, mpsc};
+use tracing::{debug, info};
 
 use super::engine::Event;
 use super::status::StatusView;
@@ -29,6 +29,8 @@ pub struct Schedule {
     pub status: Arc<RwLock<StatusView>>,
     pub events: mpsc::Sender<Event>,
     pub clock: WallClock,
+    /// Notified to start a round at once (SIGHUP), whatever the schedule says.
+    pub now: Arc<Notify>,
 }
 
 impl Schedule {
@@ -41,14 +43,25 @@ impl Schedule {
             );
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tick.tick().await;
+                let asked = tokio::select! {
+                    _ = tick.tick() => false,
+                    _ = self.now.notified() => true,
+                };
                 let (serving, busy) = match self.status.read() {
                     Ok(v) => (v.active.clone(), v.current_run.is_some()),
                     Err(_) => continue,
                 };
                 if busy {
-                    debug!("readiness round skipped: a run is under way");
+                    if asked {
+                        info!("readiness round not started: a run is under way");
+                    } else {
+                        debug!("readiness round skipped: a run is under way");
+                    }
                     continue;
+                }
+                if asked {
+                    // The next scheduled round is a whole period after this one.
+                    tick.reset();
                 }
                 let report = readiness::round(
                     Round {
