@@ -66,7 +66,7 @@ fn rig(dir: &tempfile::TempDir) -> Rig {
     let alerts = Arc::new(Recorded::default());
     let archived = Arc::new(Archived::default());
     let clock = support::tokio_clock();
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::for_policy(&policy));
     let cancel = Cancel::new();
     let (driver, events) = Driver::new(Parts {
         policy: policy.clone(),
@@ -156,7 +156,7 @@ fn metric(m: &Metrics, line: &str) -> Option<String> {
 async fn every_readiness_change_is_alerted_once_with_its_fix_and_shown_and_exported() {
     let dir = support::tempdir();
     let mut r = rig(&dir);
-    let ok_line = "lifeboat_readiness_ok{direction=\"failover\",step=\"move-dns\"}";
+    let ok_line = "lifeboat_readiness_ok{service=\"sandbox-orders\",direction=\"failover\",step=\"move-dns\"}";
 
     r.engine.handle(Event::Readiness(Box::new(round(
         1_000,
@@ -173,7 +173,7 @@ async fn every_readiness_change_is_alerted_once_with_its_fix_and_shown_and_expor
     assert!(
         metric(
             &r.metrics,
-            "lifeboat_readiness_cannot_tell{direction=\"all\",step=\"permissions\"}"
+            "lifeboat_readiness_cannot_tell{service=\"sandbox-orders\",direction=\"all\",step=\"permissions\"}"
         )
         .is_some_and(|l| l.ends_with(" 1"))
     );

@@ -319,12 +319,24 @@ async fn metric(url: &str, direction: Direction, step: &str) -> Option<String> {
         .text()
         .await
         .ok()?;
-    let needle = format!(
-        "lifeboat_readiness_ok{{direction=\"{}\",step=\"{step}\"}}",
-        direction.as_str()
-    );
+    readiness_ok(&text, direction, step)
+}
+
+/// `lifeboat_readiness_ok`'s value for one step in Prometheus text, whatever other labels
+/// the series carries and in whatever order (the daemon adds `service` to every series).
+fn readiness_ok(text: &str, direction: Direction, step: &str) -> Option<String> {
+    let labels = [
+        format!("direction=\"{}\"", direction.as_str()),
+        format!("step=\"{step}\""),
+    ];
     text.lines()
-        .find(|l| l.starts_with(&needle))
+        .filter_map(|l| l.strip_prefix("lifeboat_readiness_ok{"))
+        .find(|l| {
+            let inside = l.split('}').next().unwrap_or_default();
+            labels
+                .iter()
+                .all(|want| inside.split(',').any(|kv| kv == want))
+        })
         .and_then(|l| l.split_whitespace().last())
         .map(str::to_string)
 }
@@ -497,4 +509,22 @@ fn now() -> Ts {
 
 fn secs_between(a: Ts, b: Ts) -> f64 {
     (b.as_millis() as f64 - a.as_millis() as f64) / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_readiness_metric_is_found_beside_the_service_label() {
+        let text = "# TYPE lifeboat_readiness_ok gauge\n\
+            lifeboat_readiness_ok{service=\"orders\",direction=\"failback\",step=\"move-dns\"} 1\n\
+            lifeboat_readiness_ok{service=\"orders\",direction=\"failover\",step=\"move-dns\"} 0\n\
+            lifeboat_readiness_ok{service=\"orders\",direction=\"failover\",step=\"move-dns-2\"} 1\n";
+        assert_eq!(
+            readiness_ok(text, Direction::Failover, "move-dns").as_deref(),
+            Some("0")
+        );
+        assert_eq!(readiness_ok(text, Direction::Failover, "scale"), None);
+    }
 }
