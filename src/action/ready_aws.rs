@@ -105,8 +105,8 @@ impl Switch {
                 return match r {
                     Readiness::NotReady { why, .. } => Readiness::not_ready(
                         format!(
-                            "the switch health check `{hc}` that {} relies on: {why}; the failover cannot move DNS without it",
-                            self.goal.record_name
+                            "the switch health check `{hc}` that {} relies on: {why}; the {} cannot move DNS without it",
+                            self.goal.record_name, ctx.direction
                         ),
                         format!(
                             "recreate the switch (a CALCULATED health check, terraform/route53.tf) and attach it to the PRIMARY record, or set health_check_id in {}",

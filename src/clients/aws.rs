@@ -62,9 +62,11 @@ impl AwsClients {
             .endpoint_url(endpoint_url)
             .credentials_provider(aws_sdk_sns::config::SharedCredentialsProvider::new(creds))
             .retry_config(RetryConfig::disabled())
+            // moto reads its EC2 image catalogue on the first Auto Scaling call; on a
+            // loaded 2-core machine that took over 10 s and failed sandbox starts.
             .timeout_config(
                 TimeoutConfig::builder()
-                    .operation_timeout(Duration::from_secs(10))
+                    .operation_timeout(Duration::from_secs(30))
                     .build(),
             )
             .build();
