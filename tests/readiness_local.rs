@@ -1,7 +1,8 @@
 //! Readiness of the steps that act on local services, against real ones: the PostgreSQL
 //! steps (promote, fence, catch-up) on a primary with a streaming standby, Redis,
-//! `wait_healthy` over a real probe, `command` and `manual_approval`. Each check is
-//! shown ready on a healthy world and not ready, naming the fix, once the world drifts.
+//! `command` and `manual_approval` (`wait_healthy`, over a real probe, is in
+//! `tests/daemon_api.rs`). Each check is shown ready on a healthy world and not ready,
+//! naming the fix, once the world drifts.
 
 #[path = "support/action_helpers.rs"]
 mod helpers;

@@ -63,10 +63,11 @@ impl WaitHealthy {
 #[async_trait]
 impl Step for WaitHealthy {
     /// One round of the probes the step waits for. For the runbook that runs next they
-    /// must pass now; for the other, the region they watch serves or stands by now and
-    /// is observed as it is (a failing probe there fails that runbook's wait later too,
-    /// unless what breaks it is mended first).
-    async fn readiness(&self, _ctx: &ReadyCtx) -> Readiness {
+    /// must pass now. For the other, a failing probe says nothing of the moment that
+    /// runbook runs (the failback's wait is for the primary to come back): cannot tell,
+    /// so that an outage the daemon already reports does not also page as a failback
+    /// that is not ready.
+    async fn readiness(&self, ctx: &ReadyCtx) -> Readiness {
         let clock = Clock::system();
         let mut failures = Vec::new();
         for p in &self.probes {
@@ -77,6 +78,14 @@ impl Step for WaitHealthy {
         }
         if failures.is_empty() {
             Readiness::ready(format!("{} pass in {} now", self.names(), self.region))
+        } else if !ctx.next {
+            Readiness::cannot_tell(format!(
+                "the step waits for {} in {}, which fail now ({}); the {} waits until they pass, and readiness asks again once it is the runbook that runs next",
+                self.names(),
+                self.region,
+                failures.join("; "),
+                ctx.direction
+            ))
         } else {
             Readiness::not_ready(
                 format!(
