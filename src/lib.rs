@@ -4,6 +4,7 @@
 //! `core` decides, and the other modules do the I/O those decisions call for.
 
 pub mod action;
+pub mod archive;
 pub mod cli;
 pub mod clients;
 pub mod clock;
@@ -19,5 +20,7 @@ pub mod journal;
 pub mod policy;
 pub mod probe;
 pub mod process;
+pub mod readiness;
+pub mod report;
 pub mod runbook;
 pub mod sandbox;

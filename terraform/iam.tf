@@ -96,6 +96,7 @@ data "aws_iam_policy_document" "lifeboat" {
     [
       data.aws_iam_policy_document.route53.json,
       data.aws_iam_policy_document.notify_and_reports.json,
+      data.aws_iam_policy_document.readiness.json,
     ],
     data.aws_iam_policy_document.rds_instances[*].json,
     data.aws_iam_policy_document.aurora[*].json,
@@ -167,10 +168,11 @@ data "aws_iam_policy_document" "route53" {
 # --- notify, and the module's reports bucket ---------------------------------------
 
 data "aws_iam_policy_document" "notify_and_reports" {
+  # Publish, and (readiness) read the topic's attributes to see that it exists.
   statement {
     sid       = "SnsNotify"
     effect    = "Allow"
-    actions   = ["sns:Publish"]
+    actions   = ["sns:Publish", "sns:GetTopicAttributes"]
     resources = [aws_sns_topic.notifications.arn]
   }
 
@@ -188,6 +190,20 @@ data "aws_iam_policy_document" "notify_and_reports" {
     effect    = "Allow"
     actions   = ["s3:GetObject", "s3:PutObject"]
     resources = ["${aws_s3_bucket.reports.arn}/*"]
+  }
+}
+
+# --- readiness ----------------------------------------------------------------------
+
+data "aws_iam_policy_document" "readiness" {
+  # `lifeboat readiness` and the daemon's scheduled round ask IAM whether this role holds
+  # the actions the planned steps call. Simulating evaluates policies and changes
+  # nothing; the grant names only this role.
+  statement {
+    sid       = "SimulateOwnPermissions"
+    effect    = "Allow"
+    actions   = ["iam:SimulatePrincipalPolicy"]
+    resources = [aws_iam_role.lifeboat.arn]
   }
 }
 
@@ -288,10 +304,11 @@ data "aws_iam_policy_document" "cloudfront" {
   # GetInvalidation polls the invalidation lifeboat created. A resumed step finds one
   # it created before a crash by repeating CreateInvalidation with the same caller
   # reference (fixed per run and step), which CloudFront answers with the existing one.
+  # GetDistribution: readiness checks that the distribution exists and is enabled.
   statement {
     sid       = "CloudFrontInvalidate"
     effect    = "Allow"
-    actions   = ["cloudfront:CreateInvalidation", "cloudfront:GetInvalidation"]
+    actions   = ["cloudfront:CreateInvalidation", "cloudfront:GetInvalidation", "cloudfront:GetDistribution"]
     resources = local.cloudfront_distribution_arns
   }
 }
@@ -320,6 +337,17 @@ data "aws_iam_policy_document" "app_bucket_objects" {
     actions = ["s3:GetObject", "s3:PutObject", "s3:GetObjectTagging", "s3:PutObjectTagging"]
     resources = [
       for b in values(local.s3_buckets) : "arn:${local.partition}:s3:::${b.name}/${b.data_prefix}*"
+    ]
+  }
+
+  # Readiness of s3_sync_check: a check without copy_missing relies on bucket
+  # replication, which needs versioning on both buckets. Bucket-level reads only.
+  statement {
+    sid     = "AppBucketsReadiness"
+    effect  = "Allow"
+    actions = ["s3:GetBucketVersioning", "s3:GetReplicationConfiguration"]
+    resources = [
+      for b in values(local.s3_buckets) : "arn:${local.partition}:s3:::${b.name}"
     ]
   }
 }

@@ -66,7 +66,7 @@ output "sns_topic_arn" {
 }
 
 output "reports_bucket" {
-  description = "Bucket for drill reports and journal backups, in the control region. Not a policy field yet: the drill report and journal backup settings will take it."
+  description = "Bucket for run reports and journal backups, in the control region. Fills `[reports] s3 = \"s3://<bucket>/lifeboat/\"`."
   value       = aws_s3_bucket.reports.bucket
 }
 

@@ -1,7 +1,7 @@
 //! `lifeboat run` as a process: its API serves health, Prometheus metrics and status to
 //! anyone on loopback, refuses control calls without the token, refuses to listen beyond
 //! loopback without one, lets only one runner act on a journal, refuses a damaged
-//! journal, and stops cleanly on SIGTERM.
+//! journal, stops cleanly on SIGTERM, and checks readiness at once on SIGHUP.
 
 mod support;
 
@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lifeboat::sandbox::endpoint::{self, Faults};
+use lifeboat::core::model::Direction;
+use lifeboat::core::readiness::{ReadinessReport, ReadyState};
+use lifeboat::sandbox::endpoint::{self, Faults, Mode};
 
 /// A policy with one HTTP probe per region, against two fault-switch endpoints.
 fn policy(dir: &Path, east: u16, west: u16) -> PathBuf {
@@ -29,6 +31,10 @@ mode = "manual"
 
 [journal]
 path = "journal.db"
+
+# One scheduled round (2 s after start) in a test's lifetime; any other is SIGHUP's.
+[readiness]
+every = "1d"
 
 [targets.api]
 kind = "http"
@@ -353,5 +359,77 @@ fn a_damaged_journal_stops_the_daemon_before_it_acts() {
     assert!(
         !dir.path().join("journal.db.api").exists(),
         "nothing was started"
+    );
+}
+
+/// The daemon's latest readiness round, once `newer_than` (or any, with `None`) is there.
+async fn readiness_after(d: &Daemon, newer_than: Option<&ReadinessReport>) -> ReadinessReport {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let status: serde_json::Value = reqwest::get(format!("{}/v1/status", d.url))
+            .await
+            .expect("status")
+            .json()
+            .await
+            .expect("status json");
+        if let Some(r) = status.get("readiness").filter(|r| !r.is_null()) {
+            let r: ReadinessReport = serde_json::from_value(r.clone()).expect("a readiness report");
+            if newer_than.is_none_or(|old| old.at != r.at) {
+                return r;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new readiness round within 15 s (after {newer_than:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn failback_wait(r: &ReadinessReport) -> ReadyState {
+    r.runbooks
+        .iter()
+        .find(|rb| rb.direction == Direction::Failback)
+        .and_then(|rb| rb.steps.iter().find(|s| s.step == "healthy"))
+        .map(|s| s.readiness.state())
+        .expect("the failback's healthy step")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_checks_readiness_at_once_and_status_shows_the_new_round() {
+    let dir = support::tempdir();
+    let east_faults = Faults::new("us-east-1");
+    let (east, _t1) = endpoint::spawn(east_faults.clone(), 0).await.expect("east");
+    let (west, _t2) = endpoint::spawn(Faults::new("us-west-2"), 0)
+        .await
+        .expect("west");
+    let policy = policy(dir.path(), east, west);
+    let mut d = start(&policy);
+
+    let first = readiness_after(&d, None).await;
+    assert_eq!(failback_wait(&first), ReadyState::Ready, "{first:#?}");
+
+    // The primary's API fails: a failback would wait for it. With `every = "1d"` only
+    // SIGHUP can start the round that sees it. The failback is not the runbook that runs
+    // next, so its wait cannot tell (a failing primary is the failover's business, and
+    // is not paged twice).
+    east_faults.set_mode(Mode::Error);
+    assert!(
+        Command::new("kill")
+            .arg("-HUP")
+            .arg(d.child.id().to_string())
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let second = readiness_after(&d, Some(&first)).await;
+    assert_eq!(
+        failback_wait(&second),
+        ReadyState::CannotTell,
+        "{second:#?}"
+    );
+    assert!(
+        d.child.try_wait().expect("try_wait").is_none(),
+        "SIGHUP does not stop the daemon"
     );
 }

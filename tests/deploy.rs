@@ -81,6 +81,7 @@ fn every_alert_has_a_unit_test_and_the_issue_s_cases_are_covered() {
         "LifeboatProbeNearTimeout",
         "LifeboatWitnessUnreachable",
         "LifeboatObserverIsolated",
+        "LifeboatStepNotReady",
     ] {
         assert!(alerts.contains(needed), "no alert {needed}");
     }
@@ -336,6 +337,7 @@ async fn every_metric_the_rules_and_the_dashboard_use_exists_on_a_live_daemon_on
         "lifeboat_active_region{service=\"sandbox-orders\",region=\"us-east-1\"} 1",
         "lifeboat_witness_up{service=\"sandbox-orders\",witness=\"http://127.0.0.1:",
         "lifeboat_database_role{service=\"sandbox-orders\",region=\"us-east-1\",role=\"primary\"} 1",
+        "lifeboat_readiness_ok{service=\"sandbox-orders\",",
     ])
     .await;
     // A failover by hand, so that the run's series (steps, durations, outcomes) exist

@@ -564,4 +564,10 @@ fn example_policy_takes_its_dns_and_channel_from_terraform_outputs() {
         topic_arn,
         "arn:aws:sns:us-east-2:444455556666:checkout-lifeboat"
     );
+    let reports = policy.reports.s3.as_ref().expect("the reports bucket");
+    assert_eq!(reports.bucket, "checkout-lifeboat-444455556666-us-east-2");
+    assert_eq!(
+        policy.readiness.role_arn.as_deref(),
+        Some("arn:aws:iam::444455556666:role/checkout-lifeboat")
+    );
 }

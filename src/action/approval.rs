@@ -3,7 +3,8 @@
 
 use async_trait::async_trait;
 
-use crate::runbook::{Applied, Check, Step, StepCtx, StepError, Verify};
+use crate::core::readiness::Readiness;
+use crate::runbook::{Applied, Check, ReadyCtx, Step, StepCtx, StepError, Verify};
 
 /// Pauses the run until a person approves.
 ///
@@ -22,6 +23,15 @@ impl Gate {
 
 #[async_trait]
 impl Step for Gate {
+    /// Nothing outside lifeboat: the run waits for `lifeboat approve`, which works as
+    /// long as lifeboat does.
+    async fn readiness(&self, _ctx: &ReadyCtx) -> Readiness {
+        Readiness::ready(format!(
+            "a person approves with lifeboat approve: {}",
+            self.prompt
+        ))
+    }
+
     async fn check(&self, ctx: &StepCtx) -> Result<Check, StepError> {
         Ok(match &ctx.approved_by {
             Some(by) => Check::Done(format!("approved by {by}")),

@@ -13,8 +13,9 @@ use super::{aws_error, idempotency_token, target_section};
 use crate::clients::redis as redis_client;
 use crate::core::model::CacheScope;
 use crate::core::model::{RegionName, SecretRef};
+use crate::core::readiness::Readiness;
 use crate::probe::redact_url;
-use crate::runbook::{Applied, Check, Step, StepCtx, StepError, Verify};
+use crate::runbook::{Applied, Check, ReadyCtx, Step, StepCtx, StepError, Verify};
 
 /// Keys per SCAN round: large enough to finish a big cache in few round trips, small
 /// enough that each UNLINK stays short for a server that keeps serving.
@@ -128,6 +129,35 @@ impl RedisInvalidate {
 
 #[async_trait]
 impl Step for RedisInvalidate {
+    /// Redis answers PING with the target's credentials: the connection the step
+    /// would use. Whether the user's ACL allows SCAN, UNLINK or FLUSHDB is not checked
+    /// (Redis tells only by running them).
+    async fn readiness(&self, ctx: &ReadyCtx) -> Readiness {
+        let conn = redis_client::connect(
+            &self.url,
+            self.password.as_ref(),
+            self.ca_file.as_deref(),
+            super::connect_bound(ctx.deadline),
+        )
+        .await;
+        let mut conn = match conn {
+            Ok(c) => c,
+            Err(e) => {
+                return Readiness::not_ready(
+                    format!("{}: {e}", self.what),
+                    "start Redis or fix the network to it; check the target's url, password and ca_file",
+                );
+            }
+        };
+        match redis::cmd("PING").query_async::<String>(&mut conn).await {
+            Ok(_) => Readiness::ready(format!("{} answers PING", self.what)),
+            Err(e) => Readiness::not_ready(
+                format!("{}: PING failed: {e}", self.what),
+                "check the target's password and the user's ACL",
+            ),
+        }
+    }
+
     async fn check(&self, ctx: &StepCtx) -> Result<Check, StepError> {
         let mut conn = self.connect(ctx).await?;
         Ok(match self.remaining(&mut conn).await? {
@@ -218,13 +248,13 @@ impl Step for RedisInvalidate {
 /// "not done" without looking: applying again is the idempotent way to find it.
 /// Errors: fatal when the distribution does not exist or the call is denied.
 pub struct CloudfrontInvalidate {
-    client: aws_sdk_cloudfront::Client,
-    distribution_id: String,
-    paths: Vec<String>,
-    what: String,
-    section: String,
+    pub(super) client: aws_sdk_cloudfront::Client,
+    pub(super) distribution_id: String,
+    pub(super) paths: Vec<String>,
+    pub(super) what: String,
+    pub(super) section: String,
     /// The invalidation `apply` created (or found), which `verify` polls.
-    id: Mutex<Option<String>>,
+    pub(super) id: Mutex<Option<String>>,
 }
 
 impl CloudfrontInvalidate {
@@ -265,6 +295,10 @@ impl CloudfrontInvalidate {
 
 #[async_trait]
 impl Step for CloudfrontInvalidate {
+    async fn readiness(&self, ctx: &ReadyCtx) -> Readiness {
+        self.ready(ctx).await
+    }
+
     async fn check(&self, _ctx: &StepCtx) -> Result<Check, StepError> {
         Ok(Check::NotDone(format!(
             "invalidations are idempotent by caller reference: applying again returns this run's invalidation of {}",

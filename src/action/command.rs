@@ -8,8 +8,9 @@
 use async_trait::async_trait;
 
 use crate::clients::subprocess::{self, Program, SpawnError};
+use crate::core::readiness::Readiness;
 use crate::probe::snippet_lines;
-use crate::runbook::{Applied, Check, Step, StepCtx, StepError, Verify};
+use crate::runbook::{Applied, Check, ReadyCtx, Step, StepCtx, StepError, Verify};
 
 /// Runs a program; exit status 0 is success.
 ///
@@ -40,6 +41,27 @@ impl Command {
 
 #[async_trait]
 impl Step for Command {
+    /// The program exists and may be run, in the PATH it would get. What it does cannot
+    /// be known without running it, so a program that is there is "cannot tell".
+    async fn readiness(&self, _ctx: &ReadyCtx) -> Readiness {
+        let program = Program {
+            run: &self.run,
+            vars: Vec::new(),
+            pass: &self.pass_env,
+        };
+        match subprocess::find(&program) {
+            Ok(path) => Readiness::cannot_tell(format!(
+                "`{}` would run {}; what it does is known only by running it",
+                self.shown(),
+                path.display()
+            )),
+            Err(why) => Readiness::not_ready(
+                format!("`{}` would not start: {why}", self.shown()),
+                "install the program on lifeboat's host, or fix the step's `run` in the policy",
+            ),
+        }
+    }
+
     async fn check(&self, _ctx: &StepCtx) -> Result<Check, StepError> {
         Ok(Check::NotDone(format!(
             "`{}` is run every time (commands must be idempotent)",

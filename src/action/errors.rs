@@ -4,6 +4,7 @@
 
 use crate::clients::aws::{describe_error, is_retryable};
 use crate::clients::pg::PgError;
+use crate::core::readiness::Readiness;
 use crate::runbook::StepError;
 
 /// An AWS SDK error as a step error.
@@ -44,6 +45,54 @@ where
             "{call} on {subject} was refused in its current state ({said}): look at it in the AWS console, fix it, then start the run again"
         )),
         Code::Other => StepError::fatal(format!("{call} on {subject} failed: {said}")),
+    }
+}
+
+/// An AWS SDK error met by a readiness check: a missing resource or a denied read is
+/// not ready, with the fix; an endpoint that did not answer (throttling, timeouts, 5xx)
+/// leaves the check unable to tell.
+pub(crate) fn aws_readiness<E>(
+    action: &str,
+    subject: &str,
+    section: &str,
+    e: &aws_sdk_s3::error::SdkError<E>,
+) -> Readiness
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let call = action.split_once(':').map(|(_, c)| c).unwrap_or(action);
+    let said = describe_error(e);
+    let code = match e {
+        aws_sdk_s3::error::SdkError::ServiceError(se) => se.err().code().unwrap_or(""),
+        _ => "",
+    };
+    if is_retryable(e) {
+        return Readiness::cannot_tell(format!("{call} on {subject} did not answer: {said}"));
+    }
+    // A success the SDK could not read (an emulator's answer in another shape: moto
+    // names GetBucketVersioning's root element differently): nothing is known.
+    if let aws_sdk_s3::error::SdkError::ServiceError(se) = e
+        && se.raw().status().is_success()
+    {
+        return Readiness::cannot_tell(format!(
+            "{call} on {subject} answered in a form lifeboat cannot read ({said})"
+        ));
+    }
+    match classify_code(code) {
+        Code::Denied => Readiness::not_ready(
+            format!("{call} on {subject} was denied ({said})"),
+            format!("grant {action} to the lifeboat role (terraform/iam.tf)"),
+        ),
+        Code::NotFound => Readiness::not_ready(
+            format!("{subject} does not exist ({said})"),
+            format!(
+                "create it (the Terraform module), or point {section} in the policy at the one that exists"
+            ),
+        ),
+        Code::InvalidState | Code::Other => Readiness::not_ready(
+            format!("{call} on {subject} failed: {said}"),
+            format!("look at {subject} in the AWS console and at {section} in the policy"),
+        ),
     }
 }
 

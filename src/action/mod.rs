@@ -17,6 +17,8 @@ pub mod notify;
 pub mod postgres;
 pub mod postgres_fence;
 pub mod rds;
+mod ready_aws;
+mod ready_pg;
 pub mod route53;
 pub mod scale;
 pub mod storage;
@@ -33,7 +35,9 @@ use crate::core::plan::{Plan, PlannedStep};
 use crate::probe;
 use crate::runbook::{Step, StepError, StepFactory};
 
-pub(crate) use errors::{aws_error, is_invalid_state, pg_connect_error, pg_query_error};
+pub(crate) use errors::{
+    aws_error, aws_readiness, is_invalid_state, pg_connect_error, pg_query_error,
+};
 pub use notify::{Message, render_text};
 pub use postgres_fence::NOT_FENCED;
 

@@ -17,8 +17,9 @@ use super::aws_error;
 use crate::clients::aws::AwsClients;
 use crate::clients::secret::{self, Secret};
 use crate::core::model::{Channel, ChannelKind, Direction, RegionName};
+use crate::core::readiness::Readiness;
 use crate::core::step::TimelineEntry;
-use crate::runbook::{Applied, Check, Step, StepCtx, StepError, Verify};
+use crate::runbook::{Applied, Check, ReadyCtx, Step, StepCtx, StepError, Verify};
 
 /// What a notification says, as data (rendered to text by `render_text`, and sent
 /// whole as the webhook's `lifeboat` object).
@@ -204,10 +205,10 @@ fn sns_region(topic_arn: &str) -> String {
 /// Errors: retryable for throttling, 5xx and transport failures; fatal for a refused
 /// request (denied, unknown topic, a 4xx from the webhook).
 pub struct Notify {
-    channel: String,
-    via: Via,
-    note: Option<String>,
-    reason: String,
+    pub(super) channel: String,
+    pub(super) via: Via,
+    pub(super) note: Option<String>,
+    pub(super) reason: String,
 }
 
 impl Notify {
@@ -223,6 +224,10 @@ impl Notify {
 
 #[async_trait]
 impl Step for Notify {
+    async fn readiness(&self, ctx: &ReadyCtx) -> Readiness {
+        self.ready(ctx).await
+    }
+
     async fn check(&self, _ctx: &StepCtx) -> Result<Check, StepError> {
         Ok(Check::NotDone(format!(
             "notifications are sent every time (channel `{}`)",

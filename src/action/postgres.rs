@@ -14,9 +14,10 @@ use super::{connect_bound, pg_connect_error, pg_query_error};
 use crate::clients::pg;
 use crate::core::health::Lag;
 use crate::core::model::{PostgresEndpoint, RegionName};
+use crate::core::readiness::Readiness;
 use crate::core::rpo;
 use crate::core::time::fmt_duration;
-use crate::runbook::{Applied, Check, Step, StepCtx, StepError, Verify};
+use crate::runbook::{Applied, Check, ReadyCtx, Step, StepCtx, StepError, Verify};
 
 /// What the status query says about a server.
 #[derive(Clone, Debug, PartialEq)]
@@ -157,6 +158,10 @@ pub(crate) fn over_budget(over: rpo::OverBudget, what: &str) -> StepError {
 
 #[async_trait]
 impl Step for Promote {
+    async fn readiness(&self, ctx: &ReadyCtx) -> Readiness {
+        super::ready_pg::promote(&self.ep, &self.what, ctx).await
+    }
+
     async fn check(&self, ctx: &StepCtx) -> Result<Check, StepError> {
         Ok(match self.observe(ctx).await? {
             (st, None) => Check::NotDone(format!(

@@ -11,8 +11,9 @@ use super::postgres::{Writable, connect, fmt_lsn, parse_lsn, status, write_check
 use super::{connect_bound, pg_connect_error, pg_query_error};
 use crate::clients::pg;
 use crate::core::model::{PostgresEndpoint, RegionName};
+use crate::core::readiness::Readiness;
 use crate::core::reason::Notice;
-use crate::runbook::{Applied, Check, Step, StepCtx, StepError, Verify};
+use crate::runbook::{Applied, Check, ReadyCtx, Step, StepCtx, StepError, Verify};
 
 /// How a fence step's detail starts when the old primary could not be fenced because
 /// nothing answered: the run records it, and the daemon alerts on it.
@@ -147,6 +148,10 @@ async fn read_only(client: &Client, what: &str) -> Result<bool, StepError> {
 
 #[async_trait]
 impl Step for Fence {
+    async fn readiness(&self, ctx: &ReadyCtx) -> Readiness {
+        super::ready_pg::fence(&self.ep, &self.what, ctx).await
+    }
+
     async fn check(&self, ctx: &StepCtx) -> Result<Check, StepError> {
         Ok(match self.look(ctx).await? {
             // Not "done": the apply attempt records the unreachable server in the run.
@@ -423,6 +428,17 @@ impl CatchUp {
 
 #[async_trait]
 impl Step for CatchUp {
+    async fn readiness(&self, ctx: &ReadyCtx) -> Readiness {
+        super::ready_pg::catch_up(
+            &self.standby,
+            &self.writer,
+            &self.what_standby,
+            &self.what_writer,
+            ctx,
+        )
+        .await
+    }
+
     async fn check(&self, ctx: &StepCtx) -> Result<Check, StepError> {
         Ok(match self.observe(ctx).await? {
             Ok(d) => Check::Done(d),

@@ -9,9 +9,10 @@ use aws_sdk_rds::types::{DbInstance, GlobalCluster};
 
 use super::{aws_error, target_section};
 use crate::core::model::AuroraEndpoint;
+use crate::core::readiness::Readiness;
 use crate::core::rpo;
 use crate::core::time::fmt_duration;
-use crate::runbook::{Applied, Check, Step, StepCtx, StepError, Verify};
+use crate::runbook::{Applied, Check, ReadyCtx, Step, StepCtx, StepError, Verify};
 
 /// Promotes an RDS read replica.
 ///
@@ -23,11 +24,11 @@ use crate::runbook::{Applied, Check, Step, StepCtx, StepError, Verify};
 /// Errors: fatal when the instance does not exist or the call is denied;
 /// NeedsApproval when replication has stopped or the lag is over budget.
 pub struct PromoteReplica {
-    client: aws_sdk_rds::Client,
-    cloudwatch: aws_sdk_cloudwatch::Client,
-    instance_id: String,
-    what: String,
-    section: String,
+    pub(super) client: aws_sdk_rds::Client,
+    pub(super) cloudwatch: aws_sdk_cloudwatch::Client,
+    pub(super) instance_id: String,
+    pub(super) what: String,
+    pub(super) section: String,
 }
 
 impl PromoteReplica {
@@ -48,7 +49,7 @@ impl PromoteReplica {
         }
     }
 
-    async fn describe(&self) -> Result<DbInstance, StepError> {
+    pub(super) async fn describe(&self) -> Result<DbInstance, StepError> {
         let out = self
             .client
             .describe_db_instances()
@@ -66,14 +67,14 @@ impl PromoteReplica {
 }
 
 /// The instance's replica source, if it still has one.
-fn replica_source(db: &DbInstance) -> Option<&str> {
+pub(super) fn replica_source(db: &DbInstance) -> Option<&str> {
     db.read_replica_source_db_instance_identifier()
         .or(db.read_replica_source_db_cluster_identifier())
 }
 
 /// The replica's replication state from DescribeDBInstances (`replicating`, `error`,
 /// `stopped`…), with AWS's message when it has one.
-fn replication(db: &DbInstance) -> Option<(bool, String)> {
+pub(super) fn replication(db: &DbInstance) -> Option<(bool, String)> {
     let info = db
         .status_infos()
         .iter()
@@ -102,7 +103,7 @@ fn replication_gate(db: &DbInstance, ctx: &StepCtx, what: &str) -> Result<String
 
 /// How far behind the replica was, by CloudWatch.
 #[derive(Clone, Debug, PartialEq)]
-enum ReplicaLag {
+pub(super) enum ReplicaLag {
     Seconds(f64),
     /// No datapoint, a negative one (RDS reports -1 while replication is broken), or
     /// CloudWatch could not be read; the words say which.
@@ -117,7 +118,7 @@ impl PromoteReplica {
     /// The newest `ReplicaLag` (AWS/RDS, seconds) of the last few minutes. A failure to
     /// read it does not stop a failover: it is reported, and the replication status
     /// still gates the promotion.
-    async fn replica_lag(&self) -> ReplicaLag {
+    pub(super) async fn replica_lag(&self) -> ReplicaLag {
         use aws_sdk_cloudwatch::primitives::DateTime;
         use aws_sdk_cloudwatch::types::{Dimension, Statistic};
         let now = SystemTime::now();
@@ -177,6 +178,10 @@ fn lag_gate(lag: &ReplicaLag, ctx: &StepCtx, what: &str) -> Result<String, StepE
 
 #[async_trait]
 impl Step for PromoteReplica {
+    async fn readiness(&self, ctx: &ReadyCtx) -> Readiness {
+        self.ready(ctx).await
+    }
+
     async fn check(&self, _ctx: &StepCtx) -> Result<Check, StepError> {
         let db = self.describe().await?;
         let status = db.db_instance_status().unwrap_or("unknown");
@@ -238,12 +243,12 @@ impl Step for PromoteReplica {
 /// Errors: fatal when the global database or cluster does not exist, the cluster is
 /// not a member, or the call is denied.
 pub struct AuroraGlobal {
-    client: aws_sdk_rds::Client,
-    ep: AuroraEndpoint,
-    what: String,
-    section: String,
+    pub(super) client: aws_sdk_rds::Client,
+    pub(super) ep: AuroraEndpoint,
+    pub(super) what: String,
+    pub(super) section: String,
     /// SwitchoverGlobalCluster rather than FailoverGlobalCluster.
-    switchover: bool,
+    pub(super) switchover: bool,
 }
 
 impl AuroraGlobal {
@@ -317,7 +322,7 @@ impl AuroraGlobal {
     }
 
     /// Where the global database stands: its status, and whether our cluster writes.
-    async fn observe(&self) -> Result<(String, Option<bool>), StepError> {
+    pub(super) async fn observe(&self) -> Result<(String, Option<bool>), StepError> {
         let g = self.global().await?;
         let status = g.status().unwrap_or("unknown").to_string();
         let id = &self.ep.cluster_id;
@@ -332,6 +337,10 @@ impl AuroraGlobal {
 
 #[async_trait]
 impl Step for AuroraGlobal {
+    async fn readiness(&self, ctx: &ReadyCtx) -> Readiness {
+        self.ready(ctx).await
+    }
+
     async fn check(&self, _ctx: &StepCtx) -> Result<Check, StepError> {
         Ok(match self.observe().await? {
             (status, Some(true)) => Check::Done(format!("{} is the writer ({status})", self.what)),

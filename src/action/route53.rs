@@ -16,7 +16,8 @@ use aws_sdk_route53::types::{
 
 use super::{aws_error, target_section};
 use crate::core::model::{DnsRecord, Route53Endpoint};
-use crate::runbook::{Applied, Check, Step, StepCtx, StepError, Verify};
+use crate::core::readiness::Readiness;
+use crate::runbook::{Applied, Check, ReadyCtx, Step, StepCtx, StepError, Verify};
 
 /// Moves a record's traffic to the step's region.
 ///
@@ -30,14 +31,14 @@ use crate::runbook::{Applied, Check, Step, StepCtx, StepError, Verify};
 /// Errors: fatal when the zone, record or health check does not exist or the call is
 /// denied; retryable on throttling and version conflicts.
 pub struct Switch {
-    client: aws_sdk_route53::Client,
-    goal: Route53Endpoint,
+    pub(super) client: aws_sdk_route53::Client,
+    pub(super) goal: Route53Endpoint,
     /// The set identifiers of the other regions' records (`weighted`).
-    others: Vec<String>,
-    what: String,
-    section: String,
+    pub(super) others: Vec<String>,
+    pub(super) what: String,
+    pub(super) section: String,
     /// The change `apply` submitted, which `verify` waits for (weighted, simple).
-    change: Mutex<Option<String>>,
+    pub(super) change: Mutex<Option<String>>,
 }
 
 impl Switch {
@@ -62,7 +63,7 @@ impl Switch {
     }
 
     /// The live record sets of the target's name and type.
-    async fn records(&self) -> Result<Vec<ResourceRecordSet>, StepError> {
+    pub(super) async fn records(&self) -> Result<Vec<ResourceRecordSet>, StepError> {
         let name = normalize(&self.goal.record_name);
         let rtype = RrType::from(self.goal.record_type.as_str());
         let mut out = Vec::new();
@@ -106,7 +107,7 @@ impl Switch {
     }
 
     /// `failover_pair`: the switch's health check and whether it must be inverted.
-    async fn pair_goal(
+    pub(super) async fn pair_goal(
         &self,
         set_id: &str,
         health_check_id: Option<&str>,
@@ -279,6 +280,10 @@ pub(crate) fn record_changes(
 
 #[async_trait]
 impl Step for Switch {
+    async fn readiness(&self, ctx: &ReadyCtx) -> Readiness {
+        self.ready(ctx).await
+    }
+
     async fn check(&self, _ctx: &StepCtx) -> Result<Check, StepError> {
         if let Some((set_id, hc)) = self.pair() {
             let (hc, invert, record) = self.pair_goal(set_id, hc).await?;

@@ -10,7 +10,8 @@ use aws_sdk_autoscaling::types::{AutoScalingGroup, LifecycleState};
 use aws_sdk_ecs::types::Service;
 
 use super::{aws_error, target_section};
-use crate::runbook::{Applied, Check, Step, StepCtx, StepError, Verify};
+use crate::core::readiness::Readiness;
+use crate::runbook::{Applied, Check, ReadyCtx, Step, StepCtx, StepError, Verify};
 
 /// The sizes an Auto Scaling group should have.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,11 +27,11 @@ pub struct Sizes {
 /// harmless); done when the sizes match and at least `desired` instances are InService.
 /// Errors: fatal when the group does not exist or the call is denied.
 pub struct Asg {
-    client: aws_sdk_autoscaling::Client,
-    group: String,
-    sizes: Sizes,
-    what: String,
-    section: String,
+    pub(super) client: aws_sdk_autoscaling::Client,
+    pub(super) group: String,
+    pub(super) sizes: Sizes,
+    pub(super) what: String,
+    pub(super) section: String,
 }
 
 impl Asg {
@@ -50,7 +51,7 @@ impl Asg {
         }
     }
 
-    async fn describe(&self) -> Result<AutoScalingGroup, StepError> {
+    pub(super) async fn describe(&self) -> Result<AutoScalingGroup, StepError> {
         let out = self
             .client
             .describe_auto_scaling_groups()
@@ -103,6 +104,10 @@ impl Asg {
 
 #[async_trait]
 impl Step for Asg {
+    async fn readiness(&self, ctx: &ReadyCtx) -> Readiness {
+        self.ready(ctx).await
+    }
+
     async fn check(&self, _ctx: &StepCtx) -> Result<Check, StepError> {
         let (sizes, in_service) = self.observe().await?;
         let now = self.fmt(sizes, in_service);
@@ -162,12 +167,12 @@ impl Step for Asg {
 /// Errors: fatal when the cluster or service does not exist, the service is not
 /// ACTIVE, or the call is denied.
 pub struct Ecs {
-    client: aws_sdk_ecs::Client,
-    cluster: String,
-    service: String,
-    desired: u32,
-    what: String,
-    section: String,
+    pub(super) client: aws_sdk_ecs::Client,
+    pub(super) cluster: String,
+    pub(super) service: String,
+    pub(super) desired: u32,
+    pub(super) what: String,
+    pub(super) section: String,
 }
 
 impl Ecs {
@@ -189,7 +194,7 @@ impl Ecs {
         }
     }
 
-    async fn describe(&self) -> Result<Service, StepError> {
+    pub(super) async fn describe(&self) -> Result<Service, StepError> {
         let out = self
             .client
             .describe_services()
@@ -234,6 +239,10 @@ impl Ecs {
 
 #[async_trait]
 impl Step for Ecs {
+    async fn readiness(&self, ctx: &ReadyCtx) -> Readiness {
+        self.ready(ctx).await
+    }
+
     async fn check(&self, _ctx: &StepCtx) -> Result<Check, StepError> {
         let (desired, running) = self.observe().await?;
         let now = format!("{} wants {desired} tasks, runs {running}", self.what);

@@ -12,7 +12,8 @@ use async_trait::async_trait;
 
 use super::{aws_error, some_of, target_section};
 use crate::core::binding::S3Bucket;
-use crate::runbook::{Applied, Check, Step, StepCtx, StepError, Verify};
+use crate::core::readiness::Readiness;
+use crate::runbook::{Applied, Check, ReadyCtx, Step, StepCtx, StepError, Verify};
 
 /// What differs between the two listings.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -69,13 +70,13 @@ pub fn diff(source: &BTreeMap<String, String>, dest: &BTreeMap<String, String>) 
 /// names a few keys and the count: the failback must not proceed onto stale storage),
 /// when a bucket does not exist, or a call is denied.
 pub struct SyncCheck {
-    source_client: aws_sdk_s3::Client,
-    dest_client: aws_sdk_s3::Client,
-    source: S3Bucket,
-    dest: S3Bucket,
-    prefix: String,
-    copy_missing: bool,
-    section: String,
+    pub(super) source_client: aws_sdk_s3::Client,
+    pub(super) dest_client: aws_sdk_s3::Client,
+    pub(super) source: S3Bucket,
+    pub(super) dest: S3Bucket,
+    pub(super) prefix: String,
+    pub(super) copy_missing: bool,
+    pub(super) section: String,
 }
 
 impl SyncCheck {
@@ -180,6 +181,10 @@ impl SyncCheck {
 
 #[async_trait]
 impl Step for SyncCheck {
+    async fn readiness(&self, ctx: &ReadyCtx) -> Readiness {
+        self.ready(ctx).await
+    }
+
     async fn check(&self, _ctx: &StepCtx) -> Result<Check, StepError> {
         let d = self.compare().await?;
         Ok(if d.to_copy().is_empty() {

@@ -7,8 +7,9 @@ use async_trait::async_trait;
 
 use crate::core::binding::BoundProbe;
 use crate::core::model::RegionName;
+use crate::core::readiness::Readiness;
 use crate::probe::{self, Clock, RegionProbe};
-use crate::runbook::{Applied, Check, Step, StepCtx, StepError, Verify};
+use crate::runbook::{Applied, Check, ReadyCtx, Step, StepCtx, StepError, Verify};
 
 /// Runs the region's probes once per `verify` and counts consecutive rounds where
 /// every probe passed; a failed round resets the count.
@@ -61,6 +62,46 @@ impl WaitHealthy {
 
 #[async_trait]
 impl Step for WaitHealthy {
+    /// One round of the probes the step waits for. For the runbook that runs next they
+    /// must pass now. For the other, a failing probe says nothing of the moment that
+    /// runbook runs (the failback's wait is for the primary to come back): cannot tell,
+    /// so that an outage the daemon already reports does not also page as a failback
+    /// that is not ready.
+    async fn readiness(&self, ctx: &ReadyCtx) -> Readiness {
+        let clock = Clock::system();
+        let mut failures = Vec::new();
+        for p in &self.probes {
+            let obs = p.run(&clock).await;
+            if let Some(reason) = obs.reason() {
+                failures.push(format!("{}: {reason}", p.name));
+            }
+        }
+        if failures.is_empty() {
+            Readiness::ready(format!("{} pass in {} now", self.names(), self.region))
+        } else if !ctx.next {
+            Readiness::cannot_tell(format!(
+                "the step waits for {} in {}, which fail now ({}); the {} waits until they pass, and readiness asks again once it is the runbook that runs next",
+                self.names(),
+                self.region,
+                failures.join("; "),
+                ctx.direction
+            ))
+        } else {
+            Readiness::not_ready(
+                format!(
+                    "the step waits for {} in {}, and now {}",
+                    self.names(),
+                    self.region,
+                    failures.join("; ")
+                ),
+                format!(
+                    "mend what fails (lifeboat probe --region {} shows each probe)",
+                    self.region
+                ),
+            )
+        }
+    }
+
     async fn check(&self, _ctx: &StepCtx) -> Result<Check, StepError> {
         Ok(Check::NotDone(format!(
             "health is observed, not remembered: waiting for {} round(s) of {} in {}",

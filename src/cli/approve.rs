@@ -155,11 +155,13 @@ pub fn abort(
         // The driver records the controller's decision too.
         Some(Ok((policy, _))) => rt.block_on(async {
             let mut here = Standalone::open(Arc::new(policy), &path, factory).await?;
-            anyhow::Ok(here.driver.request(Request::AbortRun {
+            let reply = here.driver.request(Request::AbortRun {
                 run: run_id.clone(),
                 by: by.clone(),
                 reason: reason.clone(),
-            }))
+            });
+            here.settle().await;
+            anyhow::Ok(reply)
         })?,
         // Only a journal: abort in it directly.
         None => {

@@ -7,10 +7,12 @@ mod control_args;
 mod docs;
 mod drill;
 mod history;
+mod journal;
 mod journal_args;
 mod plan;
 mod probe;
 mod progress;
+mod readiness;
 mod reply;
 mod run;
 mod sandbox;
@@ -134,6 +136,10 @@ pub enum Command {
     Resume(control::ResumeArgs),
     /// Rehearse a failure on the local sandbox and measure what lifeboat does
     Drill(drill::Args),
+    /// Would the failover and the failback work now? Every step checked, read-only
+    Readiness(readiness::Args),
+    /// Back up the journal (SQLite's online backup) or restore it from a backup
+    Journal(journal::Args),
     /// Print the JSON Schema of policy files, for editors and CI
     Schema(schema::Args),
     /// Print shell completions (bash, zsh, fish, elvish, powershell)
@@ -182,6 +188,8 @@ pub fn main() -> ExitCode {
         Command::Pause(args) => control::pause(args, &cli.state_dir, &step_factory),
         Command::Resume(args) => control::resume(args, &cli.state_dir, &step_factory),
         Command::Drill(args) => drill::run(args),
+        Command::Readiness(args) => readiness::run(args, &cli.state_dir, &step_factory),
+        Command::Journal(args) => journal::run(args, &cli.state_dir),
         Command::Schema(args) => schema::run(args),
         Command::Completions(args) => docs::completions(args),
         Command::Man(args) => docs::man(args),

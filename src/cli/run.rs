@@ -158,6 +158,7 @@ pub fn run(
             role,
             aws,
             limits: daemon::serve::Limits::default(),
+            readiness: !args.witness,
         })
         .await
     })?;

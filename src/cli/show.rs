@@ -30,15 +30,64 @@ pub struct Args {
     /// Print everything the journal holds about the run as one JSON document
     #[arg(long)]
     pub json: bool,
+
+    /// Write the run's report again (JSON, Markdown, HTML) beside the journal, and to the
+    /// reports bucket when the policy names one; print where
+    #[arg(long, conflicts_with = "json")]
+    pub report: bool,
 }
 
 pub fn run(args: Args, state_dir: &Path) -> anyhow::Result<ExitCode> {
     let journal = args.journal.open(state_dir)?;
+    if args.report {
+        return report(args, journal);
+    }
     let detail = journal.detail(&RunId(args.run_id))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&detail)?);
     } else {
         print!("{}", render_run(&detail));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--report`: the run's report, written as the daemon writes it when a run ends.
+fn report(args: Args, journal: crate::journal::Journal) -> anyhow::Result<ExitCode> {
+    let run = RunId(args.run_id.clone());
+    let record = journal.run(&run)?;
+    let policy = match args.journal.policy_path() {
+        Some(p) => Some(crate::policy::load_valid(&p)?.0),
+        None => None,
+    };
+    let policy = match policy {
+        Some(p) => p,
+        // Only the journal: write beside it, upload nowhere.
+        None => {
+            let r = crate::report::build(&journal, &run, crate::clock::WallClock::system().now())?;
+            let dir = crate::report::dir_beside(journal.path(), &record.service);
+            for p in crate::report::write(&r, &dir)? {
+                println!("{}", p.display());
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    let rt = tokio::runtime::Runtime::new()?;
+    let kept = rt.block_on(async {
+        let aws = match policy.reports.s3 {
+            Some(_) => super::standalone::aws_for(&policy).await,
+            None => None,
+        };
+        crate::archive::archive_run(
+            &policy,
+            std::sync::Arc::new(journal),
+            aws.as_ref(),
+            &run,
+            crate::clock::WallClock::system().now(),
+        )
+        .await
+    })?;
+    for k in kept {
+        println!("{k}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -19,7 +19,7 @@ use crate::core::model::Policy;
 use crate::core::summary::{LinkMemory, own_vote, summarize};
 use crate::daemon::discovery::{self, ActorLock};
 use crate::daemon::retry_settings;
-use crate::driver::{Alerter, Driver, Events, Parts, Unobserved};
+use crate::driver::{Alerter, Driver, Events, Parts};
 use crate::journal::{Journal, RunRecord};
 use crate::probe;
 use crate::runbook::{Cancel, RunOutcome};
@@ -29,6 +29,8 @@ pub struct Standalone {
     pub driver: Driver,
     pub events: Events,
     pub alerts: Arc<Alerter>,
+    /// Writes the report (and backup) of a run that ends here.
+    pub archive: Arc<crate::archive::Archiver>,
     pub aws: Option<AwsClients>,
     /// The unfinished run the journal holds, if any.
     pub unfinished: Option<RunRecord>,
@@ -64,12 +66,18 @@ impl Standalone {
         );
         let aws = aws_for(&policy).await;
         let alerts = Arc::new(Alerter::new(&policy, aws.as_ref()));
+        let archive = Arc::new(crate::archive::Archiver::new(
+            policy.clone(),
+            journal.clone(),
+            aws.clone(),
+            WallClock::system(),
+        ));
         let (mut driver, events) = Driver::new(Parts {
             policy: policy.clone(),
             journal,
             factory: factory(policy.clone(), aws.clone()),
             alerts: alerts.clone(),
-            observer: Arc::new(Unobserved),
+            observer: archive.clone(),
             clock: WallClock::system(),
             source: format!("lifeboat CLI (pid {})", std::process::id()),
             retry: retry_settings(&policy),
@@ -80,6 +88,7 @@ impl Standalone {
             driver,
             events,
             alerts,
+            archive,
             aws,
             unfinished,
             _lock: lock,
@@ -121,8 +130,14 @@ impl Standalone {
                 else => anyhow::bail!("the run's task ended without a word"),
             }
         };
-        self.alerts.flush(Duration::from_secs(10)).await;
+        self.settle().await;
         Ok(outcome)
+    }
+
+    /// Waits (briefly) for the alerts, reports and backups this process started.
+    pub async fn settle(&self) {
+        self.alerts.flush(Duration::from_secs(10)).await;
+        self.archive.flush(Duration::from_secs(30)).await;
     }
 }
 

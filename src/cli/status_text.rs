@@ -143,6 +143,18 @@ pub fn render(v: &StatusView, color: bool) -> String {
         }
     }
 
+    if let Some(r) = &v.readiness {
+        let _ = write!(s, "\nReadiness: ");
+        let text = crate::readiness::render::summary(r);
+        let painted = if r.ok() {
+            text
+        } else {
+            text.replacen("NOT READY", &paint(color, "1;31", "NOT READY"), 1)
+        };
+        s.push_str(&painted);
+        let _ = writeln!(s, "  (lifeboat readiness shows every step)");
+    }
+
     if let Some(run) = &v.current_run {
         let waiting = run
             .waiting

@@ -62,9 +62,11 @@ impl AwsClients {
             .endpoint_url(endpoint_url)
             .credentials_provider(aws_sdk_sns::config::SharedCredentialsProvider::new(creds))
             .retry_config(RetryConfig::disabled())
+            // moto reads its EC2 image catalogue on the first Auto Scaling call; on a
+            // loaded 2-core machine that took over 10 s and failed sandbox starts.
             .timeout_config(
                 TimeoutConfig::builder()
-                    .operation_timeout(Duration::from_secs(10))
+                    .operation_timeout(Duration::from_secs(30))
                     .build(),
             )
             .build();
@@ -80,6 +82,16 @@ impl AwsClients {
             .to_builder()
             .region(Region::new(region.to_string()))
             .build()
+    }
+
+    /// The region of global services, and of the reports bucket.
+    pub fn global_region(&self) -> String {
+        self.global_region.clone()
+    }
+
+    /// The custom endpoint calls go to, when there is one (an emulator).
+    pub fn endpoint_url(&self) -> Option<&str> {
+        self.base.endpoint_url()
     }
 
     /// Whether calls go to a custom endpoint (an emulator) rather than AWS.

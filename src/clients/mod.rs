@@ -3,6 +3,7 @@
 //! Every error names the endpoint it was about, and none carries a secret.
 
 pub mod aws;
+pub mod aws_query;
 pub mod files;
 pub mod http;
 pub mod pg;

@@ -92,6 +92,45 @@ pub fn environment(p: &Program<'_>) -> Vec<(OsString, OsString)> {
     env
 }
 
+/// Where the program would be found, as the program would be started: a path is taken
+/// as it is, a bare name is looked up in the `PATH` the program gets. Errors say why it
+/// would not start (absent, not a file, not executable).
+pub fn find(p: &Program<'_>) -> Result<std::path::PathBuf, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(program) = p.run.first() else {
+        return Err("the command line is empty".to_string());
+    };
+    let executable = |path: &std::path::Path| {
+        std::fs::metadata(path)
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    if program.contains('/') {
+        let path = std::path::PathBuf::from(program);
+        return if executable(&path) {
+            Ok(path)
+        } else if path.exists() {
+            Err(format!("{program} is not an executable file"))
+        } else {
+            Err(format!("{program} does not exist"))
+        };
+    }
+    let path = environment(p)
+        .into_iter()
+        .find(|(n, _)| n == "PATH")
+        .map(|(_, v)| v)
+        .unwrap_or_else(|| DEFAULT_PATH.into());
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| executable(candidate))
+        .ok_or_else(|| {
+            format!(
+                "no executable `{program}` in the PATH commands get ({})",
+                path.to_string_lossy()
+            )
+        })
+}
+
 /// Runs the program to its end. The caller bounds it (a probe's timeout, a step's
 /// deadline) by dropping this future: the whole process group is then killed.
 ///

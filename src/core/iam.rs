@@ -34,6 +34,12 @@ pub const PROBE_ACTIONS: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// Actions the readiness round calls beside the step kinds' own `readiness_iam`: the
+/// permission simulation of lifeboat's role against the actions its planned steps call.
+/// (`sts:GetCallerIdentity`, which finds the role, needs no permission: IAM cannot deny
+/// it, so no policy lists it.)
+pub const READINESS_ACTIONS: &[&str] = &["iam:SimulatePrincipalPolicy"];
+
 /// The actions of one probe kind (empty when it calls no AWS API).
 pub fn probe_actions(kind: &str) -> &'static [&'static str] {
     lookup(PROBE_ACTIONS, kind)
@@ -45,13 +51,35 @@ pub fn step_actions(kind: StepKind) -> &'static [&'static str] {
     kind.info().iam
 }
 
+/// The actions one step kind's readiness check calls (read actions only).
+pub fn readiness_actions(kind: StepKind) -> &'static [&'static str] {
+    kind.info().readiness_iam
+}
+
 /// Every action lifeboat may call, sorted and without duplicates.
 pub fn all_actions() -> BTreeSet<&'static str> {
     PROBE_ACTIONS
         .iter()
         .flat_map(|(_, actions)| actions.iter().copied())
         .chain(StepKind::ALL.into_iter().flat_map(step_actions).copied())
+        .chain(
+            StepKind::ALL
+                .into_iter()
+                .flat_map(readiness_actions)
+                .copied(),
+        )
+        .chain(READINESS_ACTIONS.iter().copied())
         .collect()
+}
+
+/// Whether an action only reads, by its name (`Describe…`, `Get…`, `List…`), or is the
+/// permission simulation (which evaluates policies and changes nothing).
+pub fn is_read_only(action: &str) -> bool {
+    let name = action.split_once(':').map(|(_, n)| n).unwrap_or(action);
+    ["Describe", "Get", "List"]
+        .iter()
+        .any(|p| name.starts_with(p))
+        || action == "iam:SimulatePrincipalPolicy"
 }
 
 fn lookup(
@@ -76,5 +104,19 @@ mod tests {
             assert!(!service.is_empty() && !name.is_empty(), "{action}");
             assert!(!action.contains('*'), "{action} is a wildcard");
         }
+    }
+
+    #[test]
+    fn readiness_calls_only_read_actions() {
+        for kind in StepKind::ALL {
+            for action in readiness_actions(kind) {
+                assert!(is_read_only(action), "{kind}'s readiness calls {action}");
+            }
+        }
+        for action in READINESS_ACTIONS {
+            assert!(is_read_only(action), "{action}");
+        }
+        assert!(!is_read_only("rds:PromoteReadReplica"));
+        assert!(!is_read_only("route53:UpdateHealthCheck"));
     }
 }

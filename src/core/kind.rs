@@ -45,6 +45,9 @@ pub struct KindInfo {
     /// The AWS IAM actions the adapter calls (the Terraform role is tested against
     /// these); empty when it calls no AWS API.
     pub iam: &'static [&'static str],
+    /// The AWS IAM actions its readiness check calls: read actions only (`Describe…`,
+    /// `Get…`, `List…`), some of them also in `iam`.
+    pub readiness_iam: &'static [&'static str],
 }
 
 const fn mins(m: u64) -> Duration {
@@ -87,6 +90,7 @@ impl StepKind {
                     "rds:PromoteReadReplica",
                     "cloudwatch:GetMetricStatistics",
                 ],
+                readiness_iam: &["rds:DescribeDBInstances", "cloudwatch:GetMetricStatistics"],
             },
             StepKind::AuroraGlobalFailover => KindInfo {
                 name: "aurora_global_failover",
@@ -97,6 +101,7 @@ impl StepKind {
                     "rds:DescribeDBClusters",
                     "rds:FailoverGlobalCluster",
                 ],
+                readiness_iam: &["rds:DescribeGlobalClusters"],
             },
             StepKind::AuroraGlobalSwitchover => KindInfo {
                 name: "aurora_global_switchover",
@@ -107,24 +112,28 @@ impl StepKind {
                     "rds:DescribeDBClusters",
                     "rds:SwitchoverGlobalCluster",
                 ],
+                readiness_iam: &["rds:DescribeGlobalClusters"],
             },
             StepKind::PostgresPromote => KindInfo {
                 name: "postgres_promote",
                 target: Some(T::Postgres),
                 default_timeout: mins(5),
                 iam: &[],
+                readiness_iam: &[],
             },
             StepKind::PostgresFence => KindInfo {
                 name: "postgres_fence",
                 target: Some(T::Postgres),
                 default_timeout: mins(1),
                 iam: &[],
+                readiness_iam: &[],
             },
             StepKind::PostgresCatchUp => KindInfo {
                 name: "postgres_catch_up",
                 target: Some(T::Postgres),
                 default_timeout: mins(5),
                 iam: &[],
+                readiness_iam: &[],
             },
             StepKind::Route53Switch => KindInfo {
                 name: "route53_switch",
@@ -137,6 +146,7 @@ impl StepKind {
                     "route53:ChangeResourceRecordSets",
                     "route53:GetChange",
                 ],
+                readiness_iam: &["route53:ListResourceRecordSets", "route53:GetHealthCheck"],
             },
             StepKind::AsgScale => KindInfo {
                 name: "asg_scale",
@@ -146,18 +156,21 @@ impl StepKind {
                     "autoscaling:DescribeAutoScalingGroups",
                     "autoscaling:UpdateAutoScalingGroup",
                 ],
+                readiness_iam: &["autoscaling:DescribeAutoScalingGroups"],
             },
             StepKind::EcsScale => KindInfo {
                 name: "ecs_scale",
                 target: Some(T::Ecs),
                 default_timeout: mins(10),
                 iam: &["ecs:DescribeServices", "ecs:UpdateService"],
+                readiness_iam: &["ecs:DescribeServices"],
             },
             StepKind::RedisInvalidate => KindInfo {
                 name: "redis_invalidate",
                 target: Some(T::Redis),
                 default_timeout: mins(10),
                 iam: &[],
+                readiness_iam: &[],
             },
             // The caller reference is fixed per run and step, so a repeated
             // CreateInvalidation returns the invalidation already made: no listing needed
@@ -170,12 +183,14 @@ impl StepKind {
                     "cloudfront:CreateInvalidation",
                     "cloudfront:GetInvalidation",
                 ],
+                readiness_iam: &["cloudfront:GetDistribution"],
             },
             StepKind::Notify => KindInfo {
                 name: "notify",
                 target: None,
                 default_timeout: mins(1),
                 iam: &["sns:Publish"],
+                readiness_iam: &["sns:GetTopicAttributes"],
             },
             // List both buckets; CopyObject reads the source (GetObject) and writes the
             // destination (PutObject), and copies the object's tags with it, which takes
@@ -191,24 +206,32 @@ impl StepKind {
                     "s3:GetObjectTagging",
                     "s3:PutObjectTagging",
                 ],
+                readiness_iam: &[
+                    "s3:ListBucket",
+                    "s3:GetReplicationConfiguration",
+                    "s3:GetBucketVersioning",
+                ],
             },
             StepKind::WaitHealthy => KindInfo {
                 name: "wait_healthy",
                 target: None,
                 default_timeout: mins(10),
                 iam: &[],
+                readiness_iam: &[],
             },
             StepKind::ManualApproval => KindInfo {
                 name: "manual_approval",
                 target: None,
                 default_timeout: mins(24 * 60),
                 iam: &[],
+                readiness_iam: &[],
             },
             StepKind::Command => KindInfo {
                 name: "command",
                 target: None,
                 default_timeout: mins(10),
                 iam: &[],
+                readiness_iam: &[],
             },
         }
     }

@@ -13,6 +13,7 @@ pub mod ids;
 pub mod kind;
 pub mod model;
 pub mod plan;
+pub mod readiness;
 pub mod reason;
 pub mod rpo;
 pub mod sslmode;

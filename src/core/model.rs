@@ -122,6 +122,10 @@ pub struct Policy {
     pub commands: CommandSettings,
     #[serde(default)]
     pub coordination: Coordination,
+    #[serde(default)]
+    pub readiness: ReadinessSettings,
+    #[serde(default)]
+    pub reports: ReportSettings,
     pub channels: Vec<Channel>,
     pub targets: Vec<Target>,
     pub probes: Vec<ProbeSpec>,
@@ -260,6 +264,102 @@ pub struct JournalSettings {
     /// The SQLite file; relative paths were resolved against the policy's directory.
     /// `None`: `<state dir>/<service>.db`.
     pub path: Option<PathBuf>,
+}
+
+/// `[readiness]`: how often the daemon asks every step whether it would work now.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReadinessSettings {
+    /// Between two rounds of the daemon (default 5m).
+    pub every: Duration,
+    /// The IAM role whose permissions are simulated; `None`: the one lifeboat's
+    /// credentials belong to (an assumed role's ARN without its path).
+    pub role_arn: Option<String>,
+}
+
+impl Default for ReadinessSettings {
+    fn default() -> Self {
+        ReadinessSettings {
+            every: Duration::from_secs(300),
+            role_arn: None,
+        }
+    }
+}
+
+/// `[reports]`: where run reports and journal backups go besides the journal's
+/// directory.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReportSettings {
+    /// The reports bucket (`s3 = "s3://bucket/prefix"`); `None`: reports stay local and
+    /// the journal is not backed up by itself.
+    pub s3: Option<S3Location>,
+    /// The bucket's region; `None`: `[aws] region`'s.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Between two scheduled journal backups (default 1h), besides the one after every
+    /// run.
+    pub backup_every: Duration,
+}
+
+impl Default for ReportSettings {
+    fn default() -> Self {
+        ReportSettings {
+            s3: None,
+            region: None,
+            backup_every: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// A place in S3: a bucket and a key prefix (empty, or ending in `/`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct S3Location {
+    pub bucket: String,
+    pub prefix: String,
+}
+
+impl S3Location {
+    /// Parses `s3://bucket[/prefix]`. Errors say what is wrong, in words.
+    pub fn parse(url: &str) -> Result<S3Location, String> {
+        let rest = url
+            .strip_prefix("s3://")
+            .ok_or_else(|| format!("\"{url}\" is not an s3:// URL"))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let valid = (3..=63).contains(&bucket.len())
+            && bucket
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+            && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
+        if !valid {
+            return Err(format!(
+                "`{bucket}` is not a bucket name (3 to 63 lowercase letters, digits, `.` or `-`)"
+            ));
+        }
+        let prefix = prefix.trim_matches('/');
+        Ok(S3Location {
+            bucket: bucket.to_string(),
+            prefix: if prefix.is_empty() {
+                String::new()
+            } else {
+                format!("{prefix}/")
+            },
+        })
+    }
+
+    /// The key of `name` under the prefix.
+    pub fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    pub fn url(&self, key: &str) -> String {
+        format!("s3://{}/{key}", self.bucket)
+    }
+}
+
+impl fmt::Display for S3Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.prefix)
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

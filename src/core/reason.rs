@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ids::{Epoch, RunId};
 use super::model::{Direction, RegionName};
+use super::readiness::ReadyState;
 use super::time::{Ts, fmt_duration};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,6 +140,17 @@ pub enum Note {
     },
     /// A step reported something a person must act on.
     Notice { run: RunId, notice: Notice },
+    /// A readiness check of a step (or of the IAM permissions, `direction` none) changed
+    /// state since the last round (`was` none: the first round, or a new step).
+    ReadinessChanged {
+        direction: Option<Direction>,
+        step: String,
+        was: Option<ReadyState>,
+        now: ReadyState,
+        /// What the check saw, or why it is not ready, or why it cannot tell.
+        detail: String,
+        fix: Option<String>,
+    },
     /// This controller was elected to lead the service, under a new epoch.
     Elected { epoch: Epoch },
     /// This controller no longer leads; `leader` does, if known.
@@ -327,6 +339,7 @@ impl Note {
                 notice: Notice::OldPrimaryNotFenced { .. },
                 ..
             } => "old_primary_not_fenced",
+            Note::ReadinessChanged { .. } => "readiness_changed",
             Note::Elected { .. } => "elected",
             Note::Following { .. } => "following",
             Note::HandedOver { .. } => "handed_over",
@@ -341,6 +354,9 @@ impl Note {
             } => Some(
                 "keep the old primary's database stopped, or fence it by hand (ALTER SYSTEM SET default_transaction_read_only = on), until it is rejoined as a standby",
             ),
+            Note::ReadinessChanged { .. } => {
+                Some("lifeboat readiness shows every step's check, why and the fix")
+            }
             _ => None,
         }
     }
@@ -508,6 +524,22 @@ impl fmt::Display for Note {
                 "would start a {direction} to {to} now, because {because} (shadow mode: not acting)"
             ),
             Note::Notice { run, notice } => write!(f, "run {run}: {notice}"),
+            Note::ReadinessChanged {
+                was,
+                now,
+                detail,
+                fix,
+                ..
+            } => {
+                match was {
+                    Some(w) => write!(f, "was {w}, now {now}: {detail}")?,
+                    None => write!(f, "{now}: {detail}")?,
+                }
+                match fix {
+                    Some(fix) => write!(f, " — fix: {fix}"),
+                    None => Ok(()),
+                }
+            }
             Note::Elected { epoch } => {
                 write!(f, "this controller now leads the service (epoch {epoch})")
             }

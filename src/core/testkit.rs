@@ -57,6 +57,8 @@ pub fn policy(failover: Vec<StepSpec>) -> Policy {
         aws: AwsSettings::default(),
         commands: Default::default(),
         coordination: Default::default(),
+        readiness: Default::default(),
+        reports: Default::default(),
         channels: vec![],
         targets: vec![],
         probes: vec![],

@@ -20,6 +20,7 @@ use crate::contract::Reply;
 use crate::core::controller::{ClockReading, HealthSummary, Input};
 use crate::core::health::{HealthTracker, Observation, Verdict};
 use crate::core::model::Policy;
+use crate::core::readiness::ReadinessReport;
 use crate::core::summary::{LinkMemory, own_vote, summarize};
 use crate::driver::{Driver, Request, RunEnded};
 use crate::journal::JournalError;
@@ -35,6 +36,8 @@ pub enum Event {
     Progress(Progress),
     RunEnded(RunEnded),
     Request(Request, oneshot::Sender<Reply>),
+    /// A readiness round finished (`readiness::round`, on the daemon's schedule).
+    Readiness(Box<ReadinessReport>),
     Shutdown,
 }
 
@@ -115,6 +118,7 @@ impl Engine {
             }
             Event::Progress(p) => self.driver.progress(&p),
             Event::RunEnded(e) => self.driver.run_ended(e),
+            Event::Readiness(r) => self.driver.readiness_round(*r),
             Event::Request(req, reply) => {
                 let answer = self.driver.request(req);
                 // Refresh the view first, so a client reading status after the answer
@@ -160,6 +164,7 @@ impl Engine {
         );
         let view = StatusView {
             witnesses: self.witnesses.views(Instant::now()),
+            readiness: self.driver.readiness().cloned(),
             ..view
         };
         if let Ok(mut s) = self.status.write() {

@@ -107,6 +107,7 @@ pub struct Metrics {
     step_duration: Family<StepLabels, Histogram>,
     failovers: Family<FailoverLabels, Counter>,
     detection_to_decision: Histogram,
+    readiness: super::metrics_readiness::ReadinessMetrics,
     more: More,
     memory: Mutex<Memory>,
 }
@@ -309,7 +310,9 @@ impl Metrics {
             "From the outage being detected to the failover being started",
             detection_to_decision.clone(),
         );
+        let readiness = super::metrics_readiness::ReadinessMetrics::register(&mut registry);
         Metrics {
+            readiness,
             registry,
             probe_up,
             probe_latency,
@@ -581,5 +584,9 @@ impl crate::driver::Observer for Metrics {
         seconds: f64,
     ) {
         Metrics::step_ended(self, step, kind.name(), outcome, seconds);
+    }
+
+    fn readiness(&self, report: &crate::core::readiness::ReadinessReport) {
+        self.readiness.round(report);
     }
 }

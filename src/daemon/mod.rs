@@ -11,6 +11,8 @@ pub mod client;
 pub mod discovery;
 pub mod engine;
 pub mod metrics;
+mod metrics_readiness;
+pub mod readiness;
 pub mod role;
 pub mod serve;
 pub mod status;
@@ -34,7 +36,7 @@ use crate::core::controller::State;
 use crate::core::health::HealthTracker;
 use crate::core::model::Policy;
 use crate::core::summary::LinkMemory;
-use crate::driver::{Alerter, Alerts, Driver, Parts};
+use crate::driver::{Alerter, Alerts, Driver, Observers, Parts};
 use crate::journal::Journal;
 use crate::probe::{self, scheduler::Scheduler};
 use crate::runbook::{Backoff, Cancel, RetrySettings, StepFactory};
@@ -63,6 +65,8 @@ pub struct Options {
     /// The steps of a controller's runs; a daemon that does not act uses `NeverAct`.
     pub factory: Arc<dyn StepFactory>,
     pub limits: serve::Limits,
+    /// Run the readiness schedule (a witness, which never acts, does not).
+    pub readiness: bool,
 }
 
 /// Retries sized to the policy: a policy that probes every second wants steps re-checked
@@ -148,7 +152,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         loopback || opts.open_reads,
         opts.hosts,
     )?;
-    let factory = role::factory_for(opts.role, opts.factory);
+    let factory = role::factory_for(opts.role, opts.factory.clone());
 
     let (events_tx, mut events_rx) = mpsc::channel::<Event>(1024);
     let cancel = Cancel::new();
@@ -156,12 +160,19 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let clock = WallClock::system();
     let metrics = Arc::new(metrics::Metrics::for_policy(&policy));
     let alerts: Arc<dyn Alerts> = Arc::new(Alerter::new(&policy, opts.aws.as_ref()));
+    // Every run that ends leaves a report (and, with a bucket, a journal backup).
+    let archiver = Arc::new(crate::archive::Archiver::new(
+        policy.clone(),
+        journal.clone(),
+        opts.aws.clone(),
+        clock.clone(),
+    ));
     let (driver, mut runs) = Driver::new(Parts {
         policy: policy.clone(),
         journal: journal.clone(),
         factory,
         alerts,
-        observer: metrics.clone(),
+        observer: Arc::new(Observers(vec![metrics.clone(), archiver.clone()])),
         clock: clock.clone(),
         source: format!("lifeboat daemon (pid {})", std::process::id()),
         retry: retry_settings(&policy),
@@ -216,6 +227,21 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         fastrand::u64(..),
     );
 
+    let backups = archiver.spawn_scheduled_backups();
+    let readiness_now = Arc::new(tokio::sync::Notify::new());
+    let readiness = opts.readiness.then(|| {
+        readiness::Schedule {
+            policy: policy.clone(),
+            factory: opts.factory.clone(),
+            aws: opts.aws.clone(),
+            status: status_view.clone(),
+            events: events_tx.clone(),
+            clock: WallClock::system(),
+            now: readiness_now.clone(),
+        }
+        .spawn()
+    });
+
     let heartbeat = Arc::new(AtomicU64::new(0));
     let tick = engine::tick_every(&policy);
     let pollers = witness::spawn_pollers(
@@ -228,7 +254,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         &events_tx,
     )?;
     let api_state = api::ApiState {
-        status: status_view,
+        status: status_view.clone(),
         metrics,
         journal: journal.clone(),
         service: policy.service.clone(),
@@ -266,8 +292,20 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    // SIGHUP (`systemctl reload`) asks for a readiness round at once; the policy itself is
+    // read at start only, so it is not reloaded.
+    let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     loop {
         let event = tokio::select! {
+            _ = sighup.recv() => {
+                if readiness.is_some() {
+                    info!("SIGHUP: checking readiness now");
+                    readiness_now.notify_one();
+                } else {
+                    info!("SIGHUP ignored: a witness checks no readiness");
+                }
+                continue;
+            }
             Some(e) = events_rx.recv() => e,
             Some(o) = obs_rx.recv() => Event::Observed(o),
             Some(p) = runs.progress.recv() => Event::Progress(p),
@@ -286,11 +324,19 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     for p in pollers {
         p.abort();
     }
+    if let Some(r) = readiness {
+        r.abort();
+    }
+    if let Some(b) = backups {
+        b.abort();
+    }
     engine.shutdown().await;
     // Drain what the run reported while stopping, so the journal and metrics agree.
     while let Ok(p) = runs.progress.try_recv() {
         engine.handle(Event::Progress(p));
     }
+    // The report (and backup) of a run that just ended.
+    archiver.flush(Duration::from_secs(30)).await;
     discovery::unpublish(&opts.journal_path);
     info!("stopped");
     Ok(())

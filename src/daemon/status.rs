@@ -46,6 +46,10 @@ pub struct StatusView {
     /// The other observers (`[guardrails] witnesses`) and what they last said.
     #[serde(default)]
     pub witnesses: Vec<super::witness::WitnessView>,
+    /// The daemon's latest readiness round (`None` before the first, and for a
+    /// standalone status).
+    #[serde(default)]
+    pub readiness: Option<crate::core::readiness::ReadinessReport>,
 }
 
 fn one() -> u32 {
@@ -208,5 +212,6 @@ pub fn build(
         source,
         quorum: policy.guardrails.quorum,
         witnesses: Vec::new(),
+        readiness: None,
     }
 }

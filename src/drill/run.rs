@@ -298,6 +298,9 @@ async fn scenario(
     .await?;
     // A few seconds of writes before the fault: the baseline.
     tokio::time::sleep(Duration::from_secs(2)).await;
+    if !s.drift.is_empty() {
+        return super::drift::exercise(s, world, &daemon.api, report, t0).await;
+    }
 
     let fault_wall = now();
     let fault_at = Instant::now();

@@ -35,7 +35,11 @@ pub struct Scenario {
     pub steady_state: SteadyState,
     #[serde(default)]
     pub load: Load,
+    #[serde(default)]
     pub faults: Vec<Fault>,
+    /// Drift to make (a drift drill): the world changes under a runbook, nothing fails.
+    #[serde(default)]
+    pub drift: Vec<super::drift::Drift>,
     pub expect: Expect,
 }
 
@@ -185,6 +189,9 @@ pub struct Expect {
     #[serde(default, deserialize_with = "opt_duration")]
     #[schemars(with = "Option<DurationText>")]
     pub failback_within: Option<Duration>,
+    /// A drift drill: what readiness must say about the drift.
+    #[serde(default)]
+    pub readiness: Option<super::drift::ExpectReadiness>,
 }
 
 fn d1() -> Duration {
@@ -200,7 +207,7 @@ fn d60() -> Duration {
     Duration::from_secs(60)
 }
 
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+pub(super) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
     humantime::parse_duration(&s).map_err(|e| {
         serde::de::Error::custom(format!("invalid duration \"{s}\": {e}; write e.g. \"30s\""))
@@ -223,9 +230,21 @@ impl Scenario {
                 .unwrap_or((1, 1));
             anyhow::anyhow!("{}:{line}:{col}: {}", path.display(), e.message())
         })?;
-        if s.faults.is_empty() {
+        if s.faults.is_empty() && s.drift.is_empty() {
             anyhow::bail!(
-                "{}: a drill needs at least one [[faults]] entry",
+                "{}: a drill needs at least one [[faults]] or [[drift]] entry",
+                path.display()
+            );
+        }
+        if !s.drift.is_empty() && (s.expect.readiness.is_none() || s.expect.failover) {
+            anyhow::bail!(
+                "{}: a drift drill expects no failover and says what readiness must report: `failover = false` and an [expect.readiness] table",
+                path.display()
+            );
+        }
+        if !s.drift.is_empty() && !s.faults.is_empty() {
+            anyhow::bail!(
+                "{}: a drill either injects [[faults]] or makes [[drift]], not both",
                 path.display()
             );
         }
@@ -274,8 +293,8 @@ mod tests {
             }
         }
         assert!(
-            n >= 7,
-            "the drills cover the seven faults the issue lists, found {n}"
+            n >= 10,
+            "the drills cover the seven faults and three drifts the issues list, found {n}"
         );
     }
 

@@ -26,6 +26,7 @@ use crate::core::ids::{Epoch, RunId};
 use crate::core::kind::StepKind;
 use crate::core::model::{Direction, Policy, RegionName};
 use crate::core::plan::{self, Plan, PlanRequest};
+use crate::core::readiness::ReadinessReport;
 use crate::core::reason::{Hold, Notice};
 use crate::journal::{Journal, JournalError, RunRecord};
 use crate::runbook::{
@@ -49,15 +50,57 @@ pub trait Observer: Send + Sync {
     fn step_ended(&self, step: &str, kind: StepKind, outcome: &str, seconds: f64) {
         let _ = (step, kind, outcome, seconds);
     }
+    /// A readiness round finished.
+    fn readiness(&self, report: &ReadinessReport) {
+        let _ = report;
+    }
     /// A step reported a notice (an old primary left unfenced).
     fn noticed(&self, notice: &Notice) {
         let _ = notice;
     }
+    /// A run is over and its record final: completed, failed or aborted (not one that
+    /// waits for an approval or was interrupted, which goes on later). The archive
+    /// writes its report and backs the journal up here; it must return at once.
+    fn run_over(&self, run: &RunId) {
+        let _ = run;
+    }
 }
 
-/// An observer that watches nothing (the standalone CLI).
+/// An observer that watches nothing.
 pub struct Unobserved;
 impl Observer for Unobserved {}
+
+/// Several observers, each told everything in turn (the daemon's metrics and its
+/// archive).
+pub struct Observers(pub Vec<Arc<dyn Observer>>);
+
+impl Observer for Observers {
+    fn decided(&self, state: &State) {
+        self.0.iter().for_each(|o| o.decided(state));
+    }
+    fn run_started(&self, request: &RunRequest, detection_to_decision: Option<Duration>) {
+        self.0
+            .iter()
+            .for_each(|o| o.run_started(request, detection_to_decision));
+    }
+    fn run_ended(&self, direction: Direction, outcome: &str) {
+        self.0.iter().for_each(|o| o.run_ended(direction, outcome));
+    }
+    fn step_ended(&self, step: &str, kind: StepKind, outcome: &str, seconds: f64) {
+        self.0
+            .iter()
+            .for_each(|o| o.step_ended(step, kind, outcome, seconds));
+    }
+    fn readiness(&self, report: &ReadinessReport) {
+        self.0.iter().for_each(|o| o.readiness(report));
+    }
+    fn noticed(&self, notice: &Notice) {
+        self.0.iter().for_each(|o| o.noticed(notice));
+    }
+    fn run_over(&self, run: &RunId) {
+        self.0.iter().for_each(|o| o.run_over(run));
+    }
+}
 
 /// An operator's request, from the API or the CLI.
 #[derive(Clone, Debug)]
@@ -124,6 +167,8 @@ pub struct Driver {
     ended: mpsc::UnboundedSender<RunEnded>,
     /// Set while handling one request: the run it started, or why the start failed.
     started: Option<Result<RunId, String>>,
+    /// The latest readiness round.
+    readiness: Option<ReadinessReport>,
 }
 
 impl Driver {
@@ -149,12 +194,43 @@ impl Driver {
             running: None,
             ended: ended_tx,
             started: None,
+            readiness: None,
         };
         (driver, Events { progress, ended })
     }
 
     pub fn state(&self) -> &State {
         &self.state
+    }
+
+    /// The latest readiness round, if one ran.
+    pub fn readiness(&self) -> Option<&ReadinessReport> {
+        self.readiness.as_ref()
+    }
+
+    /// A readiness round finished: every change since the last one is alerted (with its
+    /// reason and fix) and kept in the audit trail; the observer and `status` get it.
+    pub fn readiness_round(&mut self, report: ReadinessReport) {
+        let now = self.clock.now();
+        for d in crate::core::readiness::changes(self.readiness.as_ref(), &report, now) {
+            info!(reason = d.reason.label(), "{}: {}", d.summary, d.reason);
+            if let Err(e) = self.journal.record(
+                &self.policy.service,
+                &self.source,
+                "readiness_changed",
+                &format!("{}: {}", d.summary, d.reason),
+                now,
+            ) {
+                error!("could not journal a readiness change: {e}");
+            }
+            self.alerts.send(&d);
+        }
+        self.observer.readiness(&report);
+        self.readiness = Some(report);
+    }
+
+    fn archive(&self, run: &RunId) {
+        self.observer.run_over(run);
     }
 
     pub fn policy(&self) -> &Arc<Policy> {
@@ -347,22 +423,28 @@ impl Driver {
                 },
                 "refused",
             ),
-            Ok(RunOutcome::Completed) => (
-                Input::RunFinished {
-                    run,
-                    end: RunEnd::Completed,
-                },
-                "completed",
-            ),
-            Ok(RunOutcome::Failed(steps)) => (
-                Input::RunFinished {
-                    run,
-                    end: RunEnd::Failed {
-                        error: joined(&steps),
+            Ok(RunOutcome::Completed) => {
+                self.archive(&run);
+                (
+                    Input::RunFinished {
+                        run,
+                        end: RunEnd::Completed,
                     },
-                },
-                "failed",
-            ),
+                    "completed",
+                )
+            }
+            Ok(RunOutcome::Failed(steps)) => {
+                self.archive(&run);
+                (
+                    Input::RunFinished {
+                        run,
+                        end: RunEnd::Failed {
+                            error: joined(&steps),
+                        },
+                    },
+                    "failed",
+                )
+            }
             Ok(RunOutcome::AwaitingApproval(steps)) => {
                 self.feed(Input::RunWaiting {
                     run,
@@ -373,6 +455,9 @@ impl Driver {
             Ok(RunOutcome::Interrupted) => return,
             Ok(RunOutcome::Superseded(_)) => {
                 let rec = self.journal.run(&run).ok();
+                if rec.as_ref().is_some_and(|r| r.status.is_finished()) {
+                    self.archive(&run);
+                }
                 let end = RunEnd::Superseded {
                     status: rec
                         .as_ref()
@@ -425,6 +510,7 @@ impl Driver {
                         if self.running.is_none() {
                             // A run waiting for approval has no executor; tell the
                             // controller now. A running one stops at its next write.
+                            self.archive(&run);
                             self.feed(Input::RunFinished {
                                 run: run.clone(),
                                 end: RunEnd::Aborted {

@@ -19,10 +19,15 @@ pub enum JournalError {
     /// The file exists but cannot be trusted. Nothing may act on it: acting on a journal
     /// that lost its records could promote twice or skip the DNS change.
     #[error(
-        "journal {} cannot be read: {detail}. lifeboat will not act on it. Move it aside (mv {} {}.broken), restore the latest backup to {}, then start lifeboat again",
-        .path.display(), .path.display(), .path.display(), .path.display()
+        "journal {} cannot be read: {detail}. lifeboat will not act on it. {}",
+        .path.display(), restore_hint(.path, .newest_backup.as_deref())
     )]
-    Corrupt { path: PathBuf, detail: String },
+    Corrupt {
+        path: PathBuf,
+        detail: String,
+        /// The newest backup noted beside the journal, when one was taken.
+        newest_backup: Option<String>,
+    },
 
     #[error(
         "{} is an SQLite database but not a lifeboat journal ({detail}); point --journal or the policy's journal.path at the service's journal",
@@ -129,7 +134,32 @@ pub enum JournalError {
     },
 }
 
+/// What to do with a journal that cannot be read: restore the newest backup when one is
+/// known, else the latest the operator has.
+fn restore_hint(path: &Path, newest: Option<&str>) -> String {
+    let p = path.display();
+    match newest {
+        Some(b) => format!(
+            "Restore the newest backup, {b}: lifeboat journal restore --journal {p} --from {}, which keeps the broken file beside it; then start lifeboat again",
+            b.split(" (").next().unwrap_or(b)
+        ),
+        None => format!(
+            "Move it aside (mv {p} {p}.broken), restore the latest backup to {p} (lifeboat journal restore --journal {p} --from s3://…), then start lifeboat again"
+        ),
+    }
+}
+
 impl JournalError {
+    /// A journal that cannot be trusted, naming the newest backup noted beside it.
+    pub(crate) fn corrupt(path: &Path, detail: impl Into<String>) -> JournalError {
+        JournalError::Corrupt {
+            path: path.to_path_buf(),
+            detail: detail.into(),
+            newest_backup: super::backup::read_note(path)
+                .map(|n| format!("{} (taken {})", n.location, n.at)),
+        }
+    }
+
     /// Classifies an SQLite error: damage becomes `Corrupt` (never acted on), the rest
     /// stays an SQLite error with the file named.
     pub(crate) fn sqlite(path: &Path, e: rusqlite::Error) -> JournalError {
@@ -138,10 +168,7 @@ impl JournalError {
             Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
         );
         if damaged {
-            JournalError::Corrupt {
-                path: path.to_path_buf(),
-                detail: e.to_string(),
-            }
+            JournalError::corrupt(path, e.to_string())
         } else {
             JournalError::Sqlite {
                 path: path.to_path_buf(),

@@ -10,6 +10,7 @@
 //! Calls are synchronous and short (one small transaction each). Async callers make them
 //! directly: a journal write is a few milliseconds and the ordering it gives is the point.
 
+pub mod backup;
 mod error;
 mod fenced;
 pub mod fs;
@@ -164,10 +165,7 @@ impl Journal {
 }
 
 fn corrupt(path: &Path, detail: impl Into<String>) -> JournalError {
-    JournalError::Corrupt {
-        path: path.to_path_buf(),
-        detail: detail.into(),
-    }
+    JournalError::corrupt(path, detail)
 }
 
 fn io(path: &Path, e: std::io::Error) -> JournalError {

@@ -227,9 +227,11 @@ impl Journal {
                 version,
             });
         }
-        let mut plan: Plan = serde_json::from_str(&json).map_err(|e| JournalError::Corrupt {
-            path: self.path.clone(),
-            detail: format!("the stored plan of run {run_id} does not parse: {e}"),
+        let mut plan: Plan = serde_json::from_str(&json).map_err(|e| {
+            JournalError::corrupt(
+                &self.path,
+                format!("the stored plan of run {run_id} does not parse: {e}"),
+            )
         })?;
         plan.epoch = epoch;
         Ok(plan)

@@ -102,9 +102,8 @@ impl Journal {
         })?;
         rows.into_iter()
             .map(|(id, json)| {
-                serde_json::from_str(&json).map_err(|e| JournalError::Corrupt {
-                    path: self.path.clone(),
-                    detail: format!("decision {id} does not parse: {e}"),
+                serde_json::from_str(&json).map_err(|e| {
+                    JournalError::corrupt(&self.path, format!("decision {id} does not parse: {e}"))
                 })
             })
             .collect()

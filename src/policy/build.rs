@@ -14,7 +14,8 @@ use super::diag::{Diagnostic, Report};
 use super::raw::{self, RawDuration, RawMode};
 use super::spans::{self, Value, closest, de, key_str};
 use super::{
-    channels, checks, commands, coordination, limits, probes, runbooks, targets, vars, witnesses,
+    channels, checks, commands, coordination, limits, ops, probes, runbooks, targets, vars,
+    witnesses,
 };
 use crate::core::model::{
     AwsSettings, Detection, Direction, Guardrails, JournalSettings, Mode, Policy, RegionName,
@@ -32,6 +33,8 @@ const SECTIONS: &[&str] = &[
     "aws",
     "commands",
     "coordination",
+    "readiness",
+    "reports",
     "channels",
     "targets",
     "probes",
@@ -102,6 +105,10 @@ pub fn build(report: &mut Report, base_dir: &Path, vars_file: Option<&Path>) -> 
         optional(report, &mut sections, "commands").unwrap_or_default();
     let raw_coordination: coordination::RawCoordination =
         optional(report, &mut sections, "coordination").unwrap_or_default();
+    let raw_readiness: raw::RawReadiness =
+        optional(report, &mut sections, "readiness").unwrap_or_default();
+    let raw_reports: raw::RawReports =
+        optional(report, &mut sections, "reports").unwrap_or_default();
 
     let service = service.and_then(|s| check_service(report, s));
     let region_spans: Vec<(String, Range<usize>)> = regions
@@ -131,6 +138,8 @@ pub fn build(report: &mut Report, base_dir: &Path, vars_file: Option<&Path>) -> 
     );
     let journal = check_journal(journal, base_dir);
     let aws = check_aws(report, aws);
+    let readiness = ops::readiness(report, raw_readiness);
+    let reports = ops::reports(report, raw_reports);
 
     let mut broken = Broken::default();
     let channels = channels::build(report, sections.remove("channels"), &mut broken.channels);
@@ -213,6 +222,8 @@ pub fn build(report: &mut Report, base_dir: &Path, vars_file: Option<&Path>) -> 
         aws,
         commands,
         coordination,
+        readiness,
+        reports,
         channels,
         targets,
         probes,

@@ -28,6 +28,10 @@ pub const FREEZE_FOR: Duration = DAY;
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const HEARTBEAT_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const MAX_LATENCY: Duration = HOUR;
+/// Readiness checked less than daily is no longer "continuous".
+pub const READINESS_EVERY: Duration = DAY;
+/// A journal backed up less than weekly loses too much when the disk does.
+pub const BACKUP_EVERY: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Reports `field` when it is longer than `max`; true when it is within.
 pub fn at_most(

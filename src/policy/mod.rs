@@ -12,6 +12,7 @@ mod commands;
 mod coordination;
 pub mod diag;
 mod limits;
+mod ops;
 mod probes;
 mod raw;
 mod runbooks;

@@ -262,6 +262,33 @@ pub struct RawCommands {
 
 #[derive(Deserialize, JsonSchema, Debug, Default)]
 #[serde(deny_unknown_fields)]
+pub struct RawReadiness {
+    /// How often the daemon checks, read-only, that every step of both runbooks would
+    /// work (default 5m, at most 1d).
+    #[schemars(with = "Option<RawDuration>")]
+    pub every: Option<Spanned<RawDuration>>,
+    /// The IAM role whose permissions readiness simulates (iam:SimulatePrincipalPolicy);
+    /// the Terraform module's role_arn output.
+    #[schemars(with = "Option<String>")]
+    pub role_arn: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, JsonSchema, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawReports {
+    /// The reports bucket, s3://bucket/prefix/: run reports and journal backups go there.
+    #[schemars(with = "Option<String>")]
+    pub s3: Option<Spanned<String>>,
+    /// The bucket's region (default: [aws] region).
+    #[schemars(with = "Option<String>")]
+    pub region: Option<Spanned<String>>,
+    /// Between two scheduled journal backups, besides the one after every run (default 1h).
+    #[schemars(with = "Option<RawDuration>")]
+    pub backup_every: Option<Spanned<RawDuration>>,
+}
+
+#[derive(Deserialize, JsonSchema, Debug, Default)]
+#[serde(deny_unknown_fields)]
 pub struct RawAws {
     /// The AWS region for calls that name none.
     #[schemars(with = "Option<String>")]

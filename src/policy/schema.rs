@@ -226,6 +226,8 @@ pub fn policy() -> Value {
     sections.insert("journal".into(), of::<raw::RawJournal>(&mut g));
     sections.insert("aws".into(), of::<raw::RawAws>(&mut g));
     sections.insert("commands".into(), of::<raw::RawCommands>(&mut g));
+    sections.insert("readiness".into(), of::<raw::RawReadiness>(&mut g));
+    sections.insert("reports".into(), of::<raw::RawReports>(&mut g));
     sections.insert(
         "coordination".into(),
         of::<super::coordination::RawCoordination>(&mut g),

@@ -23,7 +23,7 @@ pub use authority::{Authority, AuthorityError, Local, SharedOutcome};
 pub use cancel::Cancel;
 pub use executor::Executor;
 pub use progress::{Progress, ProgressKind, ProgressSink};
-pub use step::{Applied, Check, Step, StepCtx, StepError, StepFactory, Verify};
+pub use step::{Applied, Check, ReadyCtx, Step, StepCtx, StepError, StepFactory, Verify};
 
 /// An exponential backoff: `first`, then × `factor` up to `max`; with `jitter`, each
 /// delay is stretched by a random 0–100 % so a fleet of retries does not synchronise.

@@ -17,6 +17,7 @@ use super::cancel::Cancel;
 use crate::core::ids::{Epoch, RunId};
 use crate::core::model::{Direction, RegionName};
 use crate::core::plan::{Plan, PlannedStep};
+use crate::core::readiness::Readiness;
 use crate::core::reason::Notice;
 use crate::core::step::{ErrorClass, TimelineEntry};
 
@@ -62,6 +63,41 @@ pub trait Step: Send + Sync {
         let _ = ctx;
         Ok(())
     }
+
+    /// Would this step work if the disaster started now? Read-only, like `check`: it
+    /// calls only read APIs (listed as the kind's `readiness_iam`) and changes nothing.
+    /// It answers with what it saw, or why the step would fail and the fix, or why it
+    /// cannot tell. Returns by `ctx.deadline` or soon after.
+    /// Default: cannot tell (an adapter without a readiness check).
+    async fn readiness(&self, ctx: &ReadyCtx) -> Readiness {
+        let _ = ctx;
+        Readiness::cannot_tell("this step has no readiness check")
+    }
+}
+
+/// What a readiness check knows: the runbook it belongs to, planned from the serving
+/// region, and whether that runbook is the next to run.
+#[derive(Clone, Debug)]
+pub struct ReadyCtx {
+    pub service: String,
+    pub direction: Direction,
+    pub from: RegionName,
+    pub to: RegionName,
+    pub step: String,
+    /// The region this step would act in.
+    pub region: RegionName,
+    /// The region serving now.
+    pub serving: RegionName,
+    /// This runbook leaves the serving region, so it is the one a disaster would start
+    /// now: state checks apply (a standby streams and is within the RPO budget, the DNS
+    /// switch points at the serving region). The other runbook runs only after it, in a
+    /// world this one will have changed, so its checks look at what exists and answers.
+    pub next: bool,
+    pub rpo_budget: Duration,
+    /// For a promotion of a self-managed PostgreSQL: the same target in the region the
+    /// run leaves, the writer whose WAL position the standby's lag is measured against.
+    pub writer: Option<crate::core::model::PostgresEndpoint>,
+    pub deadline: tokio::time::Instant,
 }
 
 /// Builds the step that performs one planned step. The real factory maps each

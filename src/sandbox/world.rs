@@ -18,6 +18,8 @@ use super::region::{ProxyPorts, RegionConfig};
 use super::{moto, redis};
 use crate::clients::aws::AwsClients;
 
+/// The sandbox's reports bucket (run reports, journal backups).
+pub const REPORTS_BUCKET: &str = "sandbox-orders-reports";
 pub const PRIMARY: &str = "us-east-1";
 pub const SECONDARY: &str = "us-west-2";
 pub const RECORD: &str = "orders.sandbox.lifeboat.test.";
@@ -347,6 +349,8 @@ async fn start_all(
                 SECONDARY.to_string(),
                 "sandbox-orders-assets-usw2".to_string(),
             ),
+            // Run reports and journal backups ([reports] s3 in the sandbox policy).
+            (PRIMARY.to_string(), REPORTS_BUCKET.to_string()),
         ],
         groups: vec![
             (
