@@ -13,7 +13,7 @@ mod progress;
 mod run;
 mod sandbox;
 mod show;
-mod status_text;
+pub(crate) mod status_text;
 mod validate;
 
 use std::io::IsTerminal;

@@ -30,7 +30,10 @@ use crate::core::health::HealthTracker;
 use crate::core::model::Policy;
 use crate::core::summary::LinkMemory;
 use crate::journal::Journal;
-use crate::probe::{self, scheduler::Scheduler};
+use crate::probe::{
+    self,
+    scheduler::{Cadence, Scheduler},
+};
 use crate::runbook::{Backoff, Cancel, Executor, ProgressSink, RetrySettings, StepFactory};
 use engine::{Engine, Event};
 
@@ -156,7 +159,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let (obs_tx, mut obs_rx) = mpsc::channel(1024);
     let scheduler = Scheduler::start(
         probes,
-        policy.detection.interval,
+        Cadence::for_policy(&policy),
         probe::Clock::system(),
         obs_tx,
         fastrand::u64(..),
@@ -202,11 +205,15 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
+        // The tick goes first when several events are ready: after a stall (the process
+        // stopped, the host starved it) the tick is what notices, and the freeze must be
+        // in place before the observations that piled up meanwhile are judged.
         let event = tokio::select! {
+            biased;
+            _ = ticker.tick() => Event::Tick,
             Some(e) = events_rx.recv() => e,
             Some(o) = obs_rx.recv() => Event::Observed(o),
             Some(p) = progress_rx.recv() => Event::Progress(p),
-            _ = ticker.tick() => Event::Tick,
             _ = tokio::signal::ctrl_c() => Event::Shutdown,
             _ = sigterm.recv() => Event::Shutdown,
         };

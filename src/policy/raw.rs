@@ -131,6 +131,9 @@ pub struct RawDetection {
     pub timeout: Option<Spanned<RawDuration>>,
     pub failure_threshold: Option<Spanned<i64>>,
     pub recovery_threshold: Option<Spanned<i64>>,
+    pub confirm_interval: Option<Spanned<RawDuration>>,
+    pub min_failure_span: Option<Spanned<RawDuration>>,
+    pub min_recovery_span: Option<Spanned<RawDuration>>,
     pub mode: RawMode,
 }
 
