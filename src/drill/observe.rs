@@ -258,13 +258,7 @@ pub fn watch_daemon(
                     .probes
                     .iter()
                     .filter(|p| p.critical && !p.ok && p.region.as_str() == primary)
-                    .map(|p| {
-                        format!(
-                            "{}: {}",
-                            p.probe,
-                            p.last_error.clone().unwrap_or_default()
-                        )
-                    })
+                    .map(|p| format!("{}: {}", p.probe, p.last_error.clone().unwrap_or_default()))
                     .collect();
                 let s = Seen {
                     at: ms(t0),

@@ -273,7 +273,8 @@ async fn drive(
     outcome
 }
 
-/// Waits until `ok` holds on the daemon's status, or `within` passes.
+/// Waits until `ok` holds on the daemon's status, or `within` passes. On timeout the error
+/// names the critical probes that failed meanwhile (how often, and their latest error).
 async fn until(
     daemon: &Daemon,
     within: Duration,
@@ -281,17 +282,34 @@ async fn until(
     ok: impl Fn(&StatusView) -> bool,
 ) -> anyhow::Result<StatusView> {
     let deadline = Instant::now() + within;
+    let mut failing: std::collections::BTreeMap<String, (u32, String)> = Default::default();
     loop {
         if let Ok(v) = daemon.status().await {
             if ok(&v) {
                 return Ok(v);
             }
+            for p in v.probes.iter().filter(|p| p.critical && !p.ok) {
+                let e = failing
+                    .entry(format!("{} in {}", p.probe, p.region))
+                    .or_default();
+                e.0 += 1;
+                e.1 = p.last_error.clone().unwrap_or_default();
+            }
             if Instant::now() > deadline {
+                let seen: Vec<String> = failing
+                    .iter()
+                    .map(|(k, (n, e))| format!("{k} ({n} polls; latest: {e})"))
+                    .collect();
                 bail!(
-                    "{what} did not happen within {}s (state {}, why: {})",
+                    "{what} did not happen within {}s (state {}, why: {}; critical probes seen failing: {})",
                     within.as_secs(),
                     v.state,
-                    v.why.unwrap_or_default()
+                    v.why.unwrap_or_default(),
+                    if seen.is_empty() {
+                        "none".to_string()
+                    } else {
+                        seen.join("; ")
+                    }
                 );
             }
         } else if Instant::now() > deadline {
@@ -309,9 +327,9 @@ const SETTLED: Duration = Duration::from_secs(3);
 fn steady(v: &StatusView) -> bool {
     !v.probes.is_empty()
         && v.probes.iter().filter(|p| p.critical).all(|p| p.ok)
-        && v.regions.iter().all(|r| {
-            r.verdict.is_healthy() && r.healthy_for.is_some_and(|d| d >= SETTLED)
-        })
+        && v.regions
+            .iter()
+            .all(|r| r.verdict.is_healthy() && r.healthy_for.is_some_and(|d| d >= SETTLED))
 }
 
 /// The witness sees the same steady state (it votes on what comes next).
