@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 LIFEBOAT := ./target/debug/lifeboat
 
-.PHONY: demo test deps deps-sandbox build lint fmt
+.PHONY: demo test deps deps-sandbox build lint fmt package
 
 ## Install the system and Python packages the tests and the sandbox use.
 deps:
@@ -26,12 +26,23 @@ demo: deps-sandbox build
 	$(LIFEBOAT) plan failover --policy policies/sandbox.toml
 	$(LIFEBOAT) drill policies/drills/region-outage.toml --policy policies/sandbox.toml
 
-## Format check, then every test (unit, integration, end to end). The failpoints
-## feature compiles in the crash points the crash tests (tests/crash.rs) kill the
-## process at; without it those tests are skipped.
+## Format check, the dependency policy (deny.toml: licences, banned crates, sources;
+## offline, so not `advisories`), then every test (unit, integration, end to end). The
+## failpoints feature compiles in the crash points the crash tests (tests/crash.rs) kill
+## the process at; without it those tests are skipped.
 test: deps
 	$(CARGO) fmt --check
+	$(CARGO) deny --locked check bans licenses sources
 	tests/setup/with-services.sh $(CARGO) nextest run --locked --no-fail-fast --features failpoints
+
+## The Debian package, from a release build: target/debian/lifeboat_VERSION-1_ARCH.deb
+## (binary, man pages, completions, the lifeboat@.service template unit, the policy
+## schema, alert rules and dashboard). `make test` builds the same package from the
+## debug binary (tests/package.rs).
+package:
+	tests/setup/install-deps.sh --package
+	$(CARGO) build --locked --release
+	deploy/debian/build-deb.sh "$${CARGO_TARGET_DIR:-target}/release/lifeboat" "$${CARGO_TARGET_DIR:-target}/debian"
 
 lint:
 	$(CARGO) clippy --locked --all-targets --features failpoints -- -D warnings

@@ -6,11 +6,15 @@
 pub mod action;
 pub mod cli;
 pub mod clients;
+pub mod clock;
+pub mod contract;
 pub mod core;
 pub mod daemon;
 pub mod drill;
+pub mod driver;
 pub mod journal;
 pub mod policy;
 pub mod probe;
+pub mod process;
 pub mod runbook;
 pub mod sandbox;

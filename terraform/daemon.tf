@@ -8,9 +8,19 @@
 # - The journal (SQLite) must outlive the task: it holds the fencing epoch and the
 #   progress of a run that a replacement task resumes (DESIGN.md, safety invariants 1
 #   and 3). Fargate's disk does not survive a restart, so the journal lives on EFS,
-#   mounted at /var/lib/lifeboat; the policy's `[journal] path` must point there.
+#   mounted at /var/lib/lifeboat (the daemon's default state directory, set explicitly
+#   below); a policy `[journal] path` must point there too.
+# - EFS is NFS, where SQLite's WAL mode is unsafe (its index lives in shared memory no
+#   two hosts can share). lifeboat recognises a network filesystem when it opens the
+#   journal (statfs) and uses a rollback journal with exclusive locking there: the
+#   daemon holds the database lock, through EFS's NFSv4 lock leases, for as long as it
+#   runs, and checks its actor lock (<journal>.lock) before every write. Only the
+#   daemon opens the journal; operators reach it through its API (ECS Exec into the
+#   task), never by opening the file from a second task.
 # - Never two controllers: one task, and deployments stop the old task before starting
-#   the new one (maximum 100 %, minimum 0 %).
+#   the new one (maximum 100 %, minimum 0 %). A task that died without stopping keeps
+#   its NFS locks until EFS expires its lease (about a minute): its replacement fails
+#   to open the journal until then, and ECS starts it again.
 # - No ingress at all. The daemon's HTTP API listens on loopback inside the task;
 #   operators use the CLI with the same role instead. Egress is HTTPS (AWS APIs, HTTP
 #   probes) plus NFS to its own file system, plus whatever daemon_egress adds for
@@ -461,6 +471,12 @@ resource "aws_ecs_task_definition" "daemon" {
       image                  = var.daemon_image
       essential              = true
       command                = ["run", "--policy", var.daemon_policy_path]
+      environment = [
+        # The EFS mount: journals the policy does not place elsewhere live here.
+        { name = "LIFEBOAT_STATE_DIR", value = "/var/lib/lifeboat" },
+      ]
+      # Time to reach a journaled point and release the journal's locks on a stop.
+      stopTimeout = 60
       user                   = "${local.daemon_uid}:${local.daemon_uid}"
       readonlyRootFilesystem = true
       privileged             = false

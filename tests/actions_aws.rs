@@ -17,7 +17,7 @@ use helpers::{PRIMARY, Ran, SECONDARY, ctx, drive};
 use lifeboat::action::route53::Switch;
 use lifeboat::action::scale::{Asg, Ecs, Sizes};
 use lifeboat::clients::aws::AwsClients;
-use lifeboat::core::model::{DnsStyle, Route53Endpoint};
+use lifeboat::core::model::{DnsRecord, DnsStyle, Route53Endpoint};
 use lifeboat::core::step::ErrorClass;
 use lifeboat::runbook::Step;
 use lifeboat::sandbox::aws::{Names, active_region, provision};
@@ -29,15 +29,25 @@ fn r53(
     set: Option<&str>,
     value: Option<&str>,
 ) -> Route53Endpoint {
+    let record_of = match (style, set, value) {
+        (DnsStyle::FailoverPair, Some(set), _) => DnsRecord::FailoverPair {
+            set_identifier: set.into(),
+            health_check_id: None,
+        },
+        (DnsStyle::Weighted, Some(set), _) => DnsRecord::Weighted {
+            set_identifier: set.into(),
+        },
+        (DnsStyle::Simple, _, Some(value)) => DnsRecord::Simple {
+            value: value.into(),
+        },
+        other => panic!("a test endpoint needs its style's field: {other:?}"),
+    };
     Route53Endpoint {
         zone_id: zone_id.into(),
         record_name: record.into(),
         record_type: "A".into(),
-        style,
-        set_identifier: set.map(str::to_string),
-        health_check_id: None,
-        value: value.map(str::to_string),
         ttl: 30,
+        record: record_of,
     }
 }
 
@@ -84,7 +94,6 @@ async fn a_failover_pair_moves_by_inverting_the_primary_records_health_check_and
             vec![],
             "dns",
         )
-        .expect("switch")
     };
     let active = || active_region(&aws, &p.zone_id, &names.record, &p.health_check_id);
     assert_eq!(active().await.expect("active"), PRIMARY);
@@ -123,8 +132,7 @@ async fn a_failover_pair_moves_by_inverting_the_primary_records_health_check_and
         ),
         vec![],
         "dns",
-    )
-    .expect("switch");
+    );
     let e = lost.check(&c).await.expect_err("no such zone");
     assert_eq!(e.class, ErrorClass::Fatal);
     assert!(
@@ -240,8 +248,7 @@ async fn weighted_records_go_100_0_and_a_simple_record_takes_the_goal_value_each
         ),
         vec![PRIMARY.into()],
         "dns",
-    )
-    .expect("switch");
+    );
     let c = ctx("move-dns", SECONDARY);
     let ran = drive(&weighted, &c).await.expect("weighted");
     let Ran::Applied(applied, verified) = &ran else {
@@ -283,8 +290,7 @@ async fn weighted_records_go_100_0_and_a_simple_record_takes_the_goal_value_each
         ),
         vec![],
         "dns",
-    )
-    .expect("switch");
+    );
     drive(&simple, &c).await.expect("simple");
     assert_eq!(
         live(&aws, &zone_id).await,
@@ -304,8 +310,7 @@ async fn weighted_records_go_100_0_and_a_simple_record_takes_the_goal_value_each
         ),
         vec![],
         "dns",
-    )
-    .expect("switch");
+    );
     let e = missing.check(&c).await.expect_err("no such set");
     assert_eq!(e.class, ErrorClass::Fatal);
     assert!(

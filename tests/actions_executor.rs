@@ -201,7 +201,7 @@ region = "@to"
         policy.detection.timeout,
         policy.detection.interval,
     );
-    let factory = Arc::new(Factory::new(policy.clone(), Some(aws.clone()), probes));
+    let factory = Arc::new(Factory::new(Some(aws.clone()), probes));
     let journal = Arc::new(
         lifeboat::journal::Journal::open_or_create(&dir.path().join("journal.db"))
             .expect("journal"),
@@ -216,7 +216,10 @@ region = "@to"
                 to: policy.regions.secondaries[0].clone(),
                 run_id: RunId(run.into()),
                 epoch: Epoch(0),
-                reason: "primary region down: 3 failed rounds of db".into(),
+                trigger: lifeboat::core::reason::Trigger::Operator {
+                    by: "test".into(),
+                    note: "primary region down: 3 failed rounds of db".into(),
+                },
                 allow_data_loss: false,
             },
         )

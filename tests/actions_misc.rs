@@ -15,12 +15,14 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use helpers::{PRIMARY, Ran, SECONDARY, ctx, drive};
-use lifeboat::action::cache::{RedisInvalidate, Scope};
+use lifeboat::action::cache::RedisInvalidate;
 use lifeboat::action::command::Command;
 use lifeboat::action::notify::{Notify, Via};
 use lifeboat::action::wait::WaitHealthy;
 use lifeboat::clients::secret::Secret;
-use lifeboat::core::model::RegionName;
+use lifeboat::core::binding::{self, Binding};
+use lifeboat::core::model::CacheScope;
+use lifeboat::core::model::{Action, RegionName};
 use lifeboat::core::step::{ErrorClass, TimelineEntry};
 use lifeboat::core::time::Ts;
 use lifeboat::runbook::{Check, Step, Verify};
@@ -62,7 +64,8 @@ async fn redis_keys_matching_a_pattern_are_unlinked_in_batches_and_others_kept()
     let step = RedisInvalidate::new(
         &url,
         None,
-        Scope::Pattern("orders:*".into()),
+        None,
+        CacheScope::Pattern("orders:*".into()),
         region.clone(),
     );
     let c = ctx("flush-cache", SECONDARY);
@@ -95,7 +98,8 @@ async fn redis_keys_matching_a_pattern_are_unlinked_in_batches_and_others_kept()
     let fresh = RedisInvalidate::new(
         &url,
         None,
-        Scope::Pattern("orders:*".into()),
+        None,
+        CacheScope::Pattern("orders:*".into()),
         region.clone(),
     );
     fresh.apply(&c).await.expect("apply");
@@ -110,14 +114,14 @@ async fn redis_keys_matching_a_pattern_are_unlinked_in_batches_and_others_kept()
         other => panic!("{other:?}"),
     }
 
-    let flush = RedisInvalidate::new(&url, None, Scope::FlushDb, region.clone());
+    let flush = RedisInvalidate::new(&url, None, None, CacheScope::FlushDb, region.clone());
     drive(&flush, &c).await.expect("flush");
     assert_eq!(count(&mut conn, "*").await, 0);
     assert!(matches!(drive(&flush, &c).await, Ok(Ran::AlreadyDone(_))));
 
     let port = lifeboat::sandbox::process::free_port().expect("port");
     let nowhere = format!("redis://127.0.0.1:{port}/0");
-    let gone = RedisInvalidate::new(&nowhere, None, Scope::FlushDb, region);
+    let gone = RedisInvalidate::new(&nowhere, None, None, CacheScope::FlushDb, region);
     let e = gone.check(&c).await.expect_err("nothing listens");
     assert_eq!(e.class, ErrorClass::Retryable);
     assert!(
@@ -253,7 +257,7 @@ async fn a_webhook_gets_slack_text_and_the_runs_facts_and_failures_never_show_th
 // ---------------------------------------------------------------- command
 
 fn sh(script: &str) -> Command {
-    Command::new(vec!["sh".into(), "-c".into(), script.into()])
+    Command::new(vec!["sh".into(), "-c".into(), script.into()], vec![])
 }
 
 #[tokio::test]
@@ -286,7 +290,7 @@ async fn a_command_sees_the_run_in_its_environment_and_fails_with_its_last_words
         e.message
     );
 
-    let e = Command::new(vec!["/nonexistent/lifeboat-hook".into()])
+    let e = Command::new(vec!["/nonexistent/lifeboat-hook".into()], vec![])
         .apply(&c)
         .await
         .expect_err("missing");
@@ -410,7 +414,23 @@ async fn wait_healthy_needs_n_passing_rounds_in_a_row_and_a_failure_starts_the_c
     let probes =
         lifeboat::probe::Context::new(None, Duration::from_millis(500), Duration::from_secs(1));
     let region = RegionName::new(PRIMARY);
-    let step = WaitHealthy::build(&policy, &probes, "healthy", &region, &[], 3).expect("build");
+    let bind = |names: &[String]| {
+        let action = Action::WaitHealthy {
+            probes: names.to_vec(),
+            successes: 3,
+        };
+        binding::bind(
+            &policy,
+            "healthy",
+            &action,
+            &region,
+            &RegionName::new(SECONDARY),
+        )
+    };
+    let Ok(Binding::WaitHealthy { probes: bound, .. }) = bind(&[]) else {
+        panic!("every critical probe of the region binds")
+    };
+    let step = WaitHealthy::new(&probes, "healthy", &region, &bound, 3).expect("build");
     let c = ctx("healthy", PRIMARY);
     assert!(matches!(step.check(&c).await, Ok(Check::NotDone(_))));
     let seen = |v: Verify| match v {
@@ -439,12 +459,9 @@ async fn wait_healthy_needs_n_passing_rounds_in_a_row_and_a_failure_starts_the_c
         other => panic!("{other:?}"),
     }
 
-    let e = WaitHealthy::build(&policy, &probes, "healthy", &region, &["nope".into()], 3)
-        .err()
-        .expect("unknown probe");
-    assert_eq!(e.class, ErrorClass::Fatal);
+    let e = bind(&["nope".into()]).expect_err("unknown probe");
     assert_eq!(
-        e.message,
+        e.to_string(),
         "step `healthy` waits for probe `nope`, which the policy does not define"
     );
 }
@@ -528,14 +545,17 @@ target = "dns"
             to: policy.regions.secondaries[0].clone(),
             run_id: RunId("fo-1".into()),
             epoch: Epoch(0),
-            reason: "test".into(),
+            trigger: lifeboat::core::reason::Trigger::Operator {
+                by: "test".into(),
+                note: String::new(),
+            },
             allow_data_loss: false,
         },
     )
     .expect("plan");
     let probes =
         lifeboat::probe::Context::new(None, Duration::from_millis(500), Duration::from_secs(1));
-    let factory = Factory::new(Arc::new(policy), None, probes);
+    let factory = Factory::new(None, probes);
     let build = |name: &str| factory.build(&plan, plan.step(name).expect("step")).err();
 
     let e = build("promote").expect("unreadable password");

@@ -413,3 +413,38 @@ async fn a_wrong_password_is_fatal_and_names_the_server_and_nothing_listening_is
         e.message
     );
 }
+
+/// A server whose answer has another type than the step expects (here the role's
+/// search_path puts a `current_setting` returning boolean before PostgreSQL's own; a
+/// PostgreSQL look-alike or a proxy can do the same) fails the step with a clear error.
+/// `Row::get` panicked there, and the step's task died with it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_of_an_unexpected_type_fails_the_fence_clearly_instead_of_panicking() {
+    let dir = support::tempdir();
+    let pair = support::pg_pair(dir.path());
+    let pw = password_file(&dir);
+    pair.primary
+        .sql_in(
+            "orders",
+            "CREATE SCHEMA trap;
+             CREATE FUNCTION trap.current_setting(text) RETURNS boolean LANGUAGE sql
+               AS $$ SELECT pg_catalog.current_setting($1)::boolean $$;
+             GRANT USAGE ON SCHEMA trap TO lifeboat;
+             ALTER ROLE lifeboat IN DATABASE orders SET search_path = trap, pg_catalog",
+        )
+        .expect("shadow current_setting for the lifeboat role");
+    let fence = Fence::new(pg_endpoint(pair.primary.port, &pw), region(PRIMARY));
+    let e = fence
+        .check(&ctx("fence-old-primary", PRIMARY))
+        .await
+        .expect_err("a boolean where a setting's text was expected");
+    assert_eq!(e.class, ErrorClass::Fatal, "{}", e.message);
+    assert!(
+        e.message
+            .contains("read the settings of old primary lifeboat@127.0.0.1:")
+            && e.message.contains("unexpected answer in column `0`")
+            && e.message.contains("bool"),
+        "{}",
+        e.message
+    );
+}

@@ -108,7 +108,7 @@ async fn show_prints_the_timeline_of_a_resumed_run() {
         Run fo-20261123-123456-7f3a · failover of `sandbox-orders`: us-east-1 → us-west-2
           status     completed at 2026-11-23T12:35:32.100Z (took 36.1s)
           started    2026-11-23T12:34:56.000Z by controller (auto)
-          why        primary region down: 3 failed rounds of db
+          why        requested by test: primary region down: 3 failed rounds of db
           epoch      2
           data loss  not accepted
 
@@ -156,7 +156,7 @@ async fn show_prints_the_timeline_of_a_resumed_run() {
 
         Audit trail
           2026-11-23T12:34:56.000Z  run_started      epoch 1   controller (auto)
-              failover us-east-1 → us-west-2 because: primary region down: 3 failed rounds of db; fencing epoch raised to 1
+              failover us-east-1 → us-west-2 because: requested by test: primary region down: 3 failed rounds of db; fencing epoch raised to 1
           2026-11-23T12:35:28.100Z  run_resumed      epoch 2   lifeboat on host-b (pid 202)
               resumed the unfinished run; fencing epoch raised from 1 to 2
           2026-11-23T12:35:32.100Z  run_completed    epoch 2   lifeboat on host-b (pid 202)
@@ -182,7 +182,10 @@ async fn history_lists_runs_newest_first_with_why_and_how_they_ended() {
     resumed_run(&path).await;
     let journal = Journal::open(&path).expect("journal");
     let mut second = sandbox_plan("fb-20261123-130000-0001");
-    second.reason = "drill: fail back".to_string();
+    second.trigger = lifeboat::core::reason::Trigger::Operator {
+        by: "drill".to_string(),
+        note: "fail back".to_string(),
+    };
     journal
         .begin_run(
             second,
@@ -204,10 +207,10 @@ async fn history_lists_runs_newest_first_with_why_and_how_they_ended() {
     expect![[r#"
         RUN                      DIRECTION  FROM → TO              STATUS     STARTED                   TOOK   STARTED BY
         fb-20261123-130000-0001  failover   us-east-1 → us-west-2  aborted    2026-11-23T12:35:56.000Z  1s     bob via lifeboat failback
-            why: drill: fail back
+            why: requested by drill: fail back
             end: aborted by bob: drill cancelled
         fo-20261123-123456-7f3a  failover   us-east-1 → us-west-2  completed  2026-11-23T12:34:56.000Z  36.1s  controller (auto)
-            why: primary region down: 3 failed rounds of db
+            why: requested by test: primary region down: 3 failed rounds of db
     "#]].assert_eq(&stdout(&out));
 
     let out = lifeboat(&[
@@ -334,16 +337,14 @@ async fn abort_ends_an_unfinished_run_and_refuses_a_finished_or_unknown_one() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stdout(&out).contains("Fencing epoch raised to 4"),
+        stdout(&out).contains("fencing epoch now 4"),
         "{}",
         stdout(&out)
     );
     let run = journal.run(&RunId("r2".into())).expect("run");
     assert_eq!(run.status, RunStatus::Aborted);
-    assert_eq!(
-        run.outcome.as_deref(),
-        Some("aborted by bob: operator chose to stay")
-    );
+    assert_eq!(run.outcome.as_deref(), Some("operator chose to stay"));
+    assert_eq!(run.ended_by.as_deref(), Some("bob"));
 }
 
 #[test]
@@ -393,7 +394,24 @@ fn the_journal_is_found_from_the_policy_or_the_state_dir_and_never_created_by_re
     );
     assert!(!expected.exists(), "reading created a journal");
 
-    let out = lifeboat(&["history"]);
+    // With no --policy, history reads the same service as status and failover: the
+    // default policy's journal.
+    let here = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(here.path().join("policies")).expect("mkdir");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/sandbox.toml"),
+        here.path().join("policies/sandbox.toml"),
+    )
+    .expect("copy the sandbox policy");
+    let out = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+        .arg("history")
+        .current_dir(here.path())
+        .output()
+        .expect("run lifeboat");
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("which service?"), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("no journal at") && err.contains(".lifeboat/sandbox/journal.db"),
+        "{err}"
+    );
 }

@@ -172,6 +172,15 @@ async fn probe_prints_a_table_and_exits_by_the_primarys_critical_probes() {
     assert_eq!(code, 1, "now the primary fails too");
     let doc: serde_json::Value = serde_json::from_str(&json).expect("one JSON document");
     assert_eq!(doc["observations"].as_array().map(Vec::len), Some(6));
+    // Each observation says which component its probe stands for, as the table does.
+    for o in doc["observations"].as_array().into_iter().flatten() {
+        let want = if o["probe"] == "replica-check" {
+            "database"
+        } else {
+            "api"
+        };
+        assert_eq!(o["component"], want, "{o}");
+    }
     assert_eq!(doc["health"]["regions"][0]["region"], "us-east-1");
     assert_eq!(doc["health"]["regions"][0]["verdict"], "suspect");
     t1.abort();

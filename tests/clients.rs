@@ -6,7 +6,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use lifeboat::clients::{aws::AwsClients, pg, redis};
-use lifeboat::core::model::{PostgresEndpoint, SecretRef};
+use lifeboat::core::model::{PostgresEndpoint, SecretRef, SslMode};
 
 fn endpoint(port: u16, password_file: &std::path::Path) -> PostgresEndpoint {
     PostgresEndpoint {
@@ -15,6 +15,8 @@ fn endpoint(port: u16, password_file: &std::path::Path) -> PostgresEndpoint {
         user: "lifeboat".into(),
         database: "orders".into(),
         password: Some(SecretRef::File(password_file.to_path_buf())),
+        sslmode: SslMode::Disable,
+        ca_file: None,
     }
 }
 
@@ -70,6 +72,7 @@ async fn redis_connects() {
     let server = support::redis(dir.path());
     let mut conn = redis::connect(
         &format!("redis://127.0.0.1:{}/0", server.port),
+        None,
         None,
         Duration::from_secs(2),
     )

@@ -13,7 +13,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 use lifeboat::core::ids::{Epoch, RunId};
-use lifeboat::core::step::{Phase, RunStatus, StepState};
+use lifeboat::core::step::{AttemptPhase, RunStatus, StepState};
 use lifeboat::journal::Journal;
 use lifeboat::runbook::failpoint::{self, Point};
 use lifeboat::runbook::{Executor, RunOutcome};
@@ -172,16 +172,16 @@ fn killing_the_process_at_every_failpoint_and_restarting_applies_each_effect_onc
             // unfinished by the first process, or (before verify) none at all.
             let j = Journal::open(&dir.path().join("journal.db")).expect("journal");
             let record = j.step(&RunId(RUN.into()), step).expect("step");
-            let cut: Vec<Phase> = record
+            let cut: Vec<AttemptPhase> = record
                 .attempts
                 .iter()
                 .filter(|a| a.interrupted())
                 .map(|a| a.phase)
                 .collect();
             let expected = match point {
-                Point::BeforeApply | Point::AfterApply => vec![Phase::Apply],
+                Point::BeforeApply | Point::AfterApply => vec![AttemptPhase::Apply],
                 Point::BeforeVerify => vec![],
-                Point::AfterVerify => vec![Phase::Verify],
+                Point::AfterVerify => vec![AttemptPhase::Verify],
             };
             assert_eq!(cut, expected, "{fp}");
             covered += 1;

@@ -184,8 +184,76 @@ async fn the_api_serves_views_openly_and_control_only_with_the_token() {
             .status(),
         401
     );
+    // The token is checked before the body is read: no body, garbage, another content
+    // type, on every control route, all get 401 without a token.
+    for path in [
+        "/v1/failover",
+        "/v1/failback",
+        "/v1/pause",
+        "/v1/resume",
+        "/v1/approve",
+        "/v1/runs/x/approve",
+        "/v1/runs/x/abort",
+    ] {
+        let url = format!("{}{path}", d.url);
+        for req in [
+            http.post(&url),
+            http.post(&url).body("{not json"),
+            http.post(&url)
+                .header("content-type", "text/plain")
+                .body("failover now"),
+        ] {
+            let r = req.send().await.expect("unauthenticated post");
+            assert_eq!(r.status(), 401, "{path}");
+        }
+    }
+    // With the token, a malformed body is a 400 that says why.
+    let bad = http
+        .post(format!("{}/v1/pause", d.url))
+        .bearer_auth(&d.token)
+        .body("{not json")
+        .send()
+        .await
+        .expect("bad body");
+    assert_eq!(bad.status(), 400);
+    assert!(
+        bad.text()
+            .await
+            .expect("text")
+            .contains("not a valid request")
+    );
+    // A dry run names the target the controller would choose, and starts nothing.
+    let preview: lifeboat::contract::Reply = http
+        .post(format!("{}/v1/failover", d.url))
+        .bearer_auth(&d.token)
+        .json(&serde_json::json!({"dry_run": true, "by": "t"}))
+        .send()
+        .await
+        .expect("preview")
+        .json()
+        .await
+        .expect("reply");
+    match preview {
+        lifeboat::contract::Reply::Preview { plan } => {
+            assert_eq!(plan.to.as_str(), "us-west-2");
+        }
+        other => panic!("{other:?}"),
+    }
     let ok = pause().bearer_auth(&d.token).send().await.expect("token");
     assert_eq!(ok.status(), 200, "{:?}", ok.text().await);
+    let decisions: Vec<lifeboat::core::controller::Decision> = http
+        .get(format!("{}/v1/decisions", d.url))
+        .send()
+        .await
+        .expect("decisions")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        decisions.first().map(|d| d.reason.label()),
+        Some("paused"),
+        "the newest decision first: {decisions:?}"
+    );
     let status: serde_json::Value = http
         .get(format!("{}/v1/status", d.url))
         .send()

@@ -201,3 +201,34 @@ fn wrong_usage_exits_2_with_a_hint() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("possible values: failover, failback"));
 }
+
+/// verify-full is the default for remote hosts; with no ca_file it trusts the system's
+/// roots, and a machine without any (no ca-certificates) is told so where the host is.
+#[test]
+fn a_verified_connection_with_no_ca_file_on_a_machine_without_roots_is_flagged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let empty = dir.path().join("no-roots.pem");
+    std::fs::write(&empty, "").expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+        .args(["validate", "--json", "tests/policies/good/minimal.toml"])
+        .env("NO_COLOR", "1")
+        .env("SSL_CERT_FILE", &empty)
+        .env("SSL_CERT_DIR", dir.path())
+        .output()
+        .expect("run lifeboat");
+    assert_eq!(out.status.code(), Some(0), "a warning, not an error");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let no_ca: Vec<String> = json["files"][0]["diagnostics"]
+        .as_array()
+        .expect("diagnostics")
+        .iter()
+        .filter(|d| d["code"] == "no-ca")
+        .map(|d| format!("{}:{} {}", d["line"], d["column"], d["message"]))
+        .collect();
+    assert_eq!(no_ca.len(), 2, "one per region's host: {no_ca:?}");
+    assert!(no_ca[0].starts_with("25:26 "), "at the host: {no_ca:?}");
+    assert!(
+        no_ca[0].contains("verify-full checks the server's certificate"),
+        "{no_ca:?}"
+    );
+}

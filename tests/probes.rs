@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use helpers::{REGION, ctx, failed, heartbeat, ok, round};
 use lifeboat::core::health::Role;
-use lifeboat::core::model::{Endpoint, PostgresEndpoint, ProbeCheck, SecretRef};
+use lifeboat::core::model::{Endpoint, PostgresEndpoint, ProbeCheck, SecretRef, SslMode};
 use lifeboat::sandbox::endpoint::{self, Faults, Mode};
 use lifeboat::sandbox::postgres::StopMode;
 use lifeboat::sandbox::process::free_port;
@@ -23,6 +23,8 @@ fn pg_endpoint(port: u16, password: &std::path::Path) -> Endpoint {
         user: "lifeboat".into(),
         database: "orders".into(),
         password: Some(SecretRef::File(password.to_path_buf())),
+        sslmode: SslMode::Disable,
+        ca_file: None,
     })
 }
 
@@ -260,6 +262,7 @@ async fn redis_answers_ping_and_a_stopped_server_fails() {
     let ep = Endpoint::Redis {
         url: format!("redis://127.0.0.1:{}/0", server.port),
         password: None,
+        ca_file: None,
     };
     let c = ctx(Duration::from_secs(1), None);
     let up = round(ProbeCheck::Redis, Some(ep.clone()), &c).await;
@@ -478,6 +481,7 @@ async fn a_redis_heartbeat_reads_unix_seconds_from_a_key() {
     let ep = Endpoint::Redis {
         url: url.clone(),
         password: None,
+        ca_file: None,
     };
     let c = ctx(Duration::from_secs(1), None);
     let check = || heartbeat(Some(Duration::from_secs(30)), Some("workers:beat"), None);

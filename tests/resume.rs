@@ -7,7 +7,7 @@ mod support;
 use std::sync::Arc;
 
 use lifeboat::core::ids::{Epoch, RunId};
-use lifeboat::core::step::{AttemptOutcome, Phase, RunStatus, StepState};
+use lifeboat::core::step::{AttemptOutcome, AttemptPhase, RunStatus, StepState};
 use lifeboat::runbook::{Cancel, RunOutcome};
 use support::{Behaviour, SANDBOX_STEPS, Target, executor, journal, plan, sandbox_plan, until};
 use tokio::sync::Notify;
@@ -162,7 +162,8 @@ async fn aborting_a_run_stops_its_executor_at_the_next_write() {
     assert_eq!(t.calls("scale-up-workers", "check"), 0);
     let run = j.run(&RunId("r1".into())).expect("run");
     assert_eq!(run.status, RunStatus::Aborted);
-    assert_eq!(run.outcome.as_deref(), Some("aborted by carol: drill over"));
+    assert_eq!(run.outcome.as_deref(), Some("drill over"));
+    assert_eq!(run.ended_by.as_deref(), Some("carol"));
 }
 
 #[tokio::test(start_paused = true)]
@@ -260,10 +261,10 @@ async fn a_run_abandoned_in_the_middle_of_apply_resumes_through_check_without_re
     assert_eq!(
         phases,
         [
-            (Phase::Check, Some(AttemptOutcome::NotDone), Epoch(1)),
-            (Phase::Apply, None, Epoch(1)),
-            (Phase::Check, Some(AttemptOutcome::Done), Epoch(2)),
-            (Phase::Verify, Some(AttemptOutcome::Done), Epoch(2)),
+            (AttemptPhase::Check, Some(AttemptOutcome::NotDone), Epoch(1)),
+            (AttemptPhase::Apply, None, Epoch(1)),
+            (AttemptPhase::Check, Some(AttemptOutcome::Done), Epoch(2)),
+            (AttemptPhase::Verify, Some(AttemptOutcome::Done), Epoch(2)),
         ]
     );
 }

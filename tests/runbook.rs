@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use lifeboat::core::ids::{Epoch, RunId};
-use lifeboat::core::step::{AttemptOutcome, ErrorClass, Phase, RunStatus, StepState};
+use lifeboat::core::step::{AttemptOutcome, AttemptPhase, ErrorClass, RunStatus, StepState};
 use lifeboat::runbook::{ProgressKind, ProgressSink, RunOutcome, StepError};
 use support::{Behaviour, SANDBOX_STEPS, Target, executor, journal, retryable, sandbox_plan};
 use tokio::time::Instant;
@@ -111,7 +111,7 @@ async fn apply_retries_throttling_with_growing_jittered_delays_then_succeeds() {
     let applies: Vec<_> = step
         .attempts
         .iter()
-        .filter(|a| a.phase == Phase::Apply)
+        .filter(|a| a.phase == AttemptPhase::Apply)
         .collect();
     let outcomes: Vec<_> = applies
         .iter()
@@ -210,7 +210,7 @@ async fn verify_is_polled_until_the_effect_is_observable() {
     let verify = step
         .attempts
         .iter()
-        .find(|a| a.phase == Phase::Verify)
+        .find(|a| a.phase == AttemptPhase::Verify)
         .expect("verify journaled");
     assert_eq!(
         (verify.attempt, verify.outcome),
@@ -343,4 +343,37 @@ async fn a_step_that_cannot_be_built_stops_the_run_before_its_first_action() {
     assert!(f[0].1.contains("before its first action"), "{}", f[0].1);
     assert!(t.effects().is_empty(), "{:?}", t.effects());
     assert_eq!(t.calls("fence-old-primary", "check"), 0);
+}
+
+/// The audit's "500000000y" step timeout: `Instant + timeout` overflowed and panicked the
+/// executor. Validation now caps timeouts, and the executor saturates for a plan that
+/// carries one anyway (journaled before the cap existed).
+#[tokio::test(start_paused = true)]
+async fn a_step_timeout_too_large_for_the_clock_runs_the_step_instead_of_panicking() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let j = journal(&dir);
+    let t = Target::in_memory();
+    t.script(
+        "fence-old-primary",
+        Behaviour {
+            apply_errors: retryable(2, "503 from orders-db in us-east-1"),
+            ..Behaviour::default()
+        },
+    );
+    let mut plan = sandbox_plan("r1");
+    for stage in &mut plan.stages {
+        for step in &mut stage.steps {
+            step.timeout = Duration::MAX;
+        }
+    }
+    let out = executor(j.clone(), &t, "test")
+        .start(plan, "test")
+        .await
+        .expect("run");
+    assert_eq!(out, RunOutcome::Completed);
+    assert_eq!(
+        t.calls("fence-old-primary", "apply"),
+        3,
+        "retried, then applied"
+    );
 }

@@ -267,6 +267,39 @@ fn lifeboat_statements() -> Vec<Statement> {
     out
 }
 
+/// The journal on EFS runs as a rollback journal locked exclusively by the one daemon
+/// (src/journal/fs.rs): that holds only if the service never runs two tasks at once,
+/// and the container's default journal directory is the EFS mount.
+#[test]
+fn the_daemon_runs_one_task_at_a_time_with_its_journal_on_the_efs_mount() {
+    let blocks = module_blocks();
+    let find = |kind: &str, name: &str| {
+        blocks
+            .iter()
+            .find(|b| b.identifier() == "resource" && label(b, 0) == kind && label(b, 1) == name)
+            .unwrap_or_else(|| panic!("terraform/ has no {kind}.{name}"))
+    };
+    let service = find("aws_ecs_service", "daemon");
+    let number = |key: &str| match attr(service.body(), key) {
+        Some(Expression::Number(n)) => n.as_u64(),
+        other => panic!("{key} is {other:?}"),
+    };
+    assert_eq!(number("desired_count"), Some(1));
+    assert_eq!(number("deployment_maximum_percent"), Some(100));
+    assert_eq!(number("deployment_minimum_healthy_percent"), Some(0));
+    find("aws_ecs_task_definition", "daemon");
+    // The container definitions are a jsonencode() argument; their text is what counts.
+    let task = std::fs::read_to_string(terraform_dir().join("daemon.tf")).expect("read daemon.tf");
+    assert!(
+        task.contains("containerPath = \"/var/lib/lifeboat\""),
+        "the journal volume is mounted at the state directory"
+    );
+    assert!(
+        task.contains("{ name = \"LIFEBOAT_STATE_DIR\", value = \"/var/lib/lifeboat\" }"),
+        "the state directory is the EFS mount"
+    );
+}
+
 #[test]
 fn every_tf_file_parses() {
     let files = tf_files(&terraform_dir());
@@ -503,7 +536,7 @@ fn example_policy_takes_its_dns_and_channel_from_terraform_outputs() {
     .expect("write vars file");
 
     let (policy, _) = lifeboat::policy::load_valid(&policy_path).expect("the example loads");
-    use lifeboat::core::model::{ChannelKind, Endpoint, RegionName};
+    use lifeboat::core::model::{ChannelKind, DnsRecord, Endpoint, RegionName};
     let dns = policy.target("dns").expect("dns target");
     for (region, set_id) in [
         ("us-east-1", "checkout-us-east-1"),
@@ -515,10 +548,12 @@ fn example_policy_takes_its_dns_and_channel_from_terraform_outputs() {
         assert_eq!(r.zone_id, "Z9ZZZZZZZZZZZZZZZZZZ");
         assert_eq!(r.record_name, "checkout.example.com.");
         assert_eq!(r.ttl, 15);
-        assert_eq!(r.set_identifier.as_deref(), Some(set_id));
         assert_eq!(
-            r.health_check_id.as_deref(),
-            Some("abcdef01-2345-6789-abcd-ef0123456789")
+            r.record,
+            DnsRecord::FailoverPair {
+                set_identifier: set_id.to_string(),
+                health_check_id: Some("abcdef01-2345-6789-abcd-ef0123456789".to_string()),
+            }
         );
     }
     let pager = policy.channel("pager").expect("pager channel");

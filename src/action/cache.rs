@@ -2,6 +2,7 @@
 //! a pattern with SCAN + UNLINK in batches, or FLUSHDB) and `cloudfront_invalidate`
 //! (CreateInvalidation with a caller reference fixed per run and step).
 
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -10,18 +11,10 @@ use redis::aio::MultiplexedConnection;
 
 use super::{aws_error, idempotency_token, target_section};
 use crate::clients::redis as redis_client;
+use crate::core::model::CacheScope;
 use crate::core::model::{RegionName, SecretRef};
 use crate::probe::redact_url;
 use crate::runbook::{Applied, Check, Step, StepCtx, StepError, Verify};
-
-/// What a Redis invalidation removes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Scope {
-    /// Keys matching a glob pattern (`orders:*`).
-    Pattern(String),
-    /// The whole database of the URL.
-    FlushDb,
-}
 
 /// Keys per SCAN round: large enough to finish a big cache in few round trips, small
 /// enough that each UNLINK stays short for a server that keeps serving.
@@ -38,7 +31,8 @@ const BATCH: u32 = 500;
 pub struct RedisInvalidate {
     url: String,
     password: Option<SecretRef>,
-    scope: Scope,
+    ca_file: Option<PathBuf>,
+    scope: CacheScope,
     what: String,
     /// Keys deleted by this instance's `apply`, once it finished a pass.
     deleted: Mutex<Option<u64>>,
@@ -48,19 +42,21 @@ impl RedisInvalidate {
     pub fn new(
         url: &str,
         password: Option<SecretRef>,
-        scope: Scope,
+        ca_file: Option<PathBuf>,
+        scope: CacheScope,
         region: RegionName,
     ) -> RedisInvalidate {
         let what = match &scope {
-            Scope::Pattern(p) => format!(
+            CacheScope::Pattern(p) => format!(
                 "keys matching `{p}` in Redis {} ({region})",
                 redact_url(url)
             ),
-            Scope::FlushDb => format!("Redis database {} ({region})", redact_url(url)),
+            CacheScope::FlushDb => format!("Redis database {} ({region})", redact_url(url)),
         };
         RedisInvalidate {
             url: url.to_string(),
             password,
+            ca_file,
             scope,
             what,
             deleted: Mutex::new(None),
@@ -71,11 +67,14 @@ impl RedisInvalidate {
         redis_client::connect(
             &self.url,
             self.password.as_ref(),
+            self.ca_file.as_deref(),
             super::connect_bound(ctx.deadline),
         )
         .await
         .map_err(|e| match e {
-            redis_client::RedisError::Secret { .. } => StepError::fatal(e.to_string()),
+            redis_client::RedisError::Secret { .. }
+            | redis_client::RedisError::Tls { .. }
+            | redis_client::RedisError::Handshake { .. } => StepError::fatal(e.to_string()),
             _ => StepError::retryable(format!("{}: {e}", self.what)),
         })
     }
@@ -98,11 +97,11 @@ impl RedisInvalidate {
     /// stops at the first); for FLUSHDB, DBSIZE.
     async fn remaining(&self, conn: &mut MultiplexedConnection) -> Result<u64, StepError> {
         match &self.scope {
-            Scope::FlushDb => redis::cmd("DBSIZE")
+            CacheScope::FlushDb => redis::cmd("DBSIZE")
                 .query_async(conn)
                 .await
                 .map_err(|e| self.query_error(e)),
-            Scope::Pattern(p) => {
+            CacheScope::Pattern(p) => {
                 let mut cursor: u64 = 0;
                 loop {
                     let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
@@ -140,7 +139,7 @@ impl Step for RedisInvalidate {
     async fn apply(&self, ctx: &StepCtx) -> Result<Applied, StepError> {
         let mut conn = self.connect(ctx).await?;
         let deleted: u64 = match &self.scope {
-            Scope::FlushDb => {
+            CacheScope::FlushDb => {
                 let before: u64 = self.remaining(&mut conn).await?;
                 let () = redis::cmd("FLUSHDB")
                     .query_async(&mut conn)
@@ -148,7 +147,7 @@ impl Step for RedisInvalidate {
                     .map_err(|e| self.query_error(e))?;
                 before
             }
-            Scope::Pattern(p) => {
+            CacheScope::Pattern(p) => {
                 let mut cursor: u64 = 0;
                 let mut deleted = 0u64;
                 loop {
@@ -186,8 +185,8 @@ impl Step for RedisInvalidate {
             *d = Some(deleted);
         }
         let how = match self.scope {
-            Scope::FlushDb => "FLUSHDB",
-            Scope::Pattern(_) => "SCAN + UNLINK",
+            CacheScope::FlushDb => "FLUSHDB",
+            CacheScope::Pattern(_) => "SCAN + UNLINK",
         };
         Ok(Applied::new(format!(
             "deleted {deleted} key(s): {} ({how})",

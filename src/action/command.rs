@@ -1,11 +1,14 @@
 //! `command`: run an operator's program as a step. Its environment names the run
 //! (`LIFEBOAT_RUN_ID`, `LIFEBOAT_EPOCH`, `LIFEBOAT_DIRECTION`, `LIFEBOAT_FROM`,
-//! `LIFEBOAT_TO`, `LIFEBOAT_REGION`, `LIFEBOAT_STEP`, `LIFEBOAT_SERVICE`); it runs in
-//! its own process group, and the whole group is killed at the step's deadline.
+//! `LIFEBOAT_TO`, `LIFEBOAT_REGION`, `LIFEBOAT_STEP`, `LIFEBOAT_SERVICE`) beside the
+//! basic environment and what `[commands] pass_env` names, and nothing else of
+//! lifeboat's (no API token, no AWS credentials, no secret). It runs through
+//! `clients::subprocess`, in its own process group, killed whole at the step's deadline.
 
 use async_trait::async_trait;
 
-use crate::probe::{GroupKill, snippet_lines};
+use crate::clients::subprocess::{self, Program, SpawnError};
+use crate::probe::snippet_lines;
 use crate::runbook::{Applied, Check, Step, StepCtx, StepError, Verify};
 
 /// Runs a program; exit status 0 is success.
@@ -20,11 +23,14 @@ use crate::runbook::{Applied, Check, Step, StepCtx, StepError, Verify};
 /// cannot start, or when it outlives the deadline.
 pub struct Command {
     run: Vec<String>,
+    pass_env: Vec<String>,
 }
 
 impl Command {
-    pub fn new(run: Vec<String>) -> Command {
-        Command { run }
+    /// `pass_env`: the variables of lifeboat's environment the program may see
+    /// (`[commands] pass_env`).
+    pub fn new(run: Vec<String>, pass_env: Vec<String>) -> Command {
+        Command { run, pass_env }
     }
 
     fn shown(&self) -> String {
@@ -42,57 +48,42 @@ impl Step for Command {
     }
 
     async fn apply(&self, ctx: &StepCtx) -> Result<Applied, StepError> {
-        let Some((program, args)) = self.run.split_first() else {
-            return Err(StepError::fatal("the step has nothing to run"));
+        let program = Program {
+            run: &self.run,
+            vars: vec![
+                ("LIFEBOAT_RUN_ID", ctx.run_id.0.clone()),
+                ("LIFEBOAT_EPOCH", ctx.epoch.0.to_string()),
+                ("LIFEBOAT_DIRECTION", ctx.direction.as_str().to_string()),
+                ("LIFEBOAT_FROM", ctx.from.as_str().to_string()),
+                ("LIFEBOAT_TO", ctx.to.as_str().to_string()),
+                ("LIFEBOAT_REGION", ctx.region.as_str().to_string()),
+                ("LIFEBOAT_STEP", ctx.step.clone()),
+                ("LIFEBOAT_SERVICE", ctx.service.clone()),
+            ],
+            pass: &self.pass_env,
         };
-        let child = tokio::process::Command::new(program)
-            .args(args)
-            .env("LIFEBOAT_RUN_ID", &ctx.run_id.0)
-            .env("LIFEBOAT_EPOCH", ctx.epoch.0.to_string())
-            .env("LIFEBOAT_DIRECTION", ctx.direction.as_str())
-            .env("LIFEBOAT_FROM", ctx.from.as_str())
-            .env("LIFEBOAT_TO", ctx.to.as_str())
-            .env("LIFEBOAT_REGION", ctx.region.as_str())
-            .env("LIFEBOAT_STEP", &ctx.step)
-            .env("LIFEBOAT_SERVICE", &ctx.service)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| {
-                StepError::fatal(format!(
-                    "could not start `{}`: {e}; check the step's `run` in the policy",
-                    self.shown()
-                ))
-            })?;
-        // Armed until the program exits by itself: if the deadline passes first, or the
-        // executor drops this call, the whole group is killed.
-        let guard = child.id().map(GroupKill);
-        let out = match tokio::time::timeout_at(ctx.deadline, child.wait_with_output()).await {
+        // Dropping the call at the deadline kills the whole process group.
+        let out = match tokio::time::timeout_at(ctx.deadline, subprocess::run(&program)).await {
             Err(_) => {
-                drop(guard);
                 return Err(StepError::fatal(format!(
                     "`{}` did not finish before the step's deadline and was killed with its process group",
                     self.shown()
                 )));
             }
-            Ok(Err(e)) => {
+            Ok(Err(SpawnError::Start { source, .. })) => {
                 return Err(StepError::fatal(format!(
-                    "could not wait for `{}`: {e}",
+                    "could not start `{}`: {source}; check the step's `run` in the policy",
                     self.shown()
                 )));
             }
+            Ok(Err(e)) => {
+                return Err(StepError::fatal(format!("`{}`: {e}", self.shown())));
+            }
             Ok(Ok(out)) => out,
         };
-        if let Some(g) = guard {
-            std::mem::forget(g);
-        }
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let stdout = String::from_utf8_lossy(&out.stdout);
+        let (stdout, stderr) = (&out.stdout, &out.stderr);
         if out.status.success() {
-            let said = snippet_lines(&stdout, 1).or_else(|| snippet_lines(&stderr, 1));
+            let said = snippet_lines(stdout, 1).or_else(|| snippet_lines(stderr, 1));
             return Ok(Applied::new(match said {
                 Some(s) => format!("`{}` exited 0: {s}", self.shown()),
                 None => format!("`{}` exited 0", self.shown()),
@@ -102,7 +93,7 @@ impl Step for Command {
             Some(code) => format!("exit status {code}"),
             None => out.status.to_string(),
         };
-        Err(StepError::fatal(match snippet_lines(&stderr, 5) {
+        Err(StepError::fatal(match snippet_lines(stderr, 5) {
             Some(s) => format!("`{}` failed with {status}: {s}", self.shown()),
             None => format!("`{}` failed with {status}", self.shown()),
         }))

@@ -93,7 +93,10 @@ fn classify_code(code: &str) -> Code {
 /// database are fatal.
 pub(crate) fn pg_connect_error(e: &PgError, what: &str) -> StepError {
     match e {
-        PgError::Secret { .. } => StepError::fatal(format!("{what}: {e}")),
+        // Configuration, or a server lifeboat must not trust: retrying changes nothing.
+        PgError::Secret { .. } | PgError::Tls { .. } | PgError::Handshake { .. } => {
+            StepError::fatal(format!("{what}: {e}"))
+        }
         PgError::Connect {
             sqlstate: Some(code),
             ..

@@ -9,6 +9,7 @@
 //!
 //! Invariant: an adapter calls only the AWS APIs listed for its kind in `core::iam`.
 
+pub mod approval;
 pub mod cache;
 pub mod command;
 mod errors;
@@ -26,7 +27,8 @@ use std::time::Duration;
 
 use crate::clients::aws::AwsClients;
 use crate::clients::secret;
-use crate::core::model::{Action, Endpoint, Policy, PostgresEndpoint, RegionName, SecretRef};
+use crate::core::binding::Binding;
+use crate::core::model::SecretRef;
 use crate::core::plan::{Plan, PlannedStep};
 use crate::probe;
 use crate::runbook::{Step, StepError, StepFactory};
@@ -35,8 +37,7 @@ pub(crate) use errors::{aws_error, is_invalid_state, pg_connect_error, pg_query_
 pub use notify::{Message, render_text};
 pub use postgres_fence::NOT_FENCED;
 
-/// Builds the adapter of every step kind except `manual_approval` (the executor handles
-/// that one itself).
+/// Builds the adapter of every step kind from the step's binding.
 ///
 /// ```no_run
 /// # async fn demo(policy: lifeboat::core::model::Policy) {
@@ -47,11 +48,10 @@ pub use postgres_fence::NOT_FENCED;
 /// let aws = AwsClients::from_settings(&policy.aws, Duration::from_secs(20)).await;
 /// let probes = probe::Context::new(Some(aws.clone()), policy.detection.timeout,
 ///                                  policy.detection.interval);
-/// let factory = action::Factory::new(Arc::new(policy), Some(aws), probes);
+/// let factory = action::Factory::new(Some(aws), probes);
 /// # let _ = factory; }
 /// ```
 pub struct Factory {
-    policy: Arc<Policy>,
     aws: Option<AwsClients>,
     probes: probe::Context,
     http: reqwest::Client,
@@ -60,20 +60,17 @@ pub struct Factory {
 impl std::fmt::Debug for Factory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Factory")
-            .field("service", &self.policy.service)
             .field("aws", &self.aws.is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl Factory {
-    /// `policy` is the validated policy the plans come from. `aws` is needed by the
-    /// steps that call AWS (a step that needs it and finds `None` fails to build, before
-    /// the run's first action). `probes` is what `wait_healthy` builds its probes with
-    /// (its timeout bounds each probe round).
-    pub fn new(policy: Arc<Policy>, aws: Option<AwsClients>, probes: probe::Context) -> Factory {
+    /// `aws` is needed by the steps that call AWS (a step that needs it and finds `None`
+    /// fails to build, before the run's first action). `probes` is what `wait_healthy`
+    /// builds its probes with (its timeout bounds each probe round).
+    pub fn new(aws: Option<AwsClients>, probes: probe::Context) -> Factory {
         Factory {
-            policy,
             aws,
             probes,
             http: notify::http_client(),
@@ -87,243 +84,188 @@ fn target_section(target: &str) -> String {
 }
 
 impl StepFactory for Factory {
+    /// Turns the step's binding (resolved when the run was planned) into its adapter;
+    /// nothing is looked up in the policy again, so a resumed run acts on exactly what it
+    /// planned.
+    ///
     /// Guarantees: no I/O beyond resolving secret references (so a missing secret stops
     /// the run before its first action).
-    /// Errors: Fatal, naming what is missing (a target's region settings, AWS
-    /// configuration, a secret, a probe).
+    /// Errors: Fatal when the step needs AWS and lifeboat runs without AWS configuration,
+    /// or a secret reference cannot be read.
     fn build(&self, plan: &Plan, step: &PlannedStep) -> Result<Arc<dyn Step>, StepError> {
         let region = &step.region;
-        let ep = |target: &str, region: &RegionName| -> Result<&Endpoint, StepError> {
-            self.policy
-                .target(target)
-                .and_then(|t| t.endpoint(region))
-                .ok_or_else(|| {
-                    StepError::fatal(format!(
-                        "step `{}`: target `{target}` has no settings for {region}: add them under {}",
-                        step.name,
-                        target_section(target)
-                    ))
-                })
-        };
-        let mismatch = |target: &str| {
-            StepError::fatal(format!(
-                "step `{}` ({}) cannot act on target `{target}` of this kind: check {}",
-                step.name,
-                step.action.kind(),
-                target_section(target)
-            ))
-        };
         let aws = || {
             self.aws.as_ref().ok_or_else(|| {
                 StepError::fatal(format!(
                     "step `{}` ({}) calls AWS, but lifeboat was started without AWS configuration: \
                      set [aws] in the policy or the standard AWS environment",
                     step.name,
-                    step.action.kind()
+                    step.kind()
                 ))
             })
         };
-        let pg = |target: &str, region: &RegionName| -> Result<PostgresEndpoint, StepError> {
-            match ep(target, region)? {
-                Endpoint::Postgres(p) => {
-                    check_secret(&step.name, p.password.as_ref())?;
-                    Ok(p.clone())
-                }
-                _ => Err(mismatch(target)),
+        let secret = |r: Option<&SecretRef>| check_secret(&step.name, r);
+        Ok(match &step.binding {
+            Binding::PostgresPromote { db, .. } => {
+                secret(db.password.as_ref())?;
+                Arc::new(postgres::Promote::new(db.clone(), region.clone()))
             }
-        };
-        Ok(match &step.action {
-            Action::PostgresPromote { target } => {
-                Arc::new(postgres::Promote::new(pg(target, region)?, region.clone()))
+            Binding::PostgresFence { db, .. } => {
+                secret(db.password.as_ref())?;
+                Arc::new(postgres_fence::Fence::new(db.clone(), region.clone()))
             }
-            Action::PostgresFence { target } => Arc::new(postgres_fence::Fence::new(
-                pg(target, region)?,
-                region.clone(),
-            )),
-            Action::PostgresCatchUp { target } => Arc::new(postgres_fence::CatchUp::new(
-                pg(target, region)?,
-                pg(target, &plan.from)?,
-                region.clone(),
-                plan.from.clone(),
-            )),
-            Action::RdsPromoteReplica { target } => match ep(target, region)? {
-                Endpoint::RdsInstance {
-                    instance_id,
-                    aws_region,
-                } => Arc::new(rds::PromoteReplica::new(
-                    aws()?.rds(aws_region),
-                    aws()?.cloudwatch(aws_region),
-                    instance_id,
-                    aws_region,
-                    target,
-                )),
-                _ => return Err(mismatch(target)),
-            },
-            Action::AuroraGlobalFailover { target } | Action::AuroraGlobalSwitchover { target } => {
-                match ep(target, region)? {
-                    Endpoint::AuroraCluster(a) => Arc::new(rds::AuroraGlobal::new(
-                        aws()?.rds(&a.aws_region),
-                        a.clone(),
-                        target,
-                        matches!(step.action, Action::AuroraGlobalSwitchover { .. }),
-                    )),
-                    _ => return Err(mismatch(target)),
-                }
+            Binding::PostgresCatchUp {
+                db,
+                writer,
+                writer_region,
+                ..
+            } => {
+                secret(db.password.as_ref())?;
+                secret(writer.password.as_ref())?;
+                Arc::new(postgres_fence::CatchUp::new(
+                    db.clone(),
+                    writer.clone(),
+                    region.clone(),
+                    writer_region.clone(),
+                ))
             }
-            Action::Route53Switch { target } => {
-                let t = self.policy.target(target).ok_or_else(|| mismatch(target))?;
-                let goal = match ep(target, region)? {
-                    Endpoint::Route53(r) => r.clone(),
-                    _ => return Err(mismatch(target)),
-                };
-                let others = t
-                    .regions
-                    .iter()
-                    .filter(|(r, _)| *r != region)
-                    .filter_map(|(_, e)| match e {
-                        Endpoint::Route53(r) => r.set_identifier.clone(),
-                        _ => None,
-                    })
-                    .collect();
-                Arc::new(route53::Switch::new(
-                    aws()?.route53(),
-                    goal,
-                    others,
-                    target,
-                )?)
-            }
-            Action::AsgScale {
+            Binding::RdsPromoteReplica {
                 target,
+                instance_id,
+                aws_region,
+            } => Arc::new(rds::PromoteReplica::new(
+                aws()?.rds(aws_region),
+                aws()?.cloudwatch(aws_region),
+                instance_id,
+                aws_region,
+                target,
+            )),
+            Binding::AuroraGlobalFailover { target, cluster } => Arc::new(rds::AuroraGlobal::new(
+                aws()?.rds(&cluster.aws_region),
+                cluster.clone(),
+                target,
+                false,
+            )),
+            Binding::AuroraGlobalSwitchover { target, cluster } => {
+                Arc::new(rds::AuroraGlobal::new(
+                    aws()?.rds(&cluster.aws_region),
+                    cluster.clone(),
+                    target,
+                    true,
+                ))
+            }
+            Binding::Route53Switch {
+                target,
+                record,
+                others,
+            } => Arc::new(route53::Switch::new(
+                aws()?.route53(),
+                record.clone(),
+                others.clone(),
+                target,
+            )),
+            Binding::AsgScale {
+                target,
+                group,
+                aws_region,
                 min,
                 desired,
                 max,
-            } => match ep(target, region)? {
-                Endpoint::Asg { group, aws_region } => Arc::new(scale::Asg::new(
-                    aws()?.autoscaling(aws_region),
-                    group,
-                    aws_region,
-                    target,
-                    scale::Sizes {
-                        min: *min,
-                        desired: *desired,
-                        max: *max,
-                    },
-                )),
-                _ => return Err(mismatch(target)),
-            },
-            Action::EcsScale { target, desired } => match ep(target, region)? {
-                Endpoint::Ecs {
-                    cluster,
-                    service,
-                    aws_region,
-                } => Arc::new(scale::Ecs::new(
-                    aws()?.ecs(aws_region),
-                    cluster,
-                    service,
-                    aws_region,
-                    target,
-                    *desired,
-                )),
-                _ => return Err(mismatch(target)),
-            },
-            Action::RedisInvalidate {
+            } => Arc::new(scale::Asg::new(
+                aws()?.autoscaling(aws_region),
+                group,
+                aws_region,
                 target,
-                pattern,
-                flush,
-            } => match ep(target, region)? {
-                Endpoint::Redis { url, password } => {
-                    check_secret(&step.name, password.as_ref())?;
-                    let scope = match (flush, pattern) {
-                        (true, _) => cache::Scope::FlushDb,
-                        (false, Some(p)) => cache::Scope::Pattern(p.clone()),
-                        // Validation requires one of them; keep this total anyway.
-                        (false, None) => {
-                            return Err(StepError::fatal(format!(
-                                "step `{}` must give either `pattern` or `flush = true`",
-                                step.name
-                            )));
-                        }
-                    };
-                    Arc::new(cache::RedisInvalidate::new(
-                        url,
-                        password.clone(),
-                        scope,
-                        region.clone(),
-                    ))
-                }
-                _ => return Err(mismatch(target)),
-            },
-            Action::CloudfrontInvalidate { target, paths } => match ep(target, region)? {
-                Endpoint::Cloudfront { distribution_id } => {
-                    Arc::new(cache::CloudfrontInvalidate::new(
-                        aws()?.cloudfront(),
-                        distribution_id,
-                        paths.clone(),
-                        target,
-                    ))
-                }
-                _ => return Err(mismatch(target)),
-            },
-            Action::Notify { channel, message } => {
-                let c = self.policy.channel(channel).ok_or_else(|| {
-                    StepError::fatal(format!(
-                        "step `{}` names channel `{channel}`, which the policy does not define: add [channels.{channel}]",
-                        step.name
-                    ))
-                })?;
-                let how = notify::Via::for_channel(c, self.aws.as_ref(), &self.http)
-                    .map_err(|e| StepError::fatal(format!("step `{}`: {e}", step.name)))?;
-                Arc::new(notify::Notify::new(
-                    channel,
-                    how,
-                    message.clone(),
-                    plan.reason.clone(),
+                scale::Sizes {
+                    min: *min,
+                    desired: *desired,
+                    max: *max,
+                },
+            )),
+            Binding::EcsScale {
+                target,
+                cluster,
+                service,
+                aws_region,
+                desired,
+            } => Arc::new(scale::Ecs::new(
+                aws()?.ecs(aws_region),
+                cluster,
+                service,
+                aws_region,
+                target,
+                *desired,
+            )),
+            Binding::RedisInvalidate {
+                url,
+                password,
+                ca_file,
+                scope,
+                ..
+            } => {
+                secret(password.as_ref())?;
+                Arc::new(cache::RedisInvalidate::new(
+                    url,
+                    password.clone(),
+                    ca_file.clone(),
+                    scope.clone(),
+                    region.clone(),
                 ))
             }
-            Action::S3SyncCheck {
+            Binding::CloudfrontInvalidate {
                 target,
-                copy_missing,
+                distribution_id,
+                paths,
+            } => Arc::new(cache::CloudfrontInvalidate::new(
+                aws()?.cloudfront(),
+                distribution_id,
+                paths.clone(),
+                target,
+            )),
+            Binding::Notify { channel, message } => {
+                let how = notify::Via::for_channel(channel, self.aws.as_ref(), &self.http)
+                    .map_err(|e| StepError::fatal(format!("step `{}`: {e}", step.name)))?;
+                Arc::new(notify::Notify::new(
+                    &channel.name,
+                    how,
+                    message.clone(),
+                    plan.reason(),
+                ))
+            }
+            Binding::S3SyncCheck {
+                target,
+                source,
+                dest,
                 prefix,
+                copy_missing,
             } => {
-                let bucket = |r: &RegionName| match ep(target, r)? {
-                    Endpoint::S3 {
-                        bucket,
-                        prefix,
-                        aws_region,
-                    } => Ok(storage::Bucket {
-                        name: bucket.clone(),
-                        canary_prefix: prefix.clone(),
-                        aws_region: aws_region.clone(),
-                        region: r.clone(),
-                    }),
-                    _ => Err(mismatch(target)),
-                };
-                let (source, dest) = (bucket(&plan.from)?, bucket(region)?);
                 let aws = aws()?;
                 Arc::new(storage::SyncCheck::new(
                     aws.s3(&source.aws_region),
                     aws.s3(&dest.aws_region),
-                    source,
-                    dest,
+                    source.clone(),
+                    dest.clone(),
                     prefix.clone(),
                     *copy_missing,
                     target,
                 ))
             }
-            Action::WaitHealthy { probes, successes } => Arc::new(wait::WaitHealthy::build(
-                &self.policy,
-                &self.probes,
-                &step.name,
-                region,
+            Binding::WaitHealthy {
                 probes,
-                *successes,
-            )?),
-            Action::Command { run } => Arc::new(command::Command::new(run.clone())),
-            Action::ManualApproval { .. } => {
-                return Err(StepError::fatal(format!(
-                    "step `{}` is a manual approval, which the executor handles itself (a bug: report it)",
-                    step.name
-                )));
+                successes,
+                pass_env,
+            } => {
+                let ctx = probe::Context {
+                    pass_env: pass_env.clone(),
+                    ..self.probes.clone()
+                };
+                Arc::new(wait::WaitHealthy::new(
+                    &ctx, &step.name, region, probes, *successes,
+                )?)
+            }
+            Binding::ManualApproval { prompt } => Arc::new(approval::Gate::new(prompt.clone())),
+            Binding::Command { run, pass_env } => {
+                Arc::new(command::Command::new(run.clone(), pass_env.clone()))
             }
         })
     }

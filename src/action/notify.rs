@@ -93,12 +93,10 @@ struct WebhookBody<'a> {
 }
 
 /// The HTTP client webhooks share: bounded so a hung receiver cannot hold the step.
-pub(crate) fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .user_agent(concat!("lifeboat/", env!("CARGO_PKG_VERSION"), " (notify)"))
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap_or_else(|_| reqwest::Client::new())
+pub fn http_client() -> reqwest::Client {
+    crate::clients::http::build(
+        crate::clients::http::builder("notify").timeout(Duration::from_secs(10)),
+    )
 }
 
 /// How a channel is reached.
@@ -278,6 +276,17 @@ impl Step for Notify {
                         StepError::retryable(format!("POST to {what}: {kind}"))
                     })?;
                 let status = resp.status();
+                if status.is_redirection() {
+                    // Only the origin: a redirect of a secret URL may carry the secret.
+                    let to = crate::clients::http::location(&resp)
+                        .and_then(|l| reqwest::Url::parse(&l).ok())
+                        .map(|u| u.origin().ascii_serialization())
+                        .unwrap_or_else(|| "nowhere".to_string());
+                    return Err(StepError::fatal(format!(
+                        "POST to {what} was redirected (HTTP {} to {to}/…); lifeboat follows no redirects: put the final URL in the channel's secret",
+                        status.as_u16()
+                    )));
+                }
                 if status.is_success() {
                     Ok(Applied::new(format!(
                         "posted to {what}: HTTP {}",

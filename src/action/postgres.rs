@@ -14,6 +14,7 @@ use super::{connect_bound, pg_connect_error, pg_query_error};
 use crate::clients::pg;
 use crate::core::health::Lag;
 use crate::core::model::{PostgresEndpoint, RegionName};
+use crate::core::rpo;
 use crate::core::time::fmt_duration;
 use crate::runbook::{Applied, Check, Step, StepCtx, StepError, Verify};
 
@@ -31,17 +32,17 @@ pub(crate) async fn status(client: &Client, what: &str) -> Result<Status, StepEr
         .query_one(pg::STATUS_QUERY, &[])
         .await
         .map_err(|e| pg_query_error(&e, &format!("read the status of {what}")))?;
-    let standby: bool = row.get("standby");
-    let lag = standby.then(|| {
-        let bytes: Option<f64> = row.get("lag_bytes");
-        let seconds: Option<f64> = row.get("lag_seconds");
-        Lag {
-            // LSN differences are whole bytes; the float only carries them.
-            bytes: bytes.map(|b| b.max(0.0) as u64),
-            seconds: seconds.map(|s| s.max(0.0)),
-            streaming: Some(row.get("streaming")),
-        }
-    });
+    let column = |e: String| StepError::fatal(format!("read the status of {what}: {e}"));
+    let standby: bool = pg::get(&row, "standby").map_err(column)?;
+    let lag = if standby {
+        Some(Lag::from_query(
+            pg::get(&row, "lag_bytes").map_err(column)?,
+            pg::get(&row, "lag_seconds").map_err(column)?,
+            Some(pg::get(&row, "streaming").map_err(column)?),
+        ))
+    } else {
+        None
+    };
     Ok(Status { standby, lag })
 }
 
@@ -137,17 +138,21 @@ impl Promote {
 /// the WAL it received only; the controller's own gate, which read the lag while the
 /// standby still streamed, covers what it never received.
 pub(crate) fn rpo_gate(lag: Option<&Lag>, ctx: &StepCtx, what: &str) -> Result<(), StepError> {
-    let Some(seconds) = lag.and_then(Lag::duration) else {
-        return Ok(());
-    };
-    if seconds > ctx.rpo_budget && !ctx.allow_data_loss {
-        return Err(StepError::needs_approval(format!(
-            "replica lag {} on {what} exceeds the RPO budget {} — approve with --allow-data-loss to accept losing the writes not yet replicated",
-            fmt_duration(seconds),
-            fmt_duration(ctx.rpo_budget)
-        )));
-    }
-    Ok(())
+    rpo::check(
+        lag.and_then(Lag::duration),
+        ctx.rpo_budget,
+        ctx.allow_data_loss,
+    )
+    .map_err(|over| over_budget(over, what))
+}
+
+/// The approval a promotion asks for when the lag is over the budget.
+pub(crate) fn over_budget(over: rpo::OverBudget, what: &str) -> StepError {
+    StepError::needs_approval(format!(
+        "replica lag {} on {what} exceeds the RPO budget {} — approve with --allow-data-loss to accept losing the writes not yet replicated",
+        fmt_duration(over.lag),
+        fmt_duration(over.budget)
+    ))
 }
 
 #[async_trait]
@@ -185,7 +190,8 @@ impl Step for Promote {
                 .query_one("SELECT pg_promote(true, $1)", &[&wait])
                 .await
                 .map_err(|e| pg_query_error(&e, &format!("pg_promote on {}", self.what)))?;
-            let promoted: bool = row.get(0);
+            let promoted: bool = pg::get(&row, 0)
+                .map_err(|e| StepError::fatal(format!("pg_promote on {}: {e}", self.what)))?;
             if !promoted {
                 return Err(StepError::retryable(format!(
                     "pg_promote on {} did not finish within {wait}s",

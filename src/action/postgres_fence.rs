@@ -11,6 +11,7 @@ use super::postgres::{Writable, connect, fmt_lsn, parse_lsn, status, write_check
 use super::{connect_bound, pg_connect_error, pg_query_error};
 use crate::clients::pg;
 use crate::core::model::{PostgresEndpoint, RegionName};
+use crate::core::reason::Notice;
 use crate::runbook::{Applied, Check, Step, StepCtx, StepError, Verify};
 
 /// How a fence step's detail starts when the old primary could not be fenced because
@@ -43,6 +44,7 @@ SELECT a.pid FROM pg_stat_activity a JOIN pg_roles r ON r.oid = a.usesysid
 /// since promoting the standby beside a writable primary is what the step prevents.
 pub struct Fence {
     ep: PostgresEndpoint,
+    region: RegionName,
     what: String,
     /// Whether this instance's `apply` fenced the server, for verify's wording.
     fenced: Mutex<bool>,
@@ -60,6 +62,7 @@ impl Fence {
         let what = format!("old primary {ep} in {region}");
         Fence {
             ep,
+            region,
             what,
             fenced: Mutex::new(false),
         }
@@ -105,7 +108,9 @@ impl Fence {
             .await
             .map_err(|e| pg_query_error(&e, &format!("list the sessions of {}", self.what)))?;
         Ok(Seen::Fenced {
-            stale_sessions: row.get(0),
+            stale_sessions: pg::get(&row, 0).map_err(|e| {
+                StepError::fatal(format!("list the sessions of {}: {e}", self.what))
+            })?,
         })
     }
 
@@ -135,7 +140,9 @@ async fn read_only(client: &Client, what: &str) -> Result<bool, StepError> {
         )
         .await
         .map_err(|e| pg_query_error(&e, &format!("read the settings of {what}")))?;
-    Ok(row.get::<_, String>(0) == "on")
+    let value: String = pg::get(&row, 0)
+        .map_err(|e| StepError::fatal(format!("read the settings of {what}: {e}")))?;
+    Ok(value == "on")
 }
 
 #[async_trait]
@@ -165,7 +172,15 @@ impl Step for Fence {
     async fn apply(&self, ctx: &StepCtx) -> Result<Applied, StepError> {
         let client = match self.client(ctx).await? {
             Ok(c) => c,
-            Err(why) => return Ok(Applied::new(self.unreachable(&why))),
+            Err(why) => {
+                let notice = Notice::OldPrimaryNotFenced {
+                    step: ctx.step.clone(),
+                    region: self.region.clone(),
+                    server: self.ep.to_string(),
+                    why: why.clone(),
+                };
+                return Ok(Applied::new(self.unreachable(&why)).with_notice(notice));
+            }
         };
         if status(&client, &self.what).await?.standby {
             return Ok(Applied::new(format!(
@@ -192,8 +207,11 @@ impl Step for Fence {
             .await
             .map_err(fail("list the client sessions"))?
             .iter()
-            .map(|r| r.get(0))
-            .collect();
+            .map(|r| pg::get(r, 0))
+            .collect::<Result<_, _>>()
+            .map_err(|e| {
+                StepError::fatal(format!("list the client sessions on {}: {e}", self.what))
+            })?;
         let mut ended = 0;
         let mut refused = Vec::new();
         for pid in &pids {
@@ -203,8 +221,11 @@ impl Step for Fence {
                 .query_one("SELECT pg_terminate_backend($1)", &[pid])
                 .await
             {
-                Ok(row) if row.get::<_, bool>(0) => ended += 1,
-                Ok(_) => {}
+                Ok(row) => match pg::get::<_, bool>(&row, 0) {
+                    Ok(true) => ended += 1,
+                    Ok(false) => {}
+                    Err(e) => refused.push(format!("pid {pid}: {e}")),
+                },
                 Err(e) => refused.push(format!("pid {pid}: {}", pg::describe(&e))),
             }
         }
@@ -337,7 +358,8 @@ impl CatchUp {
             .query_one("SELECT pg_current_wal_lsn()::text", &[])
             .await
             .map_err(|e| pg_query_error(&e, &format!("read the WAL position of the {w}")))?;
-        let text: String = row.get(0);
+        let text: String = pg::get(&row, 0)
+            .map_err(|e| StepError::fatal(format!("read the WAL position of the {w}: {e}")))?;
         parse_lsn(&text)
             .map(Some)
             .ok_or_else(|| StepError::fatal(format!("the {w} reported WAL position `{text}`")))
@@ -357,7 +379,8 @@ impl CatchUp {
             .query_one("SELECT pg_last_wal_replay_lsn()::text", &[])
             .await
             .map_err(|e| pg_query_error(&e, &format!("read the replay position of {s}")))?;
-        let text: Option<String> = row.get(0);
+        let text: Option<String> = pg::get(&row, 0)
+            .map_err(|e| StepError::fatal(format!("read the replay position of {s}: {e}")))?;
         let lsn = text.as_deref().and_then(parse_lsn).unwrap_or(0);
         let streaming = st.lag.and_then(|l| l.streaming).unwrap_or(false);
         Ok((lsn, streaming))

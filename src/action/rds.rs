@@ -9,6 +9,7 @@ use aws_sdk_rds::types::{DbInstance, GlobalCluster};
 
 use super::{aws_error, target_section};
 use crate::core::model::AuroraEndpoint;
+use crate::core::rpo;
 use crate::core::time::fmt_duration;
 use crate::runbook::{Applied, Check, Step, StepCtx, StepError, Verify};
 
@@ -163,14 +164,11 @@ impl PromoteReplica {
 fn lag_gate(lag: &ReplicaLag, ctx: &StepCtx, what: &str) -> Result<String, StepError> {
     match lag {
         ReplicaLag::Seconds(s) => {
-            let lag = Duration::from_secs_f64(*s);
-            if lag > ctx.rpo_budget && !ctx.allow_data_loss {
-                return Err(StepError::needs_approval(format!(
-                    "replica lag {} on {what} exceeds the RPO budget {} — approve with --allow-data-loss to accept losing the writes not yet replicated",
-                    fmt_duration(lag),
-                    fmt_duration(ctx.rpo_budget)
-                )));
-            }
+            // CloudWatch's figure is only checked to be non-negative; an absurd one must
+            // read as "far over budget", not panic the step.
+            let lag = Duration::try_from_secs_f64(*s).unwrap_or(Duration::MAX);
+            rpo::check(Some(lag), ctx.rpo_budget, ctx.allow_data_loss)
+                .map_err(|over| super::postgres::over_budget(over, what))?;
             Ok(format!("lag {}", fmt_duration(lag)))
         }
         ReplicaLag::Unknown(why) => Ok(format!("lag unknown: {why}")),

@@ -15,7 +15,7 @@ use aws_sdk_route53::types::{
 };
 
 use super::{aws_error, target_section};
-use crate::core::model::{DnsStyle, Route53Endpoint};
+use crate::core::model::{DnsRecord, Route53Endpoint};
 use crate::runbook::{Applied, Check, Step, StepCtx, StepError, Verify};
 
 /// Moves a record's traffic to the step's region.
@@ -46,22 +46,9 @@ impl Switch {
         goal: Route53Endpoint,
         others: Vec<String>,
         target: &str,
-    ) -> Result<Switch, StepError> {
+    ) -> Switch {
         let section = target_section(target);
-        let needs = |field: &str| {
-            StepError::fatal(format!(
-                "style {} needs `{field}` for every region: add it under {section}",
-                goal.style.as_str()
-            ))
-        };
-        match goal.style {
-            DnsStyle::FailoverPair | DnsStyle::Weighted if goal.set_identifier.is_none() => {
-                return Err(needs("set_identifier"));
-            }
-            DnsStyle::Simple if goal.value.is_none() => return Err(needs("value")),
-            _ => {}
-        }
-        Ok(Switch {
+        Switch {
             what: format!(
                 "{} {} in hosted zone {}",
                 goal.record_name, goal.record_type, goal.zone_id
@@ -71,7 +58,7 @@ impl Switch {
             others,
             section,
             change: Mutex::new(None),
-        })
+        }
     }
 
     /// The live record sets of the target's name and type.
@@ -119,9 +106,12 @@ impl Switch {
     }
 
     /// `failover_pair`: the switch's health check and whether it must be inverted.
-    async fn pair_goal(&self) -> Result<(String, bool, String), StepError> {
+    async fn pair_goal(
+        &self,
+        set_id: &str,
+        health_check_id: Option<&str>,
+    ) -> Result<(String, bool, String), StepError> {
         let records = self.records().await?;
-        let set_id = self.goal.set_identifier.as_deref().unwrap_or_default();
         let mine = records
             .iter()
             .find(|r| r.set_identifier() == Some(set_id))
@@ -141,8 +131,8 @@ impl Switch {
                 )));
             }
         };
-        let hc = match &self.goal.health_check_id {
-            Some(id) => id.clone(),
+        let hc = match health_check_id {
+            Some(id) => id.to_string(),
             None => records
                 .iter()
                 .find(|r| r.failover() == Some(&ResourceRecordSetFailover::Primary))
@@ -188,6 +178,17 @@ impl Switch {
             .map_err(|m| StepError::fatal(format!("{}: {m}: check {}", self.what, self.section)))
     }
 
+    /// `failover_pair`: this region's set identifier and the configured health check.
+    fn pair(&self) -> Option<(&str, Option<&str>)> {
+        match &self.goal.record {
+            DnsRecord::FailoverPair {
+                set_identifier,
+                health_check_id,
+            } => Some((set_identifier, health_check_id.as_deref())),
+            _ => None,
+        }
+    }
+
     fn describe_pair(&self, hc: &str, invert: bool, record: &str) -> String {
         let state = if invert { "inverted" } else { "not inverted" };
         format!(
@@ -223,10 +224,11 @@ pub(crate) fn record_changes(
             .build()
             .map_err(|e| e.to_string())
     };
-    match goal.style {
-        DnsStyle::FailoverPair => Ok(Vec::new()),
-        DnsStyle::Weighted => {
-            let goal_id = goal.set_identifier.as_deref().unwrap_or_default();
+    match &goal.record {
+        DnsRecord::FailoverPair { .. } => Ok(Vec::new()),
+        DnsRecord::Weighted {
+            set_identifier: goal_id,
+        } => {
             let find = |id: &str| live.iter().find(|r| r.set_identifier() == Some(id));
             let mine = find(goal_id)
                 .ok_or_else(|| format!("no weighted record with set identifier `{goal_id}`"))?;
@@ -247,8 +249,7 @@ pub(crate) fn record_changes(
                 })
                 .collect()
         }
-        DnsStyle::Simple => {
-            let value = goal.value.as_deref().unwrap_or_default();
+        DnsRecord::Simple { value } => {
             let current = live.iter().find(|r| r.set_identifier().is_none());
             let in_place = current.is_some_and(|r| {
                 let values = r.resource_records();
@@ -279,8 +280,8 @@ pub(crate) fn record_changes(
 #[async_trait]
 impl Step for Switch {
     async fn check(&self, _ctx: &StepCtx) -> Result<Check, StepError> {
-        if self.goal.style == DnsStyle::FailoverPair {
-            let (hc, invert, record) = self.pair_goal().await?;
+        if let Some((set_id, hc)) = self.pair() {
+            let (hc, invert, record) = self.pair_goal(set_id, hc).await?;
             let (inverted, _) = self.health_check(&hc).await?;
             let now = self.describe_pair(&hc, inverted, &record);
             return Ok(if inverted == invert {
@@ -306,8 +307,8 @@ impl Step for Switch {
     }
 
     async fn apply(&self, _ctx: &StepCtx) -> Result<Applied, StepError> {
-        if self.goal.style == DnsStyle::FailoverPair {
-            let (hc, invert, record) = self.pair_goal().await?;
+        if let Some((set_id, hc)) = self.pair() {
+            let (hc, invert, record) = self.pair_goal(set_id, hc).await?;
             let (_, version) = self.health_check(&hc).await?;
             let subject = format!("Route 53 health check `{hc}`");
             self.client
@@ -360,10 +361,10 @@ impl Step for Switch {
     }
 
     async fn verify(&self, _ctx: &StepCtx) -> Result<Verify, StepError> {
-        if self.goal.style == DnsStyle::FailoverPair {
+        if let Some((set_id, hc)) = self.pair() {
             // UpdateHealthCheck returns no change id to wait for: the flag itself is
             // the observation, and Route 53 acts on it at its next evaluation.
-            let (hc, invert, record) = self.pair_goal().await?;
+            let (hc, invert, record) = self.pair_goal(set_id, hc).await?;
             let (inverted, _) = self.health_check(&hc).await?;
             let now = self.describe_pair(&hc, inverted, &record);
             return Ok(if inverted == invert {
@@ -412,17 +413,20 @@ impl Step for Switch {
 mod tests {
     use super::*;
 
-    fn ep(style: DnsStyle, set: Option<&str>, value: Option<&str>) -> Route53Endpoint {
+    fn ep(record: DnsRecord) -> Route53Endpoint {
         Route53Endpoint {
             zone_id: "Z1".into(),
             record_name: "api.example.com.".into(),
             record_type: "CNAME".into(),
-            style,
-            set_identifier: set.map(str::to_string),
-            health_check_id: None,
-            value: value.map(str::to_string),
             ttl: 60,
+            record,
         }
+    }
+
+    fn weighted_goal(set: &str) -> Route53Endpoint {
+        ep(DnsRecord::Weighted {
+            set_identifier: set.into(),
+        })
     }
 
     fn weighted(set: &str, weight: i64, value: &str) -> ResourceRecordSet {
@@ -444,7 +448,7 @@ mod tests {
             weighted("euc1", 100, "euc1.example.com"),
             weighted("euw1", 0, "euw1.example.com"),
         ];
-        let goal = ep(DnsStyle::Weighted, Some("euw1"), None);
+        let goal = weighted_goal("euw1");
         let changes = record_changes(&goal, &["euc1".into()], &live).expect("changes");
         let got: Vec<(String, Option<i64>, Option<String>, String)> = changes
             .iter()
@@ -486,13 +490,15 @@ mod tests {
                 .expect("ok")
                 .is_empty()
         );
-        let missing = record_changes(&ep(DnsStyle::Weighted, Some("zz"), None), &[], &done);
+        let missing = record_changes(&weighted_goal("zz"), &[], &done);
         assert!(missing.expect_err("no such set").contains("`zz`"));
     }
 
     #[test]
     fn a_simple_record_is_upserted_unless_it_already_has_the_value_and_ttl() {
-        let goal = ep(DnsStyle::Simple, None, Some("usw2.example.com"));
+        let goal = ep(DnsRecord::Simple {
+            value: "usw2.example.com".into(),
+        });
         let rec = |value: &str, ttl: i64| {
             ResourceRecordSet::builder()
                 .name("api.example.com.")

@@ -81,12 +81,15 @@ impl Asg {
             .instances()
             .iter()
             .filter(|i| i.lifecycle_state() == Some(&LifecycleState::InService))
-            .count() as u32;
+            .count();
+        // Checked conversions: a negative size (never valid) reads as 0, not a wrap.
+        let size = |n: Option<i32>| u32::try_from(n.unwrap_or(0)).unwrap_or(0);
         let sizes = Sizes {
-            min: g.min_size().unwrap_or(0).max(0) as u32,
-            desired: g.desired_capacity().unwrap_or(0).max(0) as u32,
-            max: g.max_size().unwrap_or(0).max(0) as u32,
+            min: size(g.min_size()),
+            desired: size(g.desired_capacity()),
+            max: size(g.max_size()),
         };
+        let in_service = u32::try_from(in_service).unwrap_or(u32::MAX);
         Ok((sizes, in_service))
     }
 
@@ -223,8 +226,8 @@ impl Ecs {
     async fn observe(&self) -> Result<(u32, u32), StepError> {
         let s = self.describe().await?;
         Ok((
-            s.desired_count().max(0) as u32,
-            s.running_count().max(0) as u32,
+            u32::try_from(s.desired_count()).unwrap_or(0),
+            u32::try_from(s.running_count()).unwrap_or(0),
         ))
     }
 }

@@ -11,18 +11,8 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 
 use super::{aws_error, some_of, target_section};
-use crate::core::model::RegionName;
+use crate::core::binding::S3Bucket;
 use crate::runbook::{Applied, Check, Step, StepCtx, StepError, Verify};
-
-/// One side of the comparison.
-#[derive(Clone, Debug)]
-pub struct Bucket {
-    pub name: String,
-    /// The s3 probe's canary prefix, whose short-lived objects are not compared.
-    pub canary_prefix: String,
-    pub aws_region: String,
-    pub region: RegionName,
-}
 
 /// What differs between the two listings.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -81,8 +71,8 @@ pub fn diff(source: &BTreeMap<String, String>, dest: &BTreeMap<String, String>) 
 pub struct SyncCheck {
     source_client: aws_sdk_s3::Client,
     dest_client: aws_sdk_s3::Client,
-    source: Bucket,
-    dest: Bucket,
+    source: S3Bucket,
+    dest: S3Bucket,
     prefix: String,
     copy_missing: bool,
     section: String,
@@ -92,8 +82,8 @@ impl SyncCheck {
     pub fn new(
         source_client: aws_sdk_s3::Client,
         dest_client: aws_sdk_s3::Client,
-        source: Bucket,
-        dest: Bucket,
+        source: S3Bucket,
+        dest: S3Bucket,
         prefix: String,
         copy_missing: bool,
         target: &str,
@@ -109,19 +99,19 @@ impl SyncCheck {
         }
     }
 
-    fn what(b: &Bucket) -> String {
-        format!("bucket `{}` ({})", b.name, b.region)
+    fn what(b: &S3Bucket) -> String {
+        format!("bucket `{}` ({})", b.bucket, b.region)
     }
 
     async fn list(
         &self,
         client: &aws_sdk_s3::Client,
-        b: &Bucket,
+        b: &S3Bucket,
     ) -> Result<BTreeMap<String, String>, StepError> {
         let mut out = BTreeMap::new();
         let mut pages = client
             .list_objects_v2()
-            .bucket(&b.name)
+            .bucket(&b.bucket)
             .prefix(&self.prefix)
             .into_paginator()
             .send();
@@ -221,9 +211,9 @@ impl Step for SyncCheck {
             }
             self.dest_client
                 .copy_object()
-                .bucket(&self.dest.name)
+                .bucket(&self.dest.bucket)
                 .key(key)
-                .copy_source(copy_source(&self.source.name, key))
+                .copy_source(copy_source(&self.source.bucket, key))
                 .send()
                 .await
                 .map_err(|e| {

@@ -5,7 +5,8 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use crate::core::model::{Policy, RegionName};
+use crate::core::binding::BoundProbe;
+use crate::core::model::RegionName;
 use crate::probe::{self, Clock, RegionProbe};
 use crate::runbook::{Applied, Check, Step, StepCtx, StepError, Verify};
 
@@ -24,54 +25,20 @@ pub struct WaitHealthy {
 }
 
 impl WaitHealthy {
-    /// The named probes in `region` (each must probe it), or when `names` is empty every
-    /// critical probe that probes `region`.
+    /// The probes the plan bound for `region`.
     ///
-    /// Errors: fatal when a named probe does not exist or does not probe the region,
-    /// when no probe is left, or when a probe cannot be built.
-    pub fn build(
-        policy: &Policy,
+    /// Errors: fatal when a probe cannot be built (a client it needs is missing).
+    pub fn new(
         ctx: &probe::Context,
         step: &str,
         region: &RegionName,
-        names: &[String],
+        bound: &[BoundProbe],
         successes: u32,
     ) -> Result<WaitHealthy, StepError> {
-        let specs: Vec<_> = if names.is_empty() {
-            policy
-                .probes
-                .iter()
-                .filter(|p| p.critical && p.regions.contains(region))
-                .collect()
-        } else {
-            names
-                .iter()
-                .map(|n| {
-                    let p = policy.probe(n).ok_or_else(|| {
-                        StepError::fatal(format!(
-                            "step `{step}` waits for probe `{n}`, which the policy does not define"
-                        ))
-                    })?;
-                    if p.regions.contains(region) {
-                        Ok(p)
-                    } else {
-                        Err(StepError::fatal(format!(
-                            "step `{step}` waits for probe `{n}` in {region}, but that probe does not watch {region}: add the region to its target"
-                        )))
-                    }
-                })
-                .collect::<Result<_, _>>()?
-        };
-        if specs.is_empty() {
-            return Err(StepError::fatal(format!(
-                "step `{step}` has nothing to wait for: no critical probe watches {region}; name probes with `probes = [...]`"
-            )));
-        }
-        let probes = specs
-            .into_iter()
-            .map(|spec| {
-                let target = spec.target.as_deref().and_then(|t| policy.target(t));
-                probe::build(spec, target, region, ctx)
+        let probes = bound
+            .iter()
+            .map(|b| {
+                probe::build(&b.spec, b.target.as_ref(), region, ctx)
                     .map_err(|e| StepError::fatal(format!("step `{step}`: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;

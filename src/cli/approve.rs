@@ -4,11 +4,17 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::client::Client;
+use std::sync::Arc;
+
 use super::journal_args::{JournalArgs, operator};
+use super::reply::{answer, finish};
+use super::standalone::Standalone;
+use crate::clock::WallClock;
+use crate::contract::{AbortBody, ApproveBody, Reply};
 use crate::core::ids::RunId;
-use crate::daemon::engine::Reply;
-use crate::runbook::system_clock;
+use crate::daemon::client::Client;
+use crate::driver::Request;
+use crate::policy;
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "\
@@ -44,60 +50,60 @@ pub fn approve(
 ) -> anyhow::Result<ExitCode> {
     let by = operator(args.by)?;
     let path = args.journal.path(state_dir)?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let body = ApproveBody {
+        by,
+        allow_data_loss: args.allow_data_loss,
+    };
+    let run_id = args.run_id.map(RunId);
     if let Some(client) = Client::find(&path) {
-        let (url, body) = match &args.run_id {
-            Some(id) => (
-                format!("/v1/runs/{id}/approve"),
-                serde_json::json!({"by": by, "allow_data_loss": args.allow_data_loss}),
-            ),
-            None => (
-                "/v1/approve".to_string(),
-                serde_json::json!({"by": by, "allow_data_loss": args.allow_data_loss}),
-            ),
-        };
-        return answer(tokio::runtime::Runtime::new()?.block_on(client.post(&url, &body))?);
+        return Ok(answer(rt.block_on(client.approve(run_id.as_ref(), &body))?));
     }
-    let Some(run_id) = args.run_id else {
+    let Some(run_id) = run_id else {
         anyhow::bail!(
             "no daemon is running, so no failover is being held back; to fail over by hand accepting the loss: lifeboat failover --allow-data-loss"
         );
     };
-    let journal = args.journal.open(state_dir)?;
-    let run_id = RunId(run_id);
-    let steps = journal.approve(&run_id, &by, args.allow_data_loss, system_clock()())?;
-    let loss = if args.allow_data_loss {
-        " Data loss accepted for the rest of the run."
-    } else {
-        ""
-    };
-    println!(
-        "Approved step(s) {} of run {run_id} as {by}.{loss}",
-        steps.join(", ")
-    );
-    // No daemon: carry the run on from here, holding the journal's lock.
-    let Some(policy_path) = &args.journal.policy else {
+    // No daemon: approve here and carry the run on, holding the journal's lock.
+    let Some(policy_path) = args.journal.policy_path() else {
+        // Only a journal: record the approval; whoever acts on it next resumes the run.
+        let journal = args.journal.open(state_dir)?;
+        let steps = journal.approve(
+            &run_id,
+            &body.by,
+            body.allow_data_loss,
+            WallClock::system().now(),
+        )?;
+        let loss = if body.allow_data_loss {
+            " Data loss accepted for the rest of the run."
+        } else {
+            ""
+        };
+        println!(
+            "Approved step(s) {} of run {run_id} as {}.{loss}",
+            steps.join(", "),
+            body.by
+        );
         println!(
             "lifeboat resumes the run at its next start on this journal (give --policy to resume it now); `lifeboat show {run_id}` follows it."
         );
         return Ok(ExitCode::SUCCESS);
     };
-    super::control::resume_run(policy_path, &path, journal, &run_id, factory)
-}
-
-/// A daemon's answer, printed; exit 1 when it refused.
-fn answer(reply: Reply) -> anyhow::Result<ExitCode> {
-    Ok(match reply {
-        Reply::Accepted { message, .. } => {
-            println!("{message}");
-            ExitCode::SUCCESS
+    let (policy, _) = policy::load_valid(&policy_path)?;
+    rt.block_on(async {
+        let mut here = Standalone::open(Arc::new(policy), &path, factory).await?;
+        let req = Request::ApproveRun {
+            run: run_id.clone(),
+            by: body.by,
+            allow_data_loss: body.allow_data_loss,
+        };
+        match here.driver.request(req) {
+            Reply::Accepted { message, .. } => eprintln!("{message} (here: no daemon is running)"),
+            other => return Ok(answer(other)),
         }
-        Reply::Refused { message, next_step } => {
-            eprintln!("refused: {message}");
-            if let Some(n) = next_step {
-                eprintln!("  next: {n}");
-            }
-            ExitCode::from(1)
-        }
+        let outcome = here.follow().await?;
+        let run = here.driver.journal().run(&run_id)?;
+        Ok(finish(&run, outcome))
     })
 }
 
@@ -125,24 +131,56 @@ pub struct AbortArgs {
     pub journal: JournalArgs,
 }
 
-pub fn abort(args: AbortArgs, state_dir: &Path) -> anyhow::Result<ExitCode> {
+pub fn abort(
+    args: AbortArgs,
+    state_dir: &Path,
+    factory: &super::FactoryFn,
+) -> anyhow::Result<ExitCode> {
     if args.reason.trim().is_empty() {
         anyhow::bail!("say why the run is aborted: --reason \"…\" (it goes in the audit trail)");
     }
     let by = operator(args.by)?;
     let path = args.journal.path(state_dir)?;
-    if let Some(client) = Client::find(&path) {
-        let body = serde_json::json!({"by": by, "reason": args.reason});
-        let url = format!("/v1/runs/{}/abort", args.run_id);
-        return answer(tokio::runtime::Runtime::new()?.block_on(client.post(&url, &body))?);
-    }
-    let journal = args.journal.open(state_dir)?;
     let run_id = RunId(args.run_id);
-    let epoch = journal.abort(&run_id, &by, &args.reason, system_clock()())?;
-    println!(
-        "Aborted run {run_id} as {by}: {}\nFencing epoch raised to {epoch}: an executor still running it stops at its next step. \
-         Nothing was undone; `lifeboat show {run_id}` lists the steps that were applied.",
-        args.reason
-    );
-    Ok(ExitCode::SUCCESS)
+    let rt = tokio::runtime::Runtime::new()?;
+    if let Some(client) = Client::find(&path) {
+        let body = AbortBody {
+            by,
+            reason: args.reason,
+        };
+        return Ok(answer(rt.block_on(client.abort(&run_id, &body))?));
+    }
+    let reason = args.reason.clone();
+    let reply = match args.journal.policy_path().map(|p| policy::load_valid(&p)) {
+        // The driver records the controller's decision too.
+        Some(Ok((policy, _))) => rt.block_on(async {
+            let mut here = Standalone::open(Arc::new(policy), &path, factory).await?;
+            anyhow::Ok(here.driver.request(Request::AbortRun {
+                run: run_id.clone(),
+                by: by.clone(),
+                reason: reason.clone(),
+            }))
+        })?,
+        // Only a journal: abort in it directly.
+        None => {
+            let journal = args.journal.open(state_dir)?;
+            match journal.abort(&run_id, &by, &reason, WallClock::system().now()) {
+                Ok(epoch) => Reply::Accepted {
+                    message: format!(
+                        "run {run_id} aborted (fencing epoch now {epoch}); nothing was undone"
+                    ),
+                    run_id: Some(run_id.clone()),
+                },
+                Err(e) => Reply::refused_because(e.to_string(), None),
+            }
+        }
+        Some(Err(e)) => return Err(e),
+    };
+    let code = answer(reply);
+    if code == ExitCode::SUCCESS {
+        println!(
+            "An executor still running it stops at its next step. `lifeboat show {run_id}` lists the steps that were applied."
+        );
+    }
+    Ok(code)
 }

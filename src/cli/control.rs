@@ -1,8 +1,7 @@
 //! The operator's commands: `status`, `failover`, `failback`, `pause`, `resume`. Each
 //! talks to the daemon when one runs on the service's journal, and otherwise acts itself
-//! on the same journal, holding its lock so two runners never act at once.
+//! through the same driver, holding the journal's lock so two runners never act at once.
 
-use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -10,30 +9,28 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use super::client::Client;
-use super::journal_args::operator;
+use super::journal_args::{DEFAULT_POLICY, operator};
 use super::progress::Renderer;
-use super::{ColorChoice, render_plan, status_text};
-use crate::clients::aws::AwsClients;
-use crate::core::controller::{self, Command, Input, OperatorCommand, RunRequest, State};
-use crate::core::health::HealthTracker;
-use crate::core::ids::{Epoch, RunId};
-use crate::core::model::{Direction, Policy, RegionName};
-use crate::core::plan::{self, Plan, PlanRequest};
+use super::reply::{answer, confirm, finish};
+use super::standalone::{Standalone, aws_for, observe_once};
+use super::{ColorChoice, FactoryFn, render_plan, status_text};
+use crate::clock::WallClock;
+use crate::contract::{FailbackBody, FailoverBody, PauseBody, Reply, ResumeBody};
+use crate::core::controller::{Input, OperatorCommand, State};
+use crate::core::model::{Policy, RegionName};
 use crate::core::step::RunStatus;
-use crate::core::summary::{LinkMemory, summarize};
-use crate::daemon::engine::{Reply, now, restored_state};
-use crate::daemon::{discovery, retry_settings, status};
+use crate::core::summary::{own_vote, summarize};
+use crate::daemon::client::Client;
+use crate::daemon::status;
+use crate::driver::{Request, restored_state};
 use crate::journal::{self, Journal};
 use crate::policy;
-use crate::probe;
-use crate::runbook::{Executor, ProgressSink, RunOutcome, StepFactory};
 
 /// Which service: its policy file.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Service {
     /// The service's policy file
-    #[arg(long, short = 'p', default_value = "policies/sandbox.toml")]
+    #[arg(long, short = 'p', default_value = DEFAULT_POLICY)]
     pub policy: PathBuf,
 }
 
@@ -44,8 +41,9 @@ Examples:
   lifeboat status --policy policies/sandbox.toml --json | jq .why
 
 With a daemon running on the service, this is the daemon's live view. Without one,
-lifeboat probes every region once and shows what it sees. Exit status 0 when the serving
-region is healthy and nothing is blocked, 1 otherwise.")]
+lifeboat probes every region once and shows what it sees, with the last decision the
+journal holds. Exit status 0 when the serving region is healthy and nothing is blocked,
+1 otherwise.")]
 pub struct StatusArgs {
     #[command(flatten)]
     pub service: Service,
@@ -62,30 +60,18 @@ Examples:
 
 The RPO guardrail still applies: when the target's replica lag is over the budget the
 failover is refused unless you add --allow-data-loss. Cooldown, window limit and mode
-do not stop an operator.")]
+do not stop an operator. The preview names the region the controller itself chooses.")]
 pub struct FailoverArgs {
     #[command(flatten)]
     pub service: Service,
     /// The secondary to move to (default: the first healthy one, in priority order)
     #[arg(long)]
     pub to: Option<String>,
-    /// Show the plan and the guardrails' verdict; change nothing
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Do not ask for confirmation
-    #[arg(long, short = 'y')]
-    pub yes: bool,
+    #[command(flatten)]
+    pub common: RunArgs,
     /// Accept losing writes the target has not replicated yet
     #[arg(long)]
     pub allow_data_loss: bool,
-    /// Who is acting (default: $USER)
-    #[arg(long)]
-    pub by: Option<String>,
-    /// Why, for the journal and the notifications
-    #[arg(long, default_value = "")]
-    pub note: String,
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -101,12 +87,23 @@ switchover: fence the serving writer, let the primary catch up, promote, move DN
 pub struct FailbackArgs {
     #[command(flatten)]
     pub service: Service,
+    #[command(flatten)]
+    pub common: RunArgs,
+}
+
+/// What `failover` and `failback` share.
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Show the plan and the guardrails' verdict; change nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Do not ask for confirmation
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// Who is acting (default: $USER; not needed with --dry-run)
     #[arg(long)]
     pub by: Option<String>,
+    /// Why, for the journal and the notifications
     #[arg(long, default_value = "")]
     pub note: String,
     #[arg(long)]
@@ -149,71 +146,12 @@ fn load(service: &Service, state_dir: &Path) -> anyhow::Result<(Arc<Policy>, Pat
     Ok((Arc::new(policy), path))
 }
 
-/// AWS clients when the policy's probes or steps call AWS.
-pub async fn aws_for(policy: &Policy) -> Option<AwsClients> {
-    Some(
-        AwsClients::from_settings(
-            &policy.aws,
-            policy.detection.timeout.max(Duration::from_secs(5)),
-        )
-        .await,
-    )
-}
-
-/// One round of every probe, for commands that act without a daemon.
-async fn observe_once(
-    policy: &Policy,
-    aws: Option<AwsClients>,
-) -> anyhow::Result<(HealthTracker, LinkMemory)> {
-    let ctx = probe::Context::new(aws, policy.detection.timeout, policy.detection.interval);
-    let probes = probe::build_all(policy, &ctx, None).context("build the probes")?;
-    let results = probe::round(&probes, &probe::Clock::system()).await;
-    let mut tracker = HealthTracker::for_policy(policy);
-    let mut links = LinkMemory::default();
-    for obs in results {
-        links.observe(&obs);
-        tracker.observe(obs);
-    }
-    Ok((tracker, links))
-}
-
 pub fn status(args: StatusArgs, state_dir: &Path, color: ColorChoice) -> anyhow::Result<ExitCode> {
     let (policy, jpath) = load(&args.service, state_dir)?;
     let rt = runtime()?;
     let view = match Client::find(&jpath) {
         Some(c) => rt.block_on(c.status())?,
-        None => {
-            let journal = if jpath.exists() {
-                Some(
-                    Journal::open(&jpath)
-                        .with_context(|| format!("open journal {}", jpath.display()))?,
-                )
-            } else {
-                None
-            };
-            let t = now();
-            let mut state = match &journal {
-                Some(j) => restored_state(&policy, j, t)?,
-                None => State::new(&policy, policy.regions.primary.clone(), t),
-            };
-            let aws = rt.block_on(aws_for(&policy));
-            let (tracker, links) = rt.block_on(observe_once(&policy, aws))?;
-            let summary = summarize(&tracker, &links, &state.active, 1, t);
-            state = controller::step(&policy, &state, Input::Health(summary), t).0;
-            let last_run = journal
-                .as_ref()
-                .and_then(|j| j.runs(1).ok())
-                .and_then(|mut r| r.pop());
-            status::build(
-                &policy,
-                &state,
-                &tracker,
-                &links,
-                last_run,
-                t,
-                "one probe round just now (no daemon is running on this service)".into(),
-            )
-        }
+        None => rt.block_on(standalone_status(&policy, &jpath))?,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&view)?);
@@ -232,433 +170,267 @@ pub fn status(args: StatusArgs, state_dir: &Path, color: ColorChoice) -> anyhow:
     })
 }
 
+/// What `status` shows without a daemon: the journal's state and one probe round.
+async fn standalone_status(policy: &Policy, jpath: &Path) -> anyhow::Result<status::StatusView> {
+    let journal = if jpath.exists() {
+        Some(Journal::open(jpath).with_context(|| format!("open journal {}", jpath.display()))?)
+    } else {
+        None
+    };
+    let t = WallClock::system().now();
+    let state = match &journal {
+        Some(j) => restored_state(policy, j, t)?,
+        None => State::new(policy, policy.regions.primary.clone(), t),
+    };
+    let (tracker, links) = observe_once(policy, aws_for(policy).await).await?;
+    let votes = vec![own_vote(&tracker, &state.active)];
+    let summary = summarize(&tracker, &links, &state.active, votes, t);
+    let state = crate::core::controller::step(policy, &state, Input::Health(summary), t).0;
+    let last_run = journal.as_ref().and_then(|j| j.runs(1).ok()?.pop());
+    let source = "one probe round just now (no daemon is running on this service)";
+    Ok(status::build(
+        policy,
+        &state,
+        &tracker,
+        &links,
+        last_run,
+        t,
+        source.into(),
+    ))
+}
+
+/// The name for the audit trail; a dry run changes nothing and needs none.
+fn who(by: Option<String>, dry_run: bool) -> anyhow::Result<String> {
+    match operator(by) {
+        Ok(b) => Ok(b),
+        Err(_) if dry_run => Ok("dry run".to_string()),
+        Err(e) => Err(e),
+    }
+}
+
 pub fn failover(
     args: FailoverArgs,
     state_dir: &Path,
-    factory: &dyn Fn(Arc<Policy>, Option<AwsClients>) -> Arc<dyn StepFactory>,
+    factory: &FactoryFn,
 ) -> anyhow::Result<ExitCode> {
-    let by = operator(args.by.clone())?;
+    let c = &args.common;
     let cmd = OperatorCommand::Failover {
         to: args.to.clone().map(RegionName),
         allow_data_loss: args.allow_data_loss,
-        by,
-        note: args.note.clone(),
+        by: who(c.by.clone(), c.dry_run)?,
+        note: c.note.clone(),
     };
-    act(
-        &args.service,
-        state_dir,
-        cmd,
-        args.dry_run,
-        args.yes,
-        args.json,
-        factory,
-    )
+    act(&args.service, state_dir, cmd, c, factory)
 }
 
 pub fn failback(
     args: FailbackArgs,
     state_dir: &Path,
-    factory: &dyn Fn(Arc<Policy>, Option<AwsClients>) -> Arc<dyn StepFactory>,
+    factory: &FactoryFn,
 ) -> anyhow::Result<ExitCode> {
-    let by = operator(args.by.clone())?;
+    let c = &args.common;
     let cmd = OperatorCommand::Failback {
-        by,
-        note: args.note.clone(),
+        by: who(c.by.clone(), c.dry_run)?,
+        note: c.note.clone(),
     };
-    act(
-        &args.service,
-        state_dir,
-        cmd,
-        args.dry_run,
-        args.yes,
-        args.json,
-        factory,
-    )
+    act(&args.service, state_dir, cmd, c, factory)
 }
 
 fn act(
     service: &Service,
     state_dir: &Path,
     cmd: OperatorCommand,
-    dry_run: bool,
-    yes: bool,
-    json: bool,
-    factory: &dyn Fn(Arc<Policy>, Option<AwsClients>) -> Arc<dyn StepFactory>,
+    c: &RunArgs,
+    factory: &FactoryFn,
 ) -> anyhow::Result<ExitCode> {
     let (policy, jpath) = load(service, state_dir)?;
     let rt = runtime()?;
     if let Some(client) = Client::find(&jpath) {
-        return rt.block_on(through_daemon(&client, &policy, cmd, dry_run, yes, json));
+        return rt.block_on(through_daemon(&client, cmd, c));
     }
-    // No daemon: act here, holding the journal's lock for the whole run.
-    let _lock = discovery::lock(&jpath, "lifeboat CLI")?;
-    let journal = Arc::new(
-        Journal::open_or_create(&jpath)
-            .context("open the journal; lifeboat acts on nothing it cannot read")?,
-    );
-    let t = now();
-    let mut state = restored_state(&policy, &journal, t)?;
-    if let Some(run) = journal.unfinished(&policy.service)?.into_iter().next() {
-        bail!(
-            "run {} is unfinished ({}); finish it first: lifeboat approve {} or lifeboat abort {} --reason …, or start the daemon, which resumes it",
-            run.run_id,
-            run.status,
-            run.run_id,
-            run.run_id
-        );
-    }
-    let aws = rt.block_on(aws_for(&policy));
-    eprintln!("probing every region once to check the guardrails…");
-    let (tracker, links) = rt.block_on(observe_once(&policy, aws.clone()))?;
-    state = controller::step(
-        &policy,
-        &state,
-        Input::Health(summarize(&tracker, &links, &state.active, 1, t)),
-        t,
-    )
-    .0;
-    let (_, commands) = controller::step(&policy, &state, Input::Operator(cmd), t);
-    let request = match decided(commands) {
-        Ok(r) => r,
-        Err((message, next)) => return Ok(refused(&message, next.as_deref())),
-    };
-    let plan = plan_for(&policy, &request, t)?;
-    if !json {
-        print!("{}", render_plan(&plan, false));
-    }
-    if dry_run {
-        println!(
-            "\ndry run: the guardrails allow this {}; nothing was changed",
-            plan.direction
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
-    confirm(&plan, yes)?;
-    let (sink, mut rx) = ProgressSink::channel();
-    let executor = Executor::new(journal.clone(), factory(policy.clone(), aws))
-        .actor(format!("lifeboat CLI (pid {})", std::process::id()))
-        .retry(retry_settings(&policy))
-        .progress(sink);
-    let run_id = plan.run_id.clone();
-    let by = match &request.reason {
-        crate::core::reason::Reason::Operator { by, .. } => format!("{by} via lifeboat CLI"),
-        _ => "lifeboat CLI".to_string(),
-    };
-    let outcome = rt.block_on(async move {
-        let mut renderer = Renderer::new();
-        let task = tokio::spawn(async move { executor.start(plan, &by).await });
-        while let Some(p) = rx.recv().await {
-            renderer.progress(&p);
-        }
-        anyhow::Ok(task.await.context("the run's task")??)
-    })?;
-    finish(&journal, &run_id, outcome, json)
-}
-
-/// What the controller decided on an operator command: a run to start, or why not.
-fn decided(commands: Vec<Command>) -> Result<RunRequest, (String, Option<String>)> {
-    let mut request = None;
-    for c in commands {
-        match c {
-            Command::StartRun(r) => request = Some(r),
-            Command::Refuse(reason) => {
-                return Err((reason.to_string(), reason.next_step().map(str::to_string)));
-            }
-            _ => {}
-        }
-    }
-    request.ok_or_else(|| ("the controller started nothing".to_string(), None))
-}
-
-fn plan_for(policy: &Policy, r: &RunRequest, t: crate::core::time::Ts) -> anyhow::Result<Plan> {
-    Ok(plan::build(
-        policy,
-        PlanRequest {
-            direction: r.direction,
-            from: r.from.clone(),
-            to: r.to.clone(),
-            run_id: RunId::generate(r.direction, t, fastrand::u16(..)),
-            epoch: Epoch(0),
-            reason: r.reason.to_string(),
-            allow_data_loss: r.allow_data_loss,
-        },
-    )?)
-}
-
-fn refused(message: &str, next: Option<&str>) -> ExitCode {
-    eprintln!("refused: {message}");
-    if let Some(n) = next {
-        eprintln!("  next: {n}");
-    }
-    ExitCode::from(1)
-}
-
-/// Asks before touching production, unless `--yes`. Without a terminal to ask on, refuses.
-fn confirm(plan: &Plan, yes: bool) -> anyhow::Result<()> {
-    if yes {
-        return Ok(());
-    }
-    if !std::io::stdin().is_terminal() {
-        bail!(
-            "refusing to {} without confirmation: run it on a terminal, or add --yes",
-            plan.direction
-        );
-    }
-    eprint!(
-        "\nThis {} changes production. Type the target region ({}) to go on: ",
-        plan.direction, plan.to
-    );
-    std::io::stderr().flush()?;
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    if answer.trim() != plan.to.as_str() {
-        bail!("not confirmed; nothing was changed");
-    }
-    Ok(())
-}
-
-fn finish(
-    journal: &Journal,
-    run: &RunId,
-    outcome: RunOutcome,
-    json: bool,
-) -> anyhow::Result<ExitCode> {
-    let detail = journal.detail(run)?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&detail)?);
-    }
-    Ok(match outcome {
-        RunOutcome::Completed => {
-            eprintln!(
-                "\n{} {} completed in {}: {} serves now",
-                detail.run.direction,
-                run,
-                crate::core::time::fmt_duration(detail.run.duration()),
-                detail.run.to
+    rt.block_on(async {
+        let mut here = Standalone::open(policy, &jpath, factory).await?;
+        if let Some(run) = &here.unfinished {
+            bail!(
+                "run {} is unfinished ({}); finish it first: lifeboat approve {} or lifeboat abort {} --reason …, or start the daemon, which resumes it",
+                run.run_id,
+                run.status,
+                run.run_id,
+                run.run_id
             );
-            ExitCode::SUCCESS
         }
-        RunOutcome::AwaitingApproval(steps) => {
-            for (s, why) in steps {
-                eprintln!("\nwaiting: step {s}: {why}");
-            }
-            eprintln!("  next: lifeboat approve {run} (or lifeboat abort {run} --reason …)");
-            ExitCode::from(1)
+        eprintln!("probing every region once to check the guardrails…");
+        here.observe().await?;
+        let plan = match here.driver.preview(&cmd) {
+            Ok(p) => p,
+            Err(reply) => return Ok(answer(reply)),
+        };
+        if !c.json {
+            print!("{}", render_plan(&plan, true));
         }
-        RunOutcome::Failed(steps) => {
-            for (s, why) in steps {
-                eprintln!("\nfailed: step {s}: {why}");
-            }
-            eprintln!(
-                "  next: lifeboat show {run} for the whole story; fix the cause, then run the command again"
-            );
-            ExitCode::from(1)
+        if c.dry_run {
+            println!("\ndry run: the guardrails allow this {}; nothing was changed", plan.direction);
+            return Ok(ExitCode::SUCCESS);
         }
-        other => {
-            eprintln!("\nthe run stopped: {other:?}; lifeboat show {run}");
-            ExitCode::from(1)
+        confirm(&plan, c.yes)?;
+        let req = Request::Operator {
+            cmd,
+            dry_run: false,
+            expect_to: Some(plan.to.clone()),
+        };
+        let run_id = match here.driver.request(req) {
+            Reply::Accepted {
+                run_id: Some(id), ..
+            } => id,
+            other => return Ok(answer(other)),
+        };
+        let outcome = here.follow().await?;
+        let detail = here.driver.journal().detail(&run_id)?;
+        if c.json {
+            println!("{}", serde_json::to_string_pretty(&detail)?);
         }
+        Ok(finish(&detail.run, outcome))
     })
 }
 
+/// The daemon decides: a dry run first (the plan it would run), then, confirmed, the
+/// request pinned to the previewed target; the reply names the run, which is followed.
 async fn through_daemon(
     client: &Client,
-    policy: &Policy,
     cmd: OperatorCommand,
-    dry_run: bool,
-    yes: bool,
-    json: bool,
+    c: &RunArgs,
 ) -> anyhow::Result<ExitCode> {
-    let view = client.status().await?;
-    let direction = match &cmd {
-        OperatorCommand::Failback { .. } => Direction::Failback,
-        _ => Direction::Failover,
+    let send = |dry_run: bool, expect_to: Option<RegionName>| {
+        let cmd = cmd.clone();
+        async move {
+            match cmd {
+                OperatorCommand::Failover {
+                    to,
+                    allow_data_loss,
+                    by,
+                    note,
+                } => {
+                    let body = FailoverBody {
+                        to,
+                        allow_data_loss,
+                        by,
+                        note,
+                        dry_run,
+                        expect_to,
+                    };
+                    client.failover(&body).await
+                }
+                OperatorCommand::Failback { by, note } => {
+                    client.failback(&FailbackBody { by, note, dry_run }).await
+                }
+                _ => bail!("not a run command"),
+            }
+        }
     };
-    let (from, to) = super::plan::default_regions(
-        policy,
-        direction,
-        Some(view.active.to_string()),
-        match &cmd {
-            OperatorCommand::Failover { to, .. } => to.as_ref().map(|r| r.to_string()),
-            _ => None,
-        },
-    );
-    let preview = plan::build(
-        policy,
-        PlanRequest {
-            direction,
-            from,
-            to,
-            run_id: RunId("preview".into()),
-            epoch: Epoch(0),
-            reason: "operator request".into(),
-            allow_data_loss: false,
-        },
-    )?;
-    if !json {
-        print!("{}", render_plan(&preview, true));
-        eprintln!(
-            "(the daemon, pid {}, checks the guardrails and runs it)",
-            client.pid
-        );
+    let plan = match send(true, None).await? {
+        Reply::Preview { plan } => plan,
+        other => return Ok(answer(other)),
+    };
+    if !c.json {
+        print!("{}", render_plan(&plan, true));
+        eprintln!("(the daemon, pid {}, runs it)", client.pid);
     }
-    if dry_run {
+    if c.dry_run {
         println!("\ndry run: nothing was sent to the daemon");
         return Ok(ExitCode::SUCCESS);
     }
-    confirm(&preview, yes)?;
-    let before = client.runs().await?.first().map(|r| r.run_id.clone());
-    let (path, body) = match &cmd {
-        OperatorCommand::Failover {
-            to,
-            allow_data_loss,
-            by,
-            note,
-        } => (
-            "/v1/failover",
-            serde_json::json!({"to": to, "allow_data_loss": allow_data_loss, "by": by, "note": note}),
-        ),
-        OperatorCommand::Failback { by, note } => {
-            ("/v1/failback", serde_json::json!({"by": by, "note": note}))
+    confirm(&plan, c.yes)?;
+    let run_id = match send(false, Some(plan.to.clone())).await? {
+        Reply::Accepted {
+            run_id: Some(id),
+            message,
+        } => {
+            eprintln!("{message}");
+            id
         }
-        _ => bail!("not a run command"),
-    };
-    match client.post(path, &body).await? {
-        Reply::Refused { message, next_step } => {
-            return Ok(refused(&message, next_step.as_deref()));
-        }
-        Reply::Accepted { message, .. } => eprintln!("{message}"),
-    }
-    // Find the run the daemon started, then follow it to the end.
-    let mut run_id = None;
-    for _ in 0..100 {
-        if let Some(r) = client
-            .runs()
-            .await?
-            .into_iter()
-            .next()
-            .filter(|r| Some(&r.run_id) != before.as_ref())
-        {
-            run_id = Some(r.run_id);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let Some(run_id) = run_id else {
-        bail!("the daemon accepted the request but no run appeared; lifeboat status shows why")
+        other => return Ok(answer(other)),
     };
     let mut renderer = Renderer::new();
     loop {
-        let detail = client.run(run_id.as_str()).await?;
+        let detail = client.run(&run_id).await?;
         renderer.poll(&detail);
-        match detail.run.status {
-            RunStatus::Running => tokio::time::sleep(Duration::from_millis(250)).await,
-            status => {
-                if json {
-                    println!("{}", serde_json::to_string_pretty(&detail)?);
-                }
-                let code = if status == RunStatus::Completed {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::from(1)
-                };
-                eprintln!(
-                    "\nrun {run_id}: {status}{}",
-                    detail
-                        .run
-                        .outcome
-                        .map(|o| format!(": {o}"))
-                        .unwrap_or_default()
-                );
-                if status == RunStatus::AwaitingApproval {
-                    eprintln!(
-                        "  next: lifeboat approve {run_id} (or lifeboat abort {run_id} --reason …)"
-                    );
-                }
-                return Ok(code);
-            }
+        if detail.run.status == RunStatus::Running {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            continue;
         }
+        if c.json {
+            println!("{}", serde_json::to_string_pretty(&detail)?);
+        }
+        let status = detail.run.status;
+        let outcome = detail
+            .run
+            .outcome
+            .map(|o| format!(": {o}"))
+            .unwrap_or_default();
+        eprintln!("\nrun {run_id}: {status}{outcome}");
+        if status == RunStatus::AwaitingApproval {
+            eprintln!("  next: lifeboat approve {run_id} (or lifeboat abort {run_id} --reason …)");
+        }
+        return Ok(if status == RunStatus::Completed {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
     }
 }
 
-pub fn pause(args: PauseArgs, state_dir: &Path) -> anyhow::Result<ExitCode> {
+pub fn pause(args: PauseArgs, state_dir: &Path, factory: &FactoryFn) -> anyhow::Result<ExitCode> {
+    let by = operator(args.by)?;
+    let cmd = OperatorCommand::Pause {
+        by,
+        reason: args.reason,
+    };
+    switch(&args.service, state_dir, cmd, factory)
+}
+
+pub fn resume(args: ResumeArgs, state_dir: &Path, factory: &FactoryFn) -> anyhow::Result<ExitCode> {
     let by = operator(args.by)?;
     switch(
         &args.service,
         state_dir,
-        OperatorCommand::Pause {
-            by,
-            reason: args.reason,
-        },
+        OperatorCommand::Resume { by },
+        factory,
     )
 }
 
-pub fn resume(args: ResumeArgs, state_dir: &Path) -> anyhow::Result<ExitCode> {
-    let by = operator(args.by)?;
-    switch(&args.service, state_dir, OperatorCommand::Resume { by })
-}
-
-fn switch(service: &Service, state_dir: &Path, cmd: OperatorCommand) -> anyhow::Result<ExitCode> {
-    let (policy, jpath) = load(service, state_dir)?;
-    if let Some(client) = Client::find(&jpath) {
-        let (path, body) = match &cmd {
-            OperatorCommand::Pause { by, reason } => {
-                ("/v1/pause", serde_json::json!({"by": by, "reason": reason}))
-            }
-            OperatorCommand::Resume { by } => ("/v1/resume", serde_json::json!({"by": by})),
-            _ => bail!("not a pause or resume"),
-        };
-        return Ok(match runtime()?.block_on(client.post(path, &body))? {
-            Reply::Accepted { message, .. } => {
-                println!("{message}");
-                ExitCode::SUCCESS
-            }
-            Reply::Refused { message, next_step } => refused(&message, next_step.as_deref()),
-        });
-    }
-    // No daemon: the journal keeps it, and the daemon reads it when it starts.
-    let journal = Journal::open_or_create(&jpath)?;
-    let (by, action, detail) = match cmd {
-        OperatorCommand::Pause { by, reason } => (by, "paused", reason),
-        OperatorCommand::Resume { by } => (by, "resumed", String::new()),
-        _ => bail!("not a pause or resume"),
-    };
-    journal.record(&policy.service, &by, action, &detail, now())?;
-    println!(
-        "{action} `{}` (no daemon is running; it will start {action})",
-        policy.service
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Carries an approved run on in this process (no daemon runs), holding the lock.
-pub fn resume_run(
-    policy_path: &Path,
-    jpath: &Path,
-    journal: Journal,
-    run: &RunId,
-    factory: &dyn Fn(Arc<Policy>, Option<AwsClients>) -> Arc<dyn StepFactory>,
+/// Pause or resume: through the daemon, or recorded in the journal by the driver here
+/// (the daemon reads it when it starts).
+fn switch(
+    service: &Service,
+    state_dir: &Path,
+    cmd: OperatorCommand,
+    factory: &FactoryFn,
 ) -> anyhow::Result<ExitCode> {
-    let (policy, _) = policy::load_valid(policy_path)?;
-    let policy = Arc::new(policy);
-    let _lock = discovery::lock(jpath, "lifeboat CLI")?;
-    let journal = Arc::new(journal);
+    let (policy, jpath) = load(service, state_dir)?;
     let rt = runtime()?;
-    let aws = rt.block_on(aws_for(&policy));
-    let (sink, mut rx) = ProgressSink::channel();
-    let executor = Executor::new(journal.clone(), factory(policy.clone(), aws))
-        .actor(format!("lifeboat CLI (pid {})", std::process::id()))
-        .retry(retry_settings(&policy))
-        .progress(sink);
-    let id = run.clone();
-    eprintln!("resuming run {run} here (no daemon is running)…");
-    let outcome = rt.block_on(async move {
-        let mut renderer = Renderer::new();
-        let task = tokio::spawn(async move { executor.resume(&id).await });
-        while let Some(p) = rx.recv().await {
-            renderer.progress(&p);
-        }
-        anyhow::Ok(task.await.context("the run's task")??)
-    })?;
-    finish(&journal, run, outcome, false)
+    if let Some(client) = Client::find(&jpath) {
+        let reply = rt.block_on(async {
+            match cmd {
+                OperatorCommand::Pause { by, reason } => {
+                    client.pause(&PauseBody { by, reason }).await
+                }
+                OperatorCommand::Resume { by } => client.resume(&ResumeBody { by }).await,
+                _ => bail!("not a pause or resume"),
+            }
+        })?;
+        return Ok(answer(reply));
+    }
+    rt.block_on(async {
+        let mut here = Standalone::open(policy, &jpath, factory).await?;
+        let req = Request::Operator {
+            cmd,
+            dry_run: false,
+            expect_to: None,
+        };
+        let code = answer(here.driver.request(req));
+        eprintln!(
+            "(no daemon is running on this service; the journal keeps it for the next start)"
+        );
+        Ok(code)
+    })
 }

@@ -112,6 +112,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             println!("{}", report.markdown());
             println!("{}", report.headline());
             println!("report: {}", base.with_extension("html").display());
+            if let Some(j) = &report.journal {
+                println!("journal: {j} (lifeboat history --journal {j} --decisions)");
+            }
         }
         reports.push(report);
     }

@@ -1,10 +1,12 @@
-//! `lifeboat history`: the runs a service's journal holds, newest first.
+//! `lifeboat history`: the runs a service's journal holds, newest first; with
+//! `--decisions`, the controller's decisions and the evidence behind each.
 
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 
 use super::journal_args::JournalArgs;
+use crate::core::controller::Decision;
 use crate::core::time::fmt_duration;
 use crate::journal::RunRecord;
 
@@ -14,8 +16,12 @@ Examples:
   lifeboat history --policy policies/sandbox.toml
   lifeboat history --journal /var/lib/lifeboat/orders.db --limit 5
   lifeboat history --policy policies/sandbox.toml --json | jq '.[] | select(.status == \"failed\")'
+  lifeboat history --decisions                     # why it did, or did not, fail over
+  lifeboat history --decisions --json | jq '.[0].evidence'
 
-`lifeboat show RUN_ID` prints one run's timeline.")]
+`lifeboat show RUN_ID` prints one run's timeline. With --decisions, each decision (a run
+started, a hold and the guardrail behind it, a recovery, a notice) is listed with its
+evidence: the failing probes and their errors, which observers voted, the replica lag.")]
 pub struct Args {
     #[command(flatten)]
     pub journal: JournalArgs,
@@ -24,12 +30,19 @@ pub struct Args {
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
 
-    /// Print the runs as a JSON array
+    /// List the controller's decisions with their evidence instead of the runs
+    #[arg(long)]
+    pub decisions: bool,
+
+    /// Print a JSON array
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(args: Args, state_dir: &Path) -> anyhow::Result<ExitCode> {
+    if args.decisions {
+        return decisions(&args, state_dir);
+    }
     let journal = args.journal.open(state_dir)?;
     let runs = journal.runs(args.limit)?;
     if args.json {
@@ -90,8 +103,95 @@ pub fn render_history(runs: &[RunRecord]) -> String {
     for (row, r) in rows.iter().zip(runs) {
         let _ = writeln!(out, "{}", line(&mut row.iter().map(String::as_str)));
         let _ = writeln!(out, "    why: {}", r.reason);
-        if let Some(outcome) = &r.outcome {
-            let _ = writeln!(out, "    end: {outcome}");
+        match (&r.ended_by, &r.outcome) {
+            (Some(by), Some(outcome)) => {
+                let _ = writeln!(out, "    end: aborted by {by}: {outcome}");
+            }
+            (None, Some(outcome)) => {
+                let _ = writeln!(out, "    end: {outcome}");
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// `--decisions`: from the daemon when one runs (the same journal), else the journal.
+fn decisions(args: &Args, state_dir: &Path) -> anyhow::Result<ExitCode> {
+    let path = args.journal.path(state_dir)?;
+    let list = match crate::daemon::client::Client::find(&path) {
+        Some(c) => tokio::runtime::Runtime::new()?.block_on(c.decisions(args.limit))?,
+        None => {
+            let journal = args.journal.open(state_dir)?;
+            let service = match args.journal.policy_path() {
+                Some(_) => Some(args.journal.service()?),
+                None => None,
+            };
+            journal.decisions_of(service.as_deref(), args.limit)?
+        }
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+    } else if list.is_empty() {
+        println!("No decisions recorded in {} yet.", path.display());
+    } else {
+        print!("{}", render_decisions(&list));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Decisions, newest first, each with its evidence.
+pub fn render_decisions(list: &[Decision]) -> String {
+    let mut out = String::new();
+    for d in list {
+        let _ = writeln!(out, "{}  {:<24} {}", d.at, d.reason.label(), d.summary);
+        let _ = writeln!(out, "    why: {}", d.reason);
+        let e = &d.evidence;
+        if let Some(g) = &e.guardrail {
+            let _ = writeln!(out, "    guardrail: {g}");
+        }
+        for f in &e.failing {
+            let _ = writeln!(
+                out,
+                "    failing: {} in {} ({} in a row): {}",
+                f.probe, f.region, f.failures, f.error
+            );
+        }
+        if !e.observers.is_empty() {
+            let down = e.observers.iter().filter(|o| o.sees_down).count();
+            let who: Vec<String> = e
+                .observers
+                .iter()
+                .map(|o| {
+                    let says = if o.sees_down { "down" } else { "not down" };
+                    format!("{} says {says}", o.observer)
+                })
+                .collect();
+            let quorum = e
+                .quorum
+                .map(|q| format!(", quorum {q}"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "    votes: {down} of {}{quorum}: {}",
+                e.observers.len(),
+                who.join("; ")
+            );
+        }
+        if let Some(l) = &e.lag {
+            let lag = l
+                .lag
+                .map(fmt_duration)
+                .unwrap_or_else(|| "not measured".into());
+            let _ = writeln!(
+                out,
+                "    replica lag in {}: {lag} (RPO budget {})",
+                l.region,
+                fmt_duration(l.budget)
+            );
+        }
+        if let Some(n) = d.reason.next_step() {
+            let _ = writeln!(out, "    next: {n}");
         }
     }
     out

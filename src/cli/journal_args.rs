@@ -1,5 +1,6 @@
 //! How commands find a service's journal: `--journal PATH`, or `--policy FILE` (its
-//! `journal.path`, else `<state-dir>/<service>.db`).
+//! `journal.path`, else `<state-dir>/<service>.db`). Every operator command defaults to
+//! the same policy, so `lifeboat history` works wherever `lifeboat status` does.
 
 use std::path::{Path, PathBuf};
 
@@ -8,32 +9,49 @@ use anyhow::Context as _;
 use crate::journal::{self, Journal};
 use crate::policy;
 
+/// The policy operator commands use when given none.
+pub const DEFAULT_POLICY: &str = "policies/sandbox.toml";
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct JournalArgs {
-    /// The service's policy file; its journal is the policy's journal.path, else
-    /// <state-dir>/<service>.db
-    #[arg(long, short = 'p', conflicts_with = "journal")]
+    /// The service's policy file (default policies/sandbox.toml, like the other operator
+    /// commands); its journal is the policy's journal.path, else <state-dir>/<service>.db
+    #[arg(long, short = 'p')]
     pub policy: Option<PathBuf>,
 
-    /// The journal file itself
+    /// The journal file itself, instead of the policy's
     #[arg(long, value_name = "PATH")]
     pub journal: Option<PathBuf>,
 }
 
 impl JournalArgs {
-    /// The journal's path. Errors when neither option is given or the policy is invalid.
+    /// The policy: the one given, else the default unless only a journal was named.
+    pub fn policy_path(&self) -> Option<PathBuf> {
+        match (&self.policy, &self.journal) {
+            (Some(p), _) => Some(p.clone()),
+            (None, Some(_)) => None,
+            (None, None) => Some(PathBuf::from(DEFAULT_POLICY)),
+        }
+    }
+
+    /// The journal's path. Errors when the policy is invalid.
     pub fn path(&self, state_dir: &Path) -> anyhow::Result<PathBuf> {
         if let Some(p) = &self.journal {
             return Ok(p.clone());
         }
-        let Some(policy_path) = &self.policy else {
-            anyhow::bail!(
-                "which service? name its policy (--policy policies/orders.toml) or its journal (--journal {}/orders.db)",
-                state_dir.display()
-            );
-        };
-        let (policy, _) = policy::load_valid(policy_path)?;
+        let path = self
+            .policy_path()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_POLICY));
+        let (policy, _) = policy::load_valid(&path)?;
         Ok(journal::location(&policy, state_dir))
+    }
+
+    /// The service's name, from the policy. Errors without one (only `--journal`).
+    pub fn service(&self) -> anyhow::Result<String> {
+        let Some(p) = self.policy_path() else {
+            anyhow::bail!("which service? name its policy with --policy");
+        };
+        Ok(policy::load_valid(&p)?.0.service)
     }
 
     /// Opens the existing journal, checked. Never creates one: reading commands must

@@ -2,17 +2,20 @@
 //! stdout (or stderr for progress); `--json` prints one JSON document for scripts.
 
 mod approve;
-mod client;
 mod control;
+mod docs;
 mod drill;
 mod history;
 mod journal_args;
 mod plan;
 mod probe;
 mod progress;
+mod reply;
 mod run;
 mod sandbox;
+mod schema;
 mod show;
+mod standalone;
 pub(crate) mod status_text;
 mod validate;
 
@@ -40,7 +43,7 @@ fn step_factory(
         policy.detection.timeout,
         policy.detection.interval,
     );
-    std::sync::Arc::new(crate::action::Factory::new(policy, aws, probes))
+    std::sync::Arc::new(crate::action::Factory::new(aws, probes))
 }
 pub use show::render_run;
 
@@ -130,6 +133,12 @@ pub enum Command {
     Resume(control::ResumeArgs),
     /// Rehearse a failure on the local sandbox and measure what lifeboat does
     Drill(drill::Args),
+    /// Print the JSON Schema of policy files, for editors and CI
+    Schema(schema::Args),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell)
+    Completions(docs::CompletionsArgs),
+    /// Print the man page, or write one per command into a directory
+    Man(docs::ManArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -163,15 +172,18 @@ pub fn main() -> ExitCode {
         Command::History(args) => history::run(args, &cli.state_dir),
         Command::Show(args) => show::run(args, &cli.state_dir),
         Command::Approve(args) => approve::approve(args, &cli.state_dir, &step_factory),
-        Command::Abort(args) => approve::abort(args, &cli.state_dir),
+        Command::Abort(args) => approve::abort(args, &cli.state_dir, &step_factory),
         Command::Probe(args) => probe::run(args, cli.color),
         Command::Run(args) => run::run(args, &cli.state_dir, &step_factory),
         Command::Status(args) => control::status(args, &cli.state_dir, cli.color),
         Command::Failover(args) => control::failover(args, &cli.state_dir, &step_factory),
         Command::Failback(args) => control::failback(args, &cli.state_dir, &step_factory),
-        Command::Pause(args) => control::pause(args, &cli.state_dir),
-        Command::Resume(args) => control::resume(args, &cli.state_dir),
+        Command::Pause(args) => control::pause(args, &cli.state_dir, &step_factory),
+        Command::Resume(args) => control::resume(args, &cli.state_dir, &step_factory),
         Command::Drill(args) => drill::run(args),
+        Command::Schema(args) => schema::run(args),
+        Command::Completions(args) => docs::completions(args),
+        Command::Man(args) => docs::man(args),
     };
     match result {
         Ok(code) => code,

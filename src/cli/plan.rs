@@ -11,6 +11,7 @@ use super::ColorChoice;
 use crate::core::ids::{Epoch, RunId};
 use crate::core::model::{Direction, Policy, RegionName};
 use crate::core::plan::{self, Plan, PlanRequest};
+use crate::core::reason::Trigger;
 use crate::core::time::fmt_duration;
 use crate::policy;
 
@@ -71,7 +72,10 @@ pub fn run(args: Args, color: ColorChoice) -> anyhow::Result<ExitCode> {
             to,
             run_id: RunId("preview".to_string()),
             epoch: Epoch(0),
-            reason: "plan preview".to_string(),
+            trigger: Trigger::Operator {
+                by: "plan preview".to_string(),
+                note: String::new(),
+            },
             allow_data_loss: false,
         },
     )?;
@@ -136,7 +140,9 @@ pub fn render_plan(plan: &Plan, preview: bool) -> String {
         let _ = writeln!(
             s,
             "  run {}  epoch {}  reason: {}",
-            plan.run_id, plan.epoch, plan.reason
+            plan.run_id,
+            plan.epoch,
+            plan.reason()
         );
     }
     let total: usize = plan.stages.iter().map(|st| st.steps.len()).sum();
@@ -169,7 +175,7 @@ pub fn render_plan(plan: &Plan, preview: bool) -> String {
                 s,
                 "    {id:<4}{}  [{} in {}, timeout {}{flags}]",
                 step.name,
-                step.action.kind(),
+                step.kind(),
                 step.region,
                 fmt_duration(step.timeout)
             );

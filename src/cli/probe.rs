@@ -12,7 +12,7 @@ use anyhow::{Context as _, bail};
 use super::ColorChoice;
 use crate::clients::aws::AwsClients;
 use crate::core::health::{HealthTracker, Observation, Snapshot, Verdict, ago};
-use crate::core::model::{Policy, RegionName};
+use crate::core::model::{Component, Policy, RegionName};
 use crate::core::time::Ts;
 use crate::policy;
 use crate::probe::scheduler::{Cadence, Scheduler};
@@ -125,7 +125,7 @@ async fn once(policy: &Policy, probes: Vec<RegionProbe>, view: &View) -> anyhow:
         println!(
             "{}",
             serde_json::to_string_pretty(&JsonRound {
-                observations: &observations,
+                observations: json_observations(&probes, &observations),
                 health: tracker.snapshot(),
             })?
         );
@@ -182,7 +182,7 @@ async fn watch(policy: &Policy, probes: Vec<RegionProbe>, view: &View) -> anyhow
                 println!(
                     "{}",
                     serde_json::to_string(&JsonRound {
-                        observations: &round,
+                        observations: json_observations(&probes, &round),
                         health: tracker.snapshot(),
                     })?
                 );
@@ -216,8 +216,32 @@ async fn watch(policy: &Policy, probes: Vec<RegionProbe>, view: &View) -> anyhow
 
 #[derive(serde::Serialize)]
 struct JsonRound<'a> {
-    observations: &'a [Observation],
+    observations: Vec<JsonObservation<'a>>,
     health: Snapshot,
+}
+
+/// An observation with the component its probe stands for, as the table shows it.
+#[derive(serde::Serialize)]
+struct JsonObservation<'a> {
+    component: Option<Component>,
+    #[serde(flatten)]
+    observation: &'a Observation,
+}
+
+fn json_observations<'a>(
+    probes: &[RegionProbe],
+    observations: &'a [Observation],
+) -> Vec<JsonObservation<'a>> {
+    observations
+        .iter()
+        .map(|o| JsonObservation {
+            component: probes
+                .iter()
+                .find(|p| p.name == o.probe && p.region == o.region)
+                .map(|p| p.component),
+            observation: o,
+        })
+        .collect()
 }
 
 /// 0 when every critical probe of `judged` passed its latest round, 1 otherwise

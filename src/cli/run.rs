@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use super::FactoryFn;
-use super::control::aws_for;
+use super::standalone::aws_for;
 use crate::clients::secret::{self, Secret};
 use crate::core::model::SecretRef;
 use crate::daemon::{self, Options};
@@ -40,8 +40,8 @@ pub struct Args {
     #[arg(long, short = 'p')]
     pub policy: PathBuf,
 
-    /// Where the HTTP API listens
-    #[arg(long, default_value = "127.0.0.1:0")]
+    /// Where the HTTP API listens (0: a free port, published beside the journal)
+    #[arg(long, env = "LIFEBOAT_LISTEN", default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
 
     /// A file holding the API's bearer token

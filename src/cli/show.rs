@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use super::journal_args::JournalArgs;
 use crate::core::ids::RunId;
-use crate::core::step::{AttemptOutcome, Phase};
+use crate::core::step::{AttemptOutcome, AttemptPhase};
 use crate::core::time::{Ts, fmt_duration};
 use crate::journal::{AttemptRecord, RunDetail, StepRecord};
 
@@ -89,22 +89,28 @@ pub fn render_run(d: &RunDetail) -> String {
         },
     );
 
-    for (i, stage) in d.plan.stages.iter().enumerate() {
-        let parallel = if stage.steps.len() > 1 {
+    if let Some(outcome) = &r.ended_by {
+        field(&mut s, "ended by", outcome);
+    }
+    // Stages from the journal's step records, labelled from the plan when it is readable.
+    let last = d.steps.iter().map(|x| x.stage).max().unwrap_or(0);
+    for n in 1..=last {
+        let steps: Vec<_> = d.steps.iter().filter(|x| x.stage == n).collect();
+        let parallel = if steps.len() > 1 {
             " — in parallel"
         } else {
             ""
         };
-        let label = stage
-            .label
-            .as_deref()
+        let label = d
+            .plan
+            .as_ref()
+            .and_then(|p| p.stages.get((n - 1) as usize))
+            .and_then(|st| st.label.as_deref())
             .map(|l| format!(" · {l}"))
             .unwrap_or_default();
-        let _ = writeln!(s, "\nStage {}{label}{parallel}", i + 1);
-        for planned in &stage.steps {
-            if let Some(step) = d.steps.iter().find(|x| x.name == planned.name) {
-                render_step(&mut s, step, r.created_at);
-            }
+        let _ = writeln!(s, "\nStage {n}{label}{parallel}");
+        for step in steps {
+            render_step(&mut s, step, r.created_at);
         }
     }
 
@@ -159,14 +165,14 @@ fn render_step(s: &mut String, step: &StepRecord, run_start: Ts) {
 fn render_attempt(s: &mut String, a: &AttemptRecord, run_start: Ts) {
     let offset = format!("+{}", fmt_duration(a.started_at.since(run_start)));
     let label = match a.phase {
-        Phase::Verify => format!("{} obs.", a.attempt),
-        Phase::Compensate => String::new(),
+        AttemptPhase::Verify => format!("{} obs.", a.attempt),
+        AttemptPhase::Compensate => String::new(),
         _ => format!("#{}", a.attempt),
     };
     let outcome = match (a.phase, a.outcome) {
         (_, None) => "interrupted".to_string(),
-        (Phase::Check, Some(AttemptOutcome::Done)) => "in place".to_string(),
-        (Phase::Check, Some(AttemptOutcome::NotDone)) => "not in place".to_string(),
+        (AttemptPhase::Check, Some(AttemptOutcome::Done)) => "in place".to_string(),
+        (AttemptPhase::Check, Some(AttemptOutcome::NotDone)) => "not in place".to_string(),
         (_, Some(AttemptOutcome::Error)) => match a.error_class {
             Some(c) => format!("error ({c})"),
             None => "error".to_string(),

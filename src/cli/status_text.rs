@@ -177,7 +177,10 @@ pub fn render(v: &StatusView, color: bool) -> String {
         );
     }
     if let Some(d) = &v.last_decision {
-        let _ = writeln!(s, "Last decision ({}): {} — {}", d.at, d.summary, d.reason);
+        let _ = writeln!(s, "Last decision, with its evidence:");
+        for line in super::history::render_decisions(std::slice::from_ref(d)).lines() {
+            let _ = writeln!(s, "  {line}");
+        }
     }
     let _ = writeln!(
         s,

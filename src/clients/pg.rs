@@ -1,5 +1,8 @@
-//! PostgreSQL connections from a policy endpoint, with a connect timeout and errors that
-//! name `user@host:port/database` but never the password.
+//! PostgreSQL connections from a policy endpoint: TLS as its `sslmode` says, a connect
+//! timeout, and errors that name `user@host:port/database` but never the password.
+//!
+//! Every probe and step that talks to PostgreSQL connects here, so they all get the same
+//! TLS checks.
 
 use std::time::Duration;
 
@@ -7,7 +10,8 @@ use thiserror::Error;
 use tokio_postgres::{Client, NoTls};
 
 use super::secret::{self, SecretError};
-use crate::core::model::PostgresEndpoint;
+use super::tls::{self, PgTls, TlsError};
+use crate::core::model::{PostgresEndpoint, SslMode};
 
 #[derive(Debug, Error)]
 pub enum PgError {
@@ -16,6 +20,14 @@ pub enum PgError {
         endpoint: String,
         source: SecretError,
     },
+    /// The TLS setup could not be built (an unreadable or empty CA file, no CA at all).
+    #[error("PostgreSQL {endpoint}: {source}")]
+    Tls { endpoint: String, source: TlsError },
+    /// Something answered, but not as a server lifeboat may trust: its certificate was
+    /// refused, or it does not speak TLS although the target requires it. Never
+    /// "unreachable": a man in the middle must not pass for a dead primary.
+    #[error("PostgreSQL {endpoint}: {reason}")]
+    Handshake { endpoint: String, reason: String },
     #[error("PostgreSQL {endpoint}: no connection within {}ms", timeout.as_millis())]
     Timeout { endpoint: String, timeout: Duration },
     #[error("PostgreSQL {endpoint}: {reason}")]
@@ -68,8 +80,12 @@ SELECT 1::int4 AS alive,
        EXISTS (SELECT 1 FROM pg_stat_wal_receiver) AS streaming,
        current_setting('default_transaction_read_only') = 'on' AS read_only";
 
-/// Connects and spawns the connection's driver task. The connection closes when the
-/// returned client is dropped.
+/// Connects (over TLS unless the endpoint's `sslmode` is `disable`) and spawns the
+/// connection's driver task. The connection closes when the returned client is dropped.
+///
+/// Errors: an unreadable password or CA file; no answer within `timeout`; the server
+/// refusing (its SQLSTATE kept); a TLS handshake that failed, explained (which check,
+/// and what to change).
 pub async fn connect(ep: &PostgresEndpoint, timeout: Duration) -> Result<Client, PgError> {
     let endpoint = ep.to_string();
     let mut config = tokio_postgres::Config::new();
@@ -87,22 +103,80 @@ pub async fn connect(ep: &PostgresEndpoint, timeout: Duration) -> Result<Client,
         })?;
         config.password(pw.expose());
     }
-    let (client, connection) = match tokio::time::timeout(timeout, config.connect(NoTls)).await {
-        Err(_) => return Err(PgError::Timeout { endpoint, timeout }),
-        Ok(Err(e)) => {
-            return Err(PgError::Connect {
-                endpoint,
-                reason: describe(&e),
-                sqlstate: e.code().map(|c| c.code().to_string()),
-            });
+    let tls =
+        tls::client_config(ep.sslmode, ep.ca_file.as_deref()).map_err(|source| PgError::Tls {
+            endpoint: endpoint.clone(),
+            source,
+        })?;
+    let connected = match tls {
+        None => {
+            config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+            tokio::time::timeout(timeout, async {
+                let (client, conn) = config.connect(NoTls).await?;
+                tokio::spawn(async move {
+                    // Errors surface on the client's next query; nothing to do here.
+                    let _ = conn.await;
+                });
+                Ok::<_, tokio_postgres::Error>(client)
+            })
+            .await
         }
-        Ok(Ok(c)) => c,
+        Some(tls) => {
+            // Require: a server without TLS is refused rather than talked to in clear.
+            config.ssl_mode(tokio_postgres::config::SslMode::Require);
+            tokio::time::timeout(timeout, async {
+                let (client, conn) = config.connect(PgTls(tls)).await?;
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                Ok::<_, tokio_postgres::Error>(client)
+            })
+            .await
+        }
     };
-    tokio::spawn(async move {
-        // Errors surface on the client's next query; nothing to do here.
-        let _ = connection.await;
-    });
-    Ok(client)
+    match connected {
+        Err(_) => Err(PgError::Timeout { endpoint, timeout }),
+        Ok(Err(e)) => match refused_handshake(&e, ep) {
+            Some(reason) => Err(PgError::Handshake { endpoint, reason }),
+            None => Err(PgError::Connect {
+                reason: describe(&e),
+                endpoint,
+                sqlstate: e.code().map(|c| c.code().to_string()),
+            }),
+        },
+        Ok(Ok(client)) => Ok(client),
+    }
+}
+
+/// Why the TLS handshake was refused, explained, when that is what failed: rustls's own
+/// words ("UnknownIssuer") do not say what to change.
+fn refused_handshake(e: &tokio_postgres::Error, ep: &PostgresEndpoint) -> Option<String> {
+    if ep.sslmode == SslMode::Disable {
+        return None;
+    }
+    if let Some(why) =
+        tls::find_rustls_error(e).and_then(|r| tls::explain(r, ep.sslmode, ep.ca_file.as_deref()))
+    {
+        return Some(why);
+    }
+    let said = describe(e);
+    said.contains("server does not support TLS").then(|| {
+        format!(
+            "{said}, but the target asks for sslmode = \"{}\": turn ssl on in the server, or set sslmode = \"disable\" if the connection never leaves a trusted network",
+            ep.sslmode
+        )
+    })
+}
+
+/// A column of a row, or an error that names it: a server (or something posing as one)
+/// answering with another type must fail the round or the step, never panic its task.
+pub fn get<'a, I, T>(row: &'a tokio_postgres::Row, column: I) -> Result<T, String>
+where
+    I: tokio_postgres::row::RowIndex + std::fmt::Display,
+    T: tokio_postgres::types::FromSql<'a>,
+{
+    row.try_get(&column)
+        .map_err(|e| format!("unexpected answer in column `{column}`: {}", describe(&e)))
 }
 
 /// A tokio-postgres error in one line: the server's message (with its SQLSTATE) when it

@@ -66,16 +66,22 @@ pub fn resolve(r: &SecretRef) -> Result<Secret, SecretError> {
     Ok(Secret(value))
 }
 
-/// Writes a secret to a file only this user can read (mode 0600), creating its directory.
+/// Writes a secret to a file only this user can read (mode 0600 from its creation),
+/// atomically and without following a symlink, creating its directory.
 pub fn write_private(path: &std::path::Path, value: &str) -> anyhow::Result<()> {
-    use anyhow::Context;
-    use std::os::unix::fs::PermissionsExt;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(path, value).with_context(|| format!("write {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(())
+    super::files::write_atomic(path, value.as_bytes(), 0o600)
+}
+
+/// A bearer token: 256 bits from the operating system's CSPRNG, as hex.
+///
+/// Errors: the OS refused random bytes (no getrandom(2), no /dev/urandom): better no
+/// daemon than a guessable token.
+pub fn random_token() -> anyhow::Result<Secret> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| {
+        anyhow::anyhow!("the operating system gave no random bytes for the API token: {e}")
+    })?;
+    Ok(Secret(bytes.iter().map(|b| format!("{b:02x}")).collect()))
 }
 
 #[cfg(test)]
@@ -87,6 +93,36 @@ mod tests {
         let s = Secret::new("hunter2");
         assert_eq!(format!("{s} {s:?}"), "<redacted> <redacted>");
         assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn generated_tokens_are_256_random_bits_and_never_repeat() {
+        let tokens: std::collections::BTreeSet<String> = (0..1000)
+            .map(|_| random_token().expect("token").expose().to_string())
+            .collect();
+        assert_eq!(tokens.len(), 1000);
+        for t in &tokens {
+            assert_eq!(t.len(), 64);
+            assert!(t.chars().all(|c| c.is_ascii_hexdigit()));
+        }
+    }
+
+    #[test]
+    fn a_private_file_replaces_a_planted_symlink_instead_of_writing_through_it() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let victim = dir.path().join("authorized_keys");
+        std::fs::write(&victim, "ssh-ed25519 AAAA").expect("write");
+        let path = dir.path().join("orders.db.token");
+        std::os::unix::fs::symlink(&victim, &path).expect("symlink");
+        write_private(&path, "s3cret").expect("write");
+        assert_eq!(
+            std::fs::read_to_string(&victim).expect("read"),
+            "ssh-ed25519 AAAA"
+        );
+        let meta = std::fs::symlink_metadata(&path).expect("stat");
+        assert!(meta.file_type().is_file());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
     }
 
     #[test]

@@ -12,6 +12,8 @@ use std::time::Duration;
 use super::time::fmt_duration;
 use serde::{Deserialize, Serialize};
 
+use super::kind::StepKind;
+
 /// A region's name as the policy spells it; by convention an AWS region code.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -117,6 +119,8 @@ pub struct Policy {
     pub guardrails: Guardrails,
     pub journal: JournalSettings,
     pub aws: AwsSettings,
+    #[serde(default)]
+    pub commands: CommandSettings,
     pub channels: Vec<Channel>,
     pub targets: Vec<Target>,
     pub probes: Vec<ProbeSpec>,
@@ -298,7 +302,16 @@ pub struct AwsSettings {
     pub profile: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// `[commands]`: what command probes and steps see of lifeboat's environment beyond
+/// the basics (`PATH`, `HOME`, the locale) and their `LIFEBOAT_*` variables.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct CommandSettings {
+    /// Variables passed through by name. Never `AWS_*`, `LIFEBOAT_*` or a variable a
+    /// secret reference of the policy names.
+    pub pass_env: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Channel {
     pub name: String,
     pub kind: ChannelKind,
@@ -307,7 +320,7 @@ pub struct Channel {
     pub alerts: bool,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum ChannelKind {
     Sns { topic_arn: String },
@@ -316,7 +329,7 @@ pub enum ChannelKind {
 
 /// A named resource that exists once per region (a database pair, an API, a DNS record…),
 /// which probes watch and steps act on.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Target {
     pub name: String,
     pub kind: TargetKind,
@@ -384,7 +397,7 @@ impl fmt::Display for TargetKind {
 }
 
 /// A target's settings in one region.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Endpoint {
     Postgres(PostgresEndpoint),
@@ -398,6 +411,10 @@ pub enum Endpoint {
     Redis {
         url: String,
         password: Option<SecretRef>,
+        /// For `rediss://`: the CA certificates (PEM) the server's certificate must
+        /// chain to; the system's roots when `None`.
+        #[serde(default)]
+        ca_file: Option<PathBuf>,
     },
     S3 {
         bucket: String,
@@ -424,14 +441,24 @@ pub enum Endpoint {
     },
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct PostgresEndpoint {
     pub host: String,
     pub port: u16,
     pub user: String,
     pub database: String,
     pub password: Option<SecretRef>,
+    /// Resolved at load time: what the policy says, else `verify-full` for a remote host
+    /// and `disable` for a loopback one.
+    #[serde(default)]
+    pub sslmode: SslMode,
+    /// The CA certificates (PEM) the server's certificate must chain to; the system's
+    /// roots when `None`.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
+
+pub use super::sslmode::SslMode;
 
 impl fmt::Display for PostgresEndpoint {
     /// `user@host:port/database` — never the password.
@@ -444,7 +471,7 @@ impl fmt::Display for PostgresEndpoint {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct AuroraEndpoint {
     /// The regional cluster's identifier (or ARN).
     pub cluster_id: String,
@@ -477,25 +504,55 @@ impl DnsStyle {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Route53Endpoint {
     pub zone_id: String,
     /// Fully qualified, e.g. `api.example.com.`
     pub record_name: String,
     pub record_type: String,
-    pub style: DnsStyle,
-    /// `failover_pair` and `weighted`: this region's record set identifier.
-    pub set_identifier: Option<String>,
-    /// `failover_pair`: the health check attached to the PRIMARY record; when `None`, the
-    /// switch reads it from the live PRIMARY record.
-    pub health_check_id: Option<String>,
-    /// `simple`: the value the record takes when this region serves.
-    pub value: Option<String>,
     pub ttl: u32,
+    /// How this region's record is found and switched.
+    pub record: DnsRecord,
+}
+
+impl Route53Endpoint {
+    pub fn style(&self) -> DnsStyle {
+        match self.record {
+            DnsRecord::FailoverPair { .. } => DnsStyle::FailoverPair,
+            DnsRecord::Weighted { .. } => DnsStyle::Weighted,
+            DnsRecord::Simple { .. } => DnsStyle::Simple,
+        }
+    }
+
+    /// This region's record set identifier (`failover_pair`, `weighted`).
+    pub fn set_identifier(&self) -> Option<&str> {
+        match &self.record {
+            DnsRecord::FailoverPair { set_identifier, .. }
+            | DnsRecord::Weighted { set_identifier } => Some(set_identifier),
+            DnsRecord::Simple { .. } => None,
+        }
+    }
+}
+
+/// One region's Route 53 record, by style, with exactly the settings the style needs.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case", tag = "style")]
+pub enum DnsRecord {
+    /// A record of a pre-created PRIMARY/SECONDARY failover pair.
+    FailoverPair {
+        set_identifier: String,
+        /// The health check attached to the PRIMARY record; when `None`, the switch reads
+        /// it from the live PRIMARY record.
+        health_check_id: Option<String>,
+    },
+    /// A weighted record; the switch sets 100 on the goal and 0 on the others.
+    Weighted { set_identifier: String },
+    /// One plain record; the switch UPSERTs this region's value.
+    Simple { value: String },
 }
 
 /// One probe: what it watches, in which regions, and what counts as healthy.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ProbeSpec {
     pub name: String,
     pub component: Component,
@@ -514,7 +571,7 @@ impl ProbeSpec {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum ProbeCheck {
     Http {
@@ -630,7 +687,18 @@ pub struct StepSpec {
     pub action: Action,
 }
 
-/// What a step does. Each variant names the target or channel it acts on.
+/// What a Redis invalidation removes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheScope {
+    /// Keys matching a glob pattern (`orders:*`).
+    Pattern(String),
+    /// The whole database of the URL.
+    FlushDb,
+}
+
+/// What a step does, as the policy says it. Each variant names the target or channel it
+/// acts on; planning resolves those into a `core::binding::Binding`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Action {
@@ -674,8 +742,7 @@ pub enum Action {
     },
     RedisInvalidate {
         target: String,
-        pattern: Option<String>,
-        flush: bool,
+        scope: CacheScope,
     },
     CloudfrontInvalidate {
         target: String,
@@ -706,25 +773,24 @@ pub enum Action {
 }
 
 impl Action {
-    /// The step kind as written in policies.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> StepKind {
         match self {
-            Action::RdsPromoteReplica { .. } => "rds_promote_replica",
-            Action::AuroraGlobalFailover { .. } => "aurora_global_failover",
-            Action::AuroraGlobalSwitchover { .. } => "aurora_global_switchover",
-            Action::PostgresPromote { .. } => "postgres_promote",
-            Action::PostgresFence { .. } => "postgres_fence",
-            Action::PostgresCatchUp { .. } => "postgres_catch_up",
-            Action::Route53Switch { .. } => "route53_switch",
-            Action::AsgScale { .. } => "asg_scale",
-            Action::EcsScale { .. } => "ecs_scale",
-            Action::RedisInvalidate { .. } => "redis_invalidate",
-            Action::CloudfrontInvalidate { .. } => "cloudfront_invalidate",
-            Action::Notify { .. } => "notify",
-            Action::S3SyncCheck { .. } => "s3_sync_check",
-            Action::WaitHealthy { .. } => "wait_healthy",
-            Action::ManualApproval { .. } => "manual_approval",
-            Action::Command { .. } => "command",
+            Action::RdsPromoteReplica { .. } => StepKind::RdsPromoteReplica,
+            Action::AuroraGlobalFailover { .. } => StepKind::AuroraGlobalFailover,
+            Action::AuroraGlobalSwitchover { .. } => StepKind::AuroraGlobalSwitchover,
+            Action::PostgresPromote { .. } => StepKind::PostgresPromote,
+            Action::PostgresFence { .. } => StepKind::PostgresFence,
+            Action::PostgresCatchUp { .. } => StepKind::PostgresCatchUp,
+            Action::Route53Switch { .. } => StepKind::Route53Switch,
+            Action::AsgScale { .. } => StepKind::AsgScale,
+            Action::EcsScale { .. } => StepKind::EcsScale,
+            Action::RedisInvalidate { .. } => StepKind::RedisInvalidate,
+            Action::CloudfrontInvalidate { .. } => StepKind::CloudfrontInvalidate,
+            Action::Notify { .. } => StepKind::Notify,
+            Action::S3SyncCheck { .. } => StepKind::S3SyncCheck,
+            Action::WaitHealthy { .. } => StepKind::WaitHealthy,
+            Action::ManualApproval { .. } => StepKind::ManualApproval,
+            Action::Command { .. } => StepKind::Command,
         }
     }
 
@@ -748,20 +814,5 @@ impl Action {
             | Action::ManualApproval { .. }
             | Action::Command { .. } => None,
         }
-    }
-
-    /// Makes the region it acts in the writable database.
-    pub fn promotes_database(&self) -> bool {
-        matches!(
-            self,
-            Action::RdsPromoteReplica { .. }
-                | Action::AuroraGlobalFailover { .. }
-                | Action::AuroraGlobalSwitchover { .. }
-                | Action::PostgresPromote { .. }
-        )
-    }
-
-    pub fn moves_dns(&self) -> bool {
-        matches!(self, Action::Route53Switch { .. })
     }
 }

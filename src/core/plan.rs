@@ -9,10 +9,13 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::binding::{self, BindError, Binding};
 use super::ids::{Epoch, RunId};
+use super::kind::StepKind;
 use super::model::{
-    Action, Direction, DnsStyle, Endpoint, Mode, Policy, RegionName, RegionRef, StepSpec,
+    CacheScope, ChannelKind, Direction, DnsRecord, Mode, Policy, RegionName, RegionRef, StepSpec,
 };
+use super::reason::Trigger;
 use super::time::fmt_duration;
 
 /// What the caller wants planned.
@@ -25,8 +28,8 @@ pub struct PlanRequest {
     pub to: RegionName,
     pub run_id: RunId,
     pub epoch: Epoch,
-    /// Why the run starts, in words (shown in the journal, notifications and `status`).
-    pub reason: String,
+    /// Why the run starts (shown in the journal, notifications and `status`).
+    pub trigger: Trigger,
     /// The operator accepted losing writes not yet replicated.
     pub allow_data_loss: bool,
 }
@@ -39,7 +42,8 @@ pub struct Plan {
     pub from: RegionName,
     pub to: RegionName,
     pub epoch: Epoch,
-    pub reason: String,
+    /// Why the run started.
+    pub trigger: Trigger,
     pub allow_data_loss: bool,
     /// The policy's RPO budget when the run was planned: a promotion step whose replica
     /// lag exceeds it asks for approval unless the run accepts data loss. Kept in the plan
@@ -71,6 +75,11 @@ pub struct DetectionBound {
 }
 
 impl Plan {
+    /// Why the run started, in words.
+    pub fn reason(&self) -> String {
+        self.trigger.to_string()
+    }
+
     pub fn steps(&self) -> impl Iterator<Item = &PlannedStep> {
         self.stages.iter().flat_map(|s| s.steps.iter())
     }
@@ -92,11 +101,18 @@ pub struct PlannedStep {
     pub name: String,
     /// `@to` and `@from` resolved.
     pub region: RegionName,
-    pub action: Action,
+    /// What the step acts on, resolved from the policy when the run was planned.
+    pub binding: Binding,
     pub timeout: Duration,
     pub continue_on_error: bool,
     /// What the step will do, in one sentence.
     pub description: String,
+}
+
+impl PlannedStep {
+    pub fn kind(&self) -> StepKind {
+        self.binding.kind()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
@@ -113,14 +129,8 @@ pub enum PlanError {
     FailbackNotToPrimary { to: RegionName, primary: RegionName },
     #[error("the {0} runbook has no steps")]
     EmptyRunbook(Direction),
-    #[error(
-        "step `{step}` acts on target `{target}` in `{region}`, but the target has no settings for that region"
-    )]
-    NoEndpoint {
-        step: String,
-        target: String,
-        region: RegionName,
-    },
+    #[error(transparent)]
+    Bind(#[from] BindError),
 }
 
 /// Builds the plan for one run.
@@ -199,7 +209,7 @@ pub fn build(policy: &Policy, req: PlanRequest) -> Result<Plan, PlanError> {
         from: req.from,
         to: req.to,
         epoch: req.epoch,
-        reason: req.reason,
+        trigger: req.trigger,
         allow_data_loss: req.allow_data_loss,
         rpo_budget: policy.guardrails.rpo_budget,
         stages,
@@ -212,46 +222,24 @@ fn planned_step(
     region: RegionName,
     req: &PlanRequest,
 ) -> Result<PlannedStep, PlanError> {
-    let endpoint = match spec.action.target() {
-        Some(target) => {
-            let t = policy.target(target);
-            let ep = t.and_then(|t| t.endpoint(&region));
-            if ep.is_none() {
-                return Err(PlanError::NoEndpoint {
-                    step: spec.name.clone(),
-                    target: target.to_string(),
-                    region,
-                });
-            }
-            ep
-        }
-        None => None,
-    };
+    let binding = binding::bind(policy, &spec.name, &spec.action, &region, &req.from)?;
     Ok(PlannedStep {
-        description: describe(policy, &spec.action, &region, endpoint, req),
+        description: describe(policy, &binding, &region, req),
         name: spec.name.clone(),
         region,
-        action: spec.action.clone(),
+        binding,
         timeout: spec.timeout,
         continue_on_error: spec.continue_on_error,
     })
 }
 
 /// One sentence saying what a step will do, with the resource names it will touch.
-fn describe(
-    policy: &Policy,
-    action: &Action,
-    region: &RegionName,
-    endpoint: Option<&Endpoint>,
-    req: &PlanRequest,
-) -> String {
-    match (action, endpoint) {
-        (Action::RdsPromoteReplica { .. }, Some(Endpoint::RdsInstance { instance_id, .. })) => {
-            format!(
-                "promote RDS read replica `{instance_id}` in {region} (PromoteReadReplica, once its replication runs and its ReplicaLag is within the RPO budget, or data loss is accepted); wait until it is available and no longer a replica"
-            )
-        }
-        (Action::AuroraGlobalFailover { .. }, Some(Endpoint::AuroraCluster(a))) => {
+fn describe(policy: &Policy, binding: &Binding, region: &RegionName, req: &PlanRequest) -> String {
+    match binding {
+        Binding::RdsPromoteReplica { instance_id, .. } => format!(
+            "promote RDS read replica `{instance_id}` in {region} (PromoteReadReplica, once its replication runs and its ReplicaLag is within the RPO budget, or data loss is accepted); wait until it is available and no longer a replica"
+        ),
+        Binding::AuroraGlobalFailover { cluster: a, .. } => {
             let loss = if req.allow_data_loss {
                 "data loss accepted by the operator"
             } else {
@@ -262,26 +250,26 @@ fn describe(
                 a.global_cluster_id, a.cluster_id
             )
         }
-        (Action::AuroraGlobalSwitchover { .. }, Some(Endpoint::AuroraCluster(a))) => format!(
+        Binding::AuroraGlobalSwitchover { cluster: a, .. } => format!(
             "switch global database `{}` over to cluster `{}` in {region} (SwitchoverGlobalCluster, no data loss); wait until it is the writer",
             a.global_cluster_id, a.cluster_id
         ),
-        (Action::PostgresPromote { .. }, Some(Endpoint::Postgres(pg))) => format!(
-            "promote PostgreSQL standby {pg} in {region} (pg_promote, once its lag is within the RPO budget or data loss is accepted) and lift any read-only fence; verify it is out of recovery and accepts a test write"
+        Binding::PostgresPromote { db, .. } => format!(
+            "promote PostgreSQL standby {db} in {region} (pg_promote, once its lag is within the RPO budget or data loss is accepted) and lift any read-only fence; verify it is out of recovery and accepts a test write"
         ),
-        (Action::PostgresFence { .. }, Some(Endpoint::Postgres(pg))) => format!(
-            "fence PostgreSQL {pg} in {region}: make it read-only and end client sessions, so it cannot take writes (recorded as unreachable if it is down)"
+        Binding::PostgresFence { db, .. } => format!(
+            "fence PostgreSQL {db} in {region}: make it read-only and end client sessions, so it cannot take writes (recorded as unreachable if it is down)"
         ),
-        (Action::PostgresCatchUp { .. }, Some(Endpoint::Postgres(pg))) => format!(
-            "wait until standby {pg} in {region} has replayed every write of the fenced writer in {} (lag 0)",
-            req.from
+        Binding::PostgresCatchUp {
+            db, writer_region, ..
+        } => format!(
+            "wait until standby {db} in {region} has replayed every write of the fenced writer in {writer_region} (lag 0)"
         ),
-        (Action::Route53Switch { .. }, Some(Endpoint::Route53(r))) => match r.style {
-            DnsStyle::FailoverPair => {
-                let hc = r
-                    .health_check_id
-                    .as_deref()
-                    .unwrap_or("read from the record");
+        Binding::Route53Switch { record: r, .. } => match &r.record {
+            DnsRecord::FailoverPair {
+                health_check_id, ..
+            } => {
+                let hc = health_check_id.as_deref().unwrap_or("read from the record");
                 if *region == policy.regions.primary {
                     format!(
                         "point {} back at {region}: restore the PRIMARY record's health check ({hc}) to normal so Route 53 answers with the PRIMARY record (UpdateHealthCheck; no record is edited)",
@@ -294,98 +282,89 @@ fn describe(
                     )
                 }
             }
-            DnsStyle::Weighted => format!(
-                "set weight 100 on record {} set `{}` ({region}) and 0 on the others (ChangeResourceRecordSets); wait for INSYNC",
-                r.record_name,
-                r.set_identifier.as_deref().unwrap_or("?")
+            DnsRecord::Weighted { set_identifier } => format!(
+                "set weight 100 on record {} set `{set_identifier}` ({region}) and 0 on the others (ChangeResourceRecordSets); wait for INSYNC",
+                r.record_name
             ),
-            DnsStyle::Simple => format!(
-                "UPSERT {} {} → {} (ChangeResourceRecordSets); wait for INSYNC",
-                r.record_name,
-                r.record_type,
-                r.value.as_deref().unwrap_or("?")
+            DnsRecord::Simple { value } => format!(
+                "UPSERT {} {} → {value} (ChangeResourceRecordSets); wait for INSYNC",
+                r.record_name, r.record_type
             ),
         },
-        (
-            Action::AsgScale {
-                min, desired, max, ..
-            },
-            Some(Endpoint::Asg { group, .. }),
-        ) => format!(
+        Binding::AsgScale {
+            group,
+            min,
+            desired,
+            max,
+            ..
+        } => format!(
             "scale Auto Scaling group `{group}` in {region} to min {min} / desired {desired} / max {max}; wait until {desired} instances are InService"
         ),
-        (
-            Action::EcsScale { desired, .. },
-            Some(Endpoint::Ecs {
-                cluster, service, ..
-            }),
-        ) => format!(
+        Binding::EcsScale {
+            cluster,
+            service,
+            desired,
+            ..
+        } => format!(
             "set ECS service `{service}` (cluster `{cluster}`) in {region} to {desired} tasks; wait until {desired} are running"
         ),
-        (Action::RedisInvalidate { pattern, flush, .. }, Some(Endpoint::Redis { url, .. })) => {
-            if *flush {
-                format!("flush Redis database {url} in {region} (FLUSHDB)")
-            } else {
-                format!(
-                    "delete keys matching `{}` in Redis {url} ({region}) with SCAN + UNLINK in batches",
-                    pattern.as_deref().unwrap_or("*")
-                )
-            }
-        }
-        (
-            Action::CloudfrontInvalidate { paths, .. },
-            Some(Endpoint::Cloudfront { distribution_id }),
-        ) => format!(
+        Binding::RedisInvalidate { url, scope, .. } => match scope {
+            CacheScope::FlushDb => format!("flush Redis database {url} in {region} (FLUSHDB)"),
+            CacheScope::Pattern(p) => format!(
+                "delete keys matching `{p}` in Redis {url} ({region}) with SCAN + UNLINK in batches"
+            ),
+        },
+        Binding::CloudfrontInvalidate {
+            distribution_id,
+            paths,
+            ..
+        } => format!(
             "invalidate {} in CloudFront distribution `{distribution_id}` (CreateInvalidation); wait until Completed",
             paths.join(", ")
         ),
-        (
-            Action::S3SyncCheck {
-                copy_missing,
-                prefix,
-                ..
-            },
-            Some(Endpoint::S3 { bucket, .. }),
-        ) => {
+        Binding::S3SyncCheck {
+            dest,
+            source,
+            prefix,
+            copy_missing,
+            ..
+        } => {
             let what = if *copy_missing {
                 "copy what is missing"
             } else {
                 "report what differs"
             };
             format!(
-                "compare objects under `{prefix}` in bucket `{bucket}` ({region}) with the {} bucket (keys and ETags); {what}",
-                req.from
+                "compare objects under `{prefix}` in bucket `{}` ({region}) with the {} bucket `{}` (keys and ETags); {what}",
+                dest.bucket, source.region, source.bucket
             )
         }
-        (Action::Notify { channel, .. }, _) => {
-            let how = match policy.channel(channel).map(|c| &c.kind) {
-                Some(super::model::ChannelKind::Sns { topic_arn }) => {
-                    format!("SNS topic {topic_arn}")
-                }
-                Some(super::model::ChannelKind::Webhook { .. }) => "webhook".to_string(),
-                None => "?".to_string(),
+        Binding::Notify { channel, .. } => {
+            let how = match &channel.kind {
+                ChannelKind::Sns { topic_arn } => format!("SNS topic {topic_arn}"),
+                ChannelKind::Webhook { .. } => "webhook".to_string(),
             };
             format!(
-                "notify channel `{channel}` ({how}) with the run's timeline; a failure is reported, never blocking"
+                "notify channel `{}` ({how}) with the run's timeline; a failure is reported, never blocking",
+                channel.name
             )
         }
-        (Action::WaitHealthy { probes, successes }, _) => {
-            let which = if probes.is_empty() {
-                "every critical probe".to_string()
-            } else {
-                format!("probes {}", probes.join(", "))
-            };
-            format!("wait until {which} in {region} pass {successes} rounds in a row")
+        Binding::WaitHealthy {
+            probes, successes, ..
+        } => {
+            let names: Vec<&str> = probes.iter().map(|p| p.spec.name.as_str()).collect();
+            format!(
+                "wait until probes {} in {region} pass {successes} rounds in a row",
+                names.join(", ")
+            )
         }
-        (Action::ManualApproval { prompt }, _) => {
+        Binding::ManualApproval { prompt } => {
             format!("pause for an operator: \"{prompt}\" (lifeboat approve RUN_ID)")
         }
-        (Action::Command { run }, _) => format!(
+        Binding::Command { run, .. } => format!(
             "run `{}` in {region} (killed with its children at the step's timeout)",
             run.join(" ")
         ),
-        // Validation guarantees targets match their actions; stay total anyway.
-        (a, _) => format!("{} in {region}", a.kind()),
     }
 }
 
@@ -471,7 +450,10 @@ mod tests {
             to: RegionName::new(to),
             run_id: RunId("r1".to_string()),
             epoch: Epoch(7),
-            reason: "test".to_string(),
+            trigger: Trigger::Operator {
+                by: "test".to_string(),
+                note: String::new(),
+            },
             allow_data_loss: false,
         }
     }
@@ -551,7 +533,7 @@ mod tests {
         });
         assert!(matches!(
             build(&p, req(Direction::Failover, "east", "west")),
-            Err(PlanError::NoEndpoint { .. })
+            Err(PlanError::Bind(BindError::NoEndpoint { .. }))
         ));
     }
 }

@@ -183,7 +183,7 @@ impl RunStatus {
 /// The part of a step an attempt record is about.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Phase {
+pub enum AttemptPhase {
     /// One call to `check`: is the effect already in place?
     Check,
     /// One call to `apply`; retries are further attempts.
@@ -194,7 +194,7 @@ pub enum Phase {
     Compensate,
 }
 
-named!(Phase {
+named!(AttemptPhase {
     Check => "check",
     Apply => "apply",
     Verify => "verify",
@@ -417,7 +417,7 @@ mod tests {
         names_match_serde(ErrorClass::ALL);
         names_match_serde(StepState::ALL);
         names_match_serde(RunStatus::ALL);
-        names_match_serde(Phase::ALL);
+        names_match_serde(AttemptPhase::ALL);
         names_match_serde(AttemptOutcome::ALL);
         assert!("exploded".parse::<StepState>().is_err());
     }

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::controller::{HealthSummary, RegionHealth};
+use super::controller::{FailingProbe, HealthSummary, ObserverVote, RegionSummary};
 use super::health::{HealthTracker, Observation, Role};
 use super::model::RegionName;
 use super::time::Ts;
@@ -53,13 +53,12 @@ impl LinkMemory {
 }
 
 /// The summary the controller steps on. `writer` is the region serving now (whose
-/// database takes the writes the others replicate); `votes` counts the observers that see
-/// it down.
+/// database takes the writes the others replicate); `observers` are the votes on it.
 pub fn summarize(
     tracker: &HealthTracker,
     memory: &LinkMemory,
     writer: &RegionName,
-    votes: u32,
+    observers: Vec<ObserverVote>,
     now: Ts,
 ) -> HealthSummary {
     let writer_last_ok = last_ok(tracker, memory, writer, now);
@@ -68,7 +67,8 @@ pub fn summarize(
         .into_iter()
         .map(|(region, verdict)| {
             let replica = region != *writer;
-            RegionHealth {
+            RegionSummary {
+                failing: failing(tracker, &region),
                 healthy_since: tracker.healthy_since(&region),
                 replica_lag: if replica {
                     replica_lag(tracker, memory, &region, writer_last_ok)
@@ -85,7 +85,33 @@ pub fn summarize(
             }
         })
         .collect();
-    HealthSummary { regions, votes }
+    HealthSummary { regions, observers }
+}
+
+/// This controller's own vote on the serving region: down when its tracker says so.
+pub fn own_vote(tracker: &HealthTracker, writer: &RegionName) -> ObserverVote {
+    ObserverVote {
+        observer: "this controller".to_string(),
+        sees_down: matches!(tracker.verdict(writer), super::health::Verdict::Down { .. }),
+    }
+}
+
+/// A region's critical probes whose latest round failed, with their errors.
+fn failing(tracker: &HealthTracker, region: &RegionName) -> Vec<FailingProbe> {
+    tracker
+        .probes()
+        .filter(|p| p.region == *region && p.critical && p.consecutive_failures > 0)
+        .map(|p| FailingProbe {
+            probe: p.probe.clone(),
+            region: p.region.clone(),
+            failures: p.consecutive_failures,
+            error: p
+                .last_failure
+                .as_ref()
+                .map(|f| f.reason.clone())
+                .unwrap_or_default(),
+        })
+        .collect()
 }
 
 /// When the writer was last seen taking writes: its database's last round as primary
@@ -187,7 +213,7 @@ mod tests {
     }
 
     fn lag_of(tr: &HealthTracker, mem: &LinkMemory, now: u64) -> Option<Duration> {
-        let s = summarize(tr, mem, &r("east"), 1, Ts::from_secs(now));
+        let s = summarize(tr, mem, &r("east"), vec![], Ts::from_secs(now));
         s.get(&r("west")).and_then(|h| h.replica_lag)
     }
 
@@ -295,7 +321,7 @@ mod tests {
         feed(&mut tr, &mut mem, writer_ok(0));
         feed(&mut tr, &mut mem, standby(0, true, 0.0));
         // After a failover west writes; east must be a caught-up standby to fail back.
-        let s = summarize(&tr, &mem, &r("west"), 1, Ts::from_secs(1));
+        let s = summarize(&tr, &mem, &r("west"), vec![], Ts::from_secs(1));
         assert_eq!(s.get(&r("east")).and_then(|h| h.in_sync), Some(false));
         feed(
             &mut tr,
@@ -308,7 +334,7 @@ mod tests {
                     streaming: Some(true),
                 }),
         );
-        let s = summarize(&tr, &mem, &r("west"), 1, Ts::from_secs(3));
+        let s = summarize(&tr, &mem, &r("west"), vec![], Ts::from_secs(3));
         assert_eq!(s.get(&r("east")).and_then(|h| h.in_sync), Some(true));
     }
 }

@@ -57,6 +57,7 @@ pub fn policy(failover: Vec<StepSpec>) -> Policy {
         },
         journal: JournalSettings::default(),
         aws: AwsSettings::default(),
+        commands: Default::default(),
         channels: vec![],
         targets: vec![],
         probes: vec![],

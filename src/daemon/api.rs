@@ -1,26 +1,33 @@
-//! The daemon's HTTP API: read-only views (health, metrics, status, runs) open to anyone
-//! who can reach the loopback port, and control calls (failover, failback, pause, resume,
-//! approve, abort) that need the bearer token.
+//! The daemon's HTTP API: read-only views (health, metrics, status, runs, decisions) open
+//! to anyone who can reach the loopback port, and control calls (failover, failback,
+//! pause, resume, approve, abort) that need the bearer token. The request and reply
+//! bodies are `crate::contract`'s.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Path, Query, Request as HttpRequest, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
-use super::engine::{Event, Reply, Request};
+use super::engine::Event;
 use super::metrics::Metrics;
 use super::status::StatusView;
 use crate::clients::secret::Secret;
+use crate::contract::{
+    AbortBody, ApproveBody, ErrorBody, FailbackBody, FailoverBody, PauseBody, Reply, ResumeBody,
+};
 use crate::core::controller::OperatorCommand;
 use crate::core::ids::RunId;
-use crate::core::model::RegionName;
+use crate::driver::Request;
 use crate::journal::Journal;
 
 #[derive(Clone)]
@@ -28,11 +35,12 @@ pub struct ApiState {
     pub status: Arc<RwLock<StatusView>>,
     pub metrics: Arc<Metrics>,
     pub journal: Arc<Journal>,
+    pub service: String,
     pub events: mpsc::Sender<Event>,
     pub token: Secret,
-    /// Milliseconds since start at the loop's last turn, for `/healthz`.
+    /// Milliseconds since `started` at the loop's last turn, for `/healthz`.
     pub heartbeat: Arc<AtomicU64>,
-    pub started: std::time::Instant,
+    pub started: Instant,
     /// How stale the loop may be before `/healthz` fails.
     pub stale_after: Duration,
 }
@@ -44,6 +52,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/runs", get(runs))
         .route("/v1/runs/{id}", get(run))
+        .route("/v1/decisions", get(decisions))
         .route("/v1/failover", post(failover))
         .route("/v1/failback", post(failback))
         .route("/v1/pause", post(pause))
@@ -55,7 +64,10 @@ pub fn router(state: ApiState) -> Router {
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(serde_json::json!({"error": message.into()}))).into_response()
+    let body = ErrorBody {
+        error: message.into(),
+    };
+    (status, Json(body)).into_response()
 }
 
 async fn healthz(State(s): State<ApiState>) -> Response {
@@ -88,18 +100,40 @@ async fn status(State(s): State<ApiState>) -> Response {
     }
 }
 
-async fn runs(State(s): State<ApiState>) -> Response {
-    match s.journal.runs(100) {
-        Ok(r) => Json(r).into_response(),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+/// Reads the journal on the blocking pool: SQLite calls must not hold an async thread.
+async fn read<T: serde::Serialize + Send + 'static>(
+    s: &ApiState,
+    not_found: StatusCode,
+    f: impl FnOnce(&Journal) -> Result<T, crate::journal::JournalError> + Send + 'static,
+) -> Response {
+    let journal = s.journal.clone();
+    match tokio::task::spawn_blocking(move || f(&journal)).await {
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(e)) => error(not_found, e.to_string()),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the journal read failed"),
     }
 }
 
+async fn runs(State(s): State<ApiState>) -> Response {
+    read(&s, StatusCode::INTERNAL_SERVER_ERROR, |j| j.runs(100)).await
+}
+
 async fn run(State(s): State<ApiState>, Path(id): Path<String>) -> Response {
-    match s.journal.detail(&RunId(id.clone())) {
-        Ok(d) => Json(d).into_response(),
-        Err(e) => error(StatusCode::NOT_FOUND, format!("no run {id}: {e}")),
-    }
+    read(&s, StatusCode::NOT_FOUND, move |j| j.detail(&RunId(id))).await
+}
+
+#[derive(Deserialize)]
+struct Limit {
+    limit: Option<usize>,
+}
+
+async fn decisions(State(s): State<ApiState>, Query(q): Query<Limit>) -> Response {
+    let limit = q.limit.unwrap_or(50).min(1000);
+    let service = s.service.clone();
+    read(&s, StatusCode::INTERNAL_SERVER_ERROR, move |j| {
+        j.decisions(&service, limit)
+    })
+    .await
 }
 
 /// The refusal when the bearer token is missing or wrong, checked in constant time (no
@@ -125,6 +159,38 @@ fn unauthorized(s: &ApiState, headers: &HeaderMap) -> Option<Response> {
     None
 }
 
+/// A control call's body, read only after the token was checked: an unauthenticated
+/// call gets 401 whatever its body or content type. An empty body means every field's
+/// default.
+struct Authed<T>(T);
+
+impl<T: DeserializeOwned> FromRequest<ApiState> for Authed<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: HttpRequest, state: &ApiState) -> Result<Self, Response> {
+        if let Some(r) = unauthorized(state, req.headers()) {
+            return Err(r);
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            error(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the body: {e}"),
+            )
+        })?;
+        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &bytes
+        };
+        serde_json::from_slice(bytes).map(Authed).map_err(|e| {
+            error(
+                StatusCode::BAD_REQUEST,
+                format!("the body is not a valid request: {e}"),
+            )
+        })
+    }
+}
+
 async fn send(s: &ApiState, req: Request) -> Response {
     let (tx, rx) = oneshot::channel();
     if s.events.send(Event::Request(req, tx)).await.is_err() {
@@ -134,10 +200,10 @@ async fn send(s: &ApiState, req: Request) -> Response {
         );
     }
     match tokio::time::timeout(Duration::from_secs(30), rx).await {
-        Ok(Ok(reply @ Reply::Accepted { .. })) => (StatusCode::OK, Json(reply)).into_response(),
         Ok(Ok(reply @ Reply::Refused { .. })) => {
             (StatusCode::CONFLICT, Json(reply)).into_response()
         }
+        Ok(Ok(reply)) => (StatusCode::OK, Json(reply)).into_response(),
         _ => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the control loop did not answer",
@@ -145,151 +211,91 @@ async fn send(s: &ApiState, req: Request) -> Response {
     }
 }
 
-fn default_by() -> String {
-    "api".to_string()
-}
-
-#[derive(Deserialize)]
-struct FailoverBody {
-    to: Option<String>,
-    #[serde(default)]
-    allow_data_loss: bool,
-    #[serde(default = "default_by")]
-    by: String,
-    #[serde(default)]
-    note: String,
-}
-
-#[derive(Deserialize)]
-struct ByBody {
-    #[serde(default = "default_by")]
-    by: String,
-    #[serde(default)]
-    note: String,
-    #[serde(default)]
-    reason: String,
-    #[serde(default)]
-    allow_data_loss: bool,
-}
-
-async fn failover(
-    State(s): State<ApiState>,
-    headers: HeaderMap,
-    Json(b): Json<FailoverBody>,
-) -> Response {
-    if let Some(r) = unauthorized(&s, &headers) {
-        return r;
+fn operator(cmd: OperatorCommand) -> Request {
+    Request::Operator {
+        cmd,
+        dry_run: false,
+        expect_to: None,
     }
+}
+
+async fn failover(State(s): State<ApiState>, Authed(b): Authed<FailoverBody>) -> Response {
     let cmd = OperatorCommand::Failover {
-        to: b.to.map(RegionName),
+        to: b.to,
         allow_data_loss: b.allow_data_loss,
         by: b.by,
         note: b.note,
     };
-    send(&s, Request::Operator(cmd)).await
+    let req = Request::Operator {
+        cmd,
+        dry_run: b.dry_run,
+        expect_to: b.expect_to,
+    };
+    send(&s, req).await
 }
 
-async fn failback(
-    State(s): State<ApiState>,
-    headers: HeaderMap,
-    Json(b): Json<ByBody>,
-) -> Response {
-    if let Some(r) = unauthorized(&s, &headers) {
-        return r;
-    }
-    send(
-        &s,
-        Request::Operator(OperatorCommand::Failback {
-            by: b.by,
-            note: b.note,
-        }),
-    )
-    .await
+async fn failback(State(s): State<ApiState>, Authed(b): Authed<FailbackBody>) -> Response {
+    let cmd = OperatorCommand::Failback {
+        by: b.by,
+        note: b.note,
+    };
+    let req = Request::Operator {
+        cmd,
+        dry_run: b.dry_run,
+        expect_to: None,
+    };
+    send(&s, req).await
 }
 
-async fn pause(State(s): State<ApiState>, headers: HeaderMap, Json(b): Json<ByBody>) -> Response {
-    if let Some(r) = unauthorized(&s, &headers) {
-        return r;
-    }
-    let reason = if b.reason.is_empty() {
+async fn pause(State(s): State<ApiState>, Authed(b): Authed<PauseBody>) -> Response {
+    let reason = if b.reason.trim().is_empty() {
         "no reason given".to_string()
     } else {
         b.reason
     };
-    send(
-        &s,
-        Request::Operator(OperatorCommand::Pause { by: b.by, reason }),
-    )
-    .await
+    send(&s, operator(OperatorCommand::Pause { by: b.by, reason })).await
 }
 
-async fn resume(State(s): State<ApiState>, headers: HeaderMap, Json(b): Json<ByBody>) -> Response {
-    if let Some(r) = unauthorized(&s, &headers) {
-        return r;
-    }
-    send(&s, Request::Operator(OperatorCommand::Resume { by: b.by })).await
+async fn resume(State(s): State<ApiState>, Authed(b): Authed<ResumeBody>) -> Response {
+    send(&s, operator(OperatorCommand::Resume { by: b.by })).await
 }
 
-async fn approve_hold(
-    State(s): State<ApiState>,
-    headers: HeaderMap,
-    Json(b): Json<ByBody>,
-) -> Response {
-    if let Some(r) = unauthorized(&s, &headers) {
-        return r;
-    }
-    send(
-        &s,
-        Request::Operator(OperatorCommand::Approve {
-            allow_data_loss: b.allow_data_loss,
-            by: b.by,
-        }),
-    )
-    .await
+async fn approve_hold(State(s): State<ApiState>, Authed(b): Authed<ApproveBody>) -> Response {
+    let cmd = OperatorCommand::Approve {
+        allow_data_loss: b.allow_data_loss,
+        by: b.by,
+    };
+    send(&s, operator(cmd)).await
 }
 
 async fn approve_run(
     State(s): State<ApiState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
-    Json(b): Json<ByBody>,
+    Authed(b): Authed<ApproveBody>,
 ) -> Response {
-    if let Some(r) = unauthorized(&s, &headers) {
-        return r;
-    }
-    send(
-        &s,
-        Request::ApproveRun {
-            run: RunId(id),
-            by: b.by,
-            allow_data_loss: b.allow_data_loss,
-        },
-    )
-    .await
+    let req = Request::ApproveRun {
+        run: RunId(id),
+        by: b.by,
+        allow_data_loss: b.allow_data_loss,
+    };
+    send(&s, req).await
 }
 
 async fn abort_run(
     State(s): State<ApiState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
-    Json(b): Json<ByBody>,
+    Authed(b): Authed<AbortBody>,
 ) -> Response {
-    if let Some(r) = unauthorized(&s, &headers) {
-        return r;
-    }
     if b.reason.trim().is_empty() {
         return error(
             StatusCode::BAD_REQUEST,
             "an abort needs a reason: it is recorded in the journal",
         );
     }
-    send(
-        &s,
-        Request::AbortRun {
-            run: RunId(id),
-            by: b.by,
-            reason: b.reason,
-        },
-    )
-    .await
+    let req = Request::AbortRun {
+        run: RunId(id),
+        by: b.by,
+        reason: b.reason,
+    };
+    send(&s, req).await
 }

@@ -3,19 +3,18 @@
 //! its API. The CLI reads that file to decide whether to talk to the daemon or to act
 //! itself.
 
-use std::fs::File;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::sandbox::process;
-
-/// Holds the journal's lock until dropped.
+/// Holds the journal's lock until dropped. While it lives, every write to the journal
+/// in this process first checks that the lock is still held (`journal::fs`).
 #[derive(Debug)]
 pub struct ActorLock {
-    _file: File,
+    _held: std::sync::Arc<crate::journal::fs::HeldLock>,
     pub path: PathBuf,
 }
 
@@ -51,11 +50,14 @@ pub fn lock(journal: &Path, who: &str) -> anyhow::Result<ActorLock> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     }
+    // NOFOLLOW: a symlink planted at the lock's name must not make the truncate below
+    // empty some other file.
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .read(true)
         .write(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(&path)
         .with_context(|| format!("open the lock file {}", path.display()))?;
     if rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
@@ -71,7 +73,10 @@ pub fn lock(journal: &Path, who: &str) -> anyhow::Result<ActorLock> {
     }
     file.set_len(0)?;
     writeln!(file, "{who}, pid {}", std::process::id())?;
-    Ok(ActorLock { _file: file, path })
+    Ok(ActorLock {
+        _held: crate::journal::fs::hold(journal, file, path.clone()),
+        path,
+    })
 }
 
 /// What a running daemon publishes about itself.
@@ -83,10 +88,15 @@ pub struct Published {
     pub token_file: Option<PathBuf>,
 }
 
+/// Writes the discovery file whole (temporary file, then rename): a CLI reading it at
+/// the same moment sees the old daemon or the new, never half of either.
 pub fn publish(journal: &Path, info: &Published) -> anyhow::Result<()> {
     let path = api_path(journal);
-    std::fs::write(&path, serde_json::to_string_pretty(info)?)
-        .with_context(|| format!("write {}", path.display()))
+    crate::clients::files::write_atomic(
+        &path,
+        serde_json::to_string_pretty(info)?.as_bytes(),
+        0o644,
+    )
 }
 
 pub fn unpublish(journal: &Path) {
@@ -97,5 +107,5 @@ pub fn unpublish(journal: &Path) {
 pub fn find(journal: &Path) -> Option<Published> {
     let text = std::fs::read_to_string(api_path(journal)).ok()?;
     let info: Published = serde_json::from_str(&text).ok()?;
-    process::alive(info.pid).then_some(info)
+    crate::process::alive(info.pid).then_some(info)
 }

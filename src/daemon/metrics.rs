@@ -1,6 +1,11 @@
 //! The daemon's Prometheus metrics: what the probes see, what the controller decided and
 //! why, how runs and steps went. Served as text on `GET /metrics`.
+//!
+//! Every series carries the policy's `service` label (as Patroni's carry `scope`), so
+//! one Prometheus can watch several services. The alert rules and the dashboard in
+//! `deploy/` are written against these names; `tests/deploy.rs` holds them to it.
 
+use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -10,9 +15,17 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::core::controller::State;
-use crate::core::health::{HealthTracker, Observation, Verdict};
+use crate::core::controller::{Phase, State};
+use crate::core::health::{HealthTracker, Observation, Role, Verdict};
 use crate::core::model::Policy;
+use crate::core::time::Ts;
+use crate::daemon::witness::WitnessView;
+
+mod extra;
+#[cfg(test)]
+mod tests;
+
+use extra::{InfoLabels, More, RoleLabels, WitnessLabels, redact};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProbeLabels {
@@ -62,6 +75,23 @@ pub struct FailoverLabels {
     pub trigger: String,
 }
 
+/// What the metrics remember between calls, to label what comes next.
+#[derive(Debug, Default)]
+struct Memory {
+    regions: Vec<String>,
+    active: Option<String>,
+    /// When the run in progress started, for its duration when it ends.
+    run_started: Option<Ts>,
+    /// The region whose old primary a failover could not fence.
+    unfenced: Option<String>,
+    /// The reasons `blocked` has a series for: kept at 0 once over, so a dashboard and
+    /// `absent()` see the series rather than a gap.
+    block_reasons: Vec<String>,
+}
+
+/// The reasons the alert rules name, given a series from the start.
+const ALERTED_BLOCKS: [&str; 2] = ["no_quorum", "replica_lag"];
+
 /// Every metric the daemon keeps, registered once.
 #[derive(Debug)]
 pub struct Metrics {
@@ -77,7 +107,17 @@ pub struct Metrics {
     step_duration: Family<StepLabels, Histogram>,
     failovers: Family<FailoverLabels, Counter>,
     detection_to_decision: Histogram,
+    more: More,
+    memory: Mutex<Memory>,
 }
+
+const ROLES: [(Role, &str); 3] = [
+    (Role::Primary, "primary"),
+    (Role::Standby, "standby"),
+    (Role::Fenced, "fenced"),
+];
+const DIRECTIONS: [&str; 2] = ["failover", "failback"];
+const OUTCOMES: [&str; 4] = ["completed", "failed", "refused", "aborted"];
 
 const VERDICTS: [&str; 6] = [
     "unknown",
@@ -117,7 +157,87 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("lifeboat");
+        Metrics::with_registry(Registry::with_prefix("lifeboat"))
+    }
+
+    /// The daemon's metrics for one policy: every series labelled with its service, the
+    /// settings alerts compare against exported, and the counters and per-region series
+    /// created at zero so that `increase()` sees their first change.
+    pub fn for_policy(policy: &Policy) -> Metrics {
+        let service = (
+            std::borrow::Cow::Borrowed("service"),
+            std::borrow::Cow::Owned(policy.service.clone()),
+        );
+        let m = Metrics::with_registry(Registry::with_prefix_and_labels(
+            "lifeboat",
+            std::iter::once(service),
+        ));
+        let s = &m.more;
+        s.info
+            .get_or_create(&InfoLabels {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                mode: policy.detection.mode.as_str().to_string(),
+            })
+            .set(1);
+        s.interval.set(policy.detection.interval.as_secs_f64());
+        s.timeout.set(policy.detection.timeout.as_secs_f64());
+        s.rpo_budget.set(policy.guardrails.rpo_budget.as_secs_f64());
+        s.quorum.set(i64::from(policy.guardrails.quorum));
+        s.observers
+            .set(policy.guardrails.witnesses.len() as i64 + 1);
+        for direction in DIRECTIONS {
+            for outcome in OUTCOMES {
+                m.runs
+                    .get_or_create(&RunLabels {
+                        direction: direction.to_string(),
+                        outcome: outcome.to_string(),
+                    })
+                    .inc_by(0);
+            }
+        }
+        for trigger in ["automatic", "operator"] {
+            m.failovers
+                .get_or_create(&FailoverLabels {
+                    trigger: trigger.to_string(),
+                })
+                .inc_by(0);
+        }
+        for w in &policy.guardrails.witnesses {
+            m.more
+                .witness_up
+                .get_or_create(&WitnessLabels { witness: redact(w) })
+                .set(0);
+        }
+        for direction in DIRECTIONS {
+            for outcome in OUTCOMES {
+                let _ = m.more.run_duration.get_or_create(&RunLabels {
+                    direction: direction.to_string(),
+                    outcome: outcome.to_string(),
+                });
+            }
+        }
+        let regions: Vec<String> = policy.regions.serving().map(|r| r.to_string()).collect();
+        for r in &regions {
+            m.more
+                .unfenced_primary
+                .get_or_create(&RegionLabels { region: r.clone() })
+                .set(0);
+        }
+        for reason in ALERTED_BLOCKS {
+            m.blocked
+                .get_or_create(&ReasonLabels {
+                    reason: reason.to_string(),
+                })
+                .set(0);
+        }
+        if let Ok(mut mem) = m.memory.lock() {
+            mem.regions = regions;
+            mem.block_reasons = ALERTED_BLOCKS.iter().map(|r| r.to_string()).collect();
+        }
+        m
+    }
+
+    fn with_registry(mut registry: Registry) -> Metrics {
         let probe_up = Family::<ProbeLabels, Gauge>::default();
         let probe_latency = Family::<ProbeLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.001, 2.0, 14))
@@ -133,6 +253,7 @@ impl Metrics {
         });
         let failovers = Family::<FailoverLabels, Counter>::default();
         let detection_to_decision = Histogram::new(exponential_buckets(0.01, 2.0, 14));
+        let more = More::register(&mut registry);
         registry.register(
             "probe_up",
             "1 when the probe's latest round passed, 0 when it failed",
@@ -165,7 +286,7 @@ impl Metrics {
         );
         registry.register(
             "blocked",
-            "1 while a guardrail holds an action, labelled with its reason",
+            "1 while a guardrail holds an action, labelled with its reason (0 for reasons no longer holding)",
             blocked.clone(),
         );
         registry.register(
@@ -201,6 +322,8 @@ impl Metrics {
             step_duration,
             failovers,
             detection_to_decision,
+            more,
+            memory: Mutex::new(Memory::default()),
         }
     }
 
@@ -254,6 +377,35 @@ impl Metrics {
                 })
                 .set(lag);
         }
+        if let Some(role) = obs.role {
+            self.database_role_seen(&obs.region.to_string(), role);
+        }
+    }
+
+    /// A database reported its role. An old primary the failover could not fence stays
+    /// flagged until it is seen refusing writes (fenced) or replaying (rejoined).
+    fn database_role_seen(&self, region: &str, role: Role) {
+        for (r, name) in ROLES {
+            self.more
+                .database_role
+                .get_or_create(&RoleLabels {
+                    region: region.to_string(),
+                    role: name.to_string(),
+                })
+                .set(i64::from(r == role));
+        }
+        let Ok(mut mem) = self.memory.lock() else {
+            return;
+        };
+        if mem.unfenced.as_deref() == Some(region) && role != Role::Primary {
+            mem.unfenced = None;
+            self.more
+                .unfenced_primary
+                .get_or_create(&RegionLabels {
+                    region: region.to_string(),
+                })
+                .set(0);
+        }
     }
 
     /// The controller stepped.
@@ -266,13 +418,82 @@ impl Metrics {
                 })
                 .set(i64::from(s == current));
         }
-        self.blocked.clear();
-        if let crate::core::controller::Phase::Blocked { reason, .. } = &state.phase {
+        let (started, waiting) = match &state.phase {
+            Phase::FailingOver {
+                started, waiting, ..
+            }
+            | Phase::FailingBack {
+                started, waiting, ..
+            } => (Some(*started), waiting.is_some()),
+            _ => (None, false),
+        };
+        self.more.awaiting_approval.set(i64::from(waiting));
+        // Votes are counted for a failover only while this controller sees the serving
+        // region down; otherwise none are cast.
+        if let Some(h) = &state.health {
+            let sees_down = h
+                .get(&state.active)
+                .is_some_and(|r| matches!(r.verdict, Verdict::Down { .. }));
+            self.more
+                .quorum_votes
+                .set(if sees_down { i64::from(h.votes()) } else { 0 });
+        }
+        let Ok(mut mem) = self.memory.lock() else {
+            return;
+        };
+        let blocked = match &state.phase {
+            Phase::Blocked { hold, .. } => Some(hold.label()),
+            _ => None,
+        };
+        if let Some(b) = blocked
+            && !mem.block_reasons.iter().any(|r| r == b)
+        {
+            mem.block_reasons.push(b.to_string());
+        }
+        for r in &mem.block_reasons {
             self.blocked
-                .get_or_create(&ReasonLabels {
-                    reason: reason.label().to_string(),
+                .get_or_create(&ReasonLabels { reason: r.clone() })
+                .set(i64::from(Some(r.as_str()) == blocked));
+        }
+        let active = state.active.to_string();
+        for r in &mem.regions {
+            self.more
+                .active_region
+                .get_or_create(&RegionLabels { region: r.clone() })
+                .set(i64::from(*r == active));
+        }
+        mem.active = Some(active);
+        mem.run_started = started;
+    }
+
+    /// The failover's fence step could not reach the old primary (`NOT FENCED`): it is
+    /// flagged until it is seen fenced or rejoined as a standby.
+    pub fn fence_failed(&self) {
+        let Ok(mut mem) = self.memory.lock() else {
+            return;
+        };
+        // The fence acts on the region being left, which is still the active one while
+        // the failover runs.
+        if let Some(region) = mem.active.clone() {
+            self.more
+                .unfenced_primary
+                .get_or_create(&RegionLabels {
+                    region: region.clone(),
                 })
                 .set(1);
+            mem.unfenced = Some(region);
+        }
+    }
+
+    /// The witnesses' latest answers: up while an answer is recent enough to vote.
+    pub fn witnesses(&self, views: &[WitnessView]) {
+        for v in views {
+            self.more
+                .witness_up
+                .get_or_create(&WitnessLabels {
+                    witness: redact(&v.url),
+                })
+                .set(i64::from(v.fresh));
         }
     }
 
@@ -293,12 +514,19 @@ impl Metrics {
     }
 
     pub fn run_ended(&self, direction: &str, outcome: &str) {
-        self.runs
-            .get_or_create(&RunLabels {
-                direction: direction.to_string(),
-                outcome: outcome.to_string(),
-            })
-            .inc();
+        let labels = RunLabels {
+            direction: direction.to_string(),
+            outcome: outcome.to_string(),
+        };
+        self.runs.get_or_create(&labels).inc();
+        let started = self.memory.lock().ok().and_then(|m| m.run_started);
+        if let Some(started) = started {
+            let now = crate::clock::WallClock::system().now();
+            self.more
+                .run_duration
+                .get_or_create(&labels)
+                .observe(now.since(started).as_secs_f64());
+        }
     }
 
     pub fn step_ended(&self, step: &str, kind: &str, outcome: &str, seconds: f64) {
@@ -316,5 +544,42 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// The driver reports to the metrics as it goes.
+impl crate::driver::Observer for Metrics {
+    fn decided(&self, state: &State) {
+        self.controller(state);
+    }
+
+    fn noticed(&self, notice: &crate::core::reason::Notice) {
+        match notice {
+            crate::core::reason::Notice::OldPrimaryNotFenced { .. } => self.fence_failed(),
+        }
+    }
+
+    fn run_started(
+        &self,
+        request: &crate::core::controller::RunRequest,
+        detection_to_decision: Option<std::time::Duration>,
+    ) {
+        if request.direction == crate::core::model::Direction::Failover {
+            self.failover_started(request.automatic(), detection_to_decision);
+        }
+    }
+
+    fn run_ended(&self, direction: crate::core::model::Direction, outcome: &str) {
+        Metrics::run_ended(self, direction.as_str(), outcome);
+    }
+
+    fn step_ended(
+        &self,
+        step: &str,
+        kind: crate::core::kind::StepKind,
+        outcome: &str,
+        seconds: f64,
+    ) {
+        Metrics::step_ended(self, step, kind.name(), outcome, seconds);
     }
 }

@@ -5,8 +5,8 @@
 //! Invariant: one process acts on a journal at a time (an exclusive lock beside it), and
 //! the daemon never acts on a journal it cannot read.
 
-pub mod alerts;
 pub mod api;
+pub mod client;
 pub mod discovery;
 pub mod engine;
 pub mod metrics;
@@ -17,24 +17,27 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tracing::info;
 
 use crate::clients::aws::AwsClients;
 use crate::clients::secret::Secret;
+use crate::clock::WallClock;
 use crate::core::controller::State;
 use crate::core::health::HealthTracker;
 use crate::core::model::Policy;
 use crate::core::summary::LinkMemory;
+use crate::driver::{Alerter, Alerts, Driver, Parts};
 use crate::journal::Journal;
 use crate::probe::{
     self,
     scheduler::{Cadence, Scheduler},
 };
-use crate::runbook::{Backoff, Cancel, Executor, ProgressSink, RetrySettings, StepFactory};
+use crate::runbook::{Backoff, Cancel, RetrySettings, StepFactory};
 use engine::{Engine, Event};
 
 pub struct Options {
@@ -90,11 +93,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let token = match opts.token {
         Some(t) => (t, None),
         None => {
-            let t = Secret::new(format!(
-                "{:016x}{:016x}",
-                fastrand::u64(..),
-                fastrand::u64(..)
-            ));
+            let t = crate::clients::secret::random_token()?;
             let path = discovery::token_path(&opts.journal_path);
             crate::clients::secret::write_private(&path, t.expose())?;
             (t, Some(path))
@@ -102,49 +101,50 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     };
 
     let (events_tx, mut events_rx) = mpsc::channel::<Event>(1024);
-    let (progress, mut progress_rx) = ProgressSink::channel();
     let cancel = Cancel::new();
     let source = format!("daemon pid {}", std::process::id());
-    let executor = Executor::new(journal.clone(), opts.factory.clone())
-        .actor(format!("lifeboat daemon (pid {})", std::process::id()))
-        .retry(retry_settings(&policy))
-        .cancel_on(cancel.clone())
-        .progress(progress);
-    let metrics = Arc::new(metrics::Metrics::new());
+    let clock = WallClock::system();
+    let metrics = Arc::new(metrics::Metrics::for_policy(&policy));
+    let alerts: Arc<dyn Alerts> = Arc::new(Alerter::new(&policy, opts.aws.as_ref()));
+    let (driver, mut runs) = Driver::new(Parts {
+        policy: policy.clone(),
+        journal: journal.clone(),
+        factory: opts.factory.clone(),
+        alerts,
+        observer: metrics.clone(),
+        clock: clock.clone(),
+        source: format!("lifeboat daemon (pid {})", std::process::id()),
+        retry: retry_settings(&policy),
+        cancel: cancel.clone(),
+    });
     let tracker = HealthTracker::for_policy(&policy);
     let links = LinkMemory::default();
-    let state = State::new(&policy, policy.regions.primary.clone(), engine::now());
+    let state = State::new(&policy, policy.regions.primary.clone(), clock.now());
     let initial = status::build(
         &policy,
         &state,
         &tracker,
         &links,
         None,
-        engine::now(),
+        clock.now(),
         source.clone(),
     );
     let status_view = Arc::new(RwLock::new(initial));
     let started = Instant::now();
     let mut engine = Engine {
-        policy: policy.clone(),
-        journal: journal.clone(),
-        executor,
-        cancel,
+        driver,
         tracker,
         links,
         witnesses: witness::Witnesses::new(
             &policy.guardrails.witnesses,
             policy.detection.interval * 3,
         ),
-        state,
         status: status_view.clone(),
         metrics: metrics.clone(),
-        alerter: Arc::new(alerts::Alerter::new(&policy, opts.aws.as_ref())),
-        events: events_tx.clone(),
-        started,
+        clock,
+        cancel,
         source,
-        running: None,
-        held_alert: None,
+        started,
     };
     engine
         .restore()
@@ -178,6 +178,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         status: status_view,
         metrics,
         journal: journal.clone(),
+        service: policy.service.clone(),
         events: events_tx.clone(),
         token: token.0,
         heartbeat: heartbeat.clone(),
@@ -199,7 +200,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             token_file: token.1,
         },
     )?;
-    info!(service = %policy.service, "lifeboat is watching `{}` (serving region {}); API on http://{addr}", policy.service, engine.active());
+    info!(service = %policy.service, "lifeboat is watching `{}` (serving region {}); API on http://{addr}", policy.service, engine.driver.state().active);
 
     let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -213,12 +214,13 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             _ = ticker.tick() => Event::Tick,
             Some(e) = events_rx.recv() => e,
             Some(o) = obs_rx.recv() => Event::Observed(o),
-            Some(p) = progress_rx.recv() => Event::Progress(p),
+            Some(p) = runs.progress.recv() => Event::Progress(p),
+            Some(e) = runs.ended.recv() => Event::RunEnded(e),
             _ = tokio::signal::ctrl_c() => Event::Shutdown,
             _ = sigterm.recv() => Event::Shutdown,
         };
         heartbeat.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
-        if !engine.handle(event).await {
+        if !engine.handle(event) {
             break;
         }
     }
@@ -229,8 +231,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     }
     engine.shutdown().await;
     // Drain what the run reported while stopping, so the journal and metrics agree.
-    while let Ok(p) = progress_rx.try_recv() {
-        engine.handle(Event::Progress(p)).await;
+    while let Ok(p) = runs.progress.try_recv() {
+        engine.handle(Event::Progress(p));
     }
     discovery::unpublish(&opts.journal_path);
     info!("stopped");

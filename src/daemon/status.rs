@@ -10,7 +10,7 @@ use crate::core::controller::{Decision, Pause, Phase, State};
 use crate::core::health::{HealthTracker, Verdict};
 use crate::core::ids::RunId;
 use crate::core::model::{Direction, Mode, Policy, RegionName};
-use crate::core::reason::Reason;
+use crate::core::reason::Hold;
 use crate::core::summary::{LinkMemory, summarize};
 use crate::core::time::{Ts, fmt_duration};
 use crate::journal::RunRecord;
@@ -63,7 +63,7 @@ impl StatusView {
     /// calls for a different next step. `None` when the generic reason says it all.
     pub fn quorum_explanation(&self) -> Option<(String, String)> {
         let Phase::Blocked {
-            reason: Reason::NoQuorum { votes, quorum },
+            hold: Hold::NoQuorum { votes, quorum },
             ..
         } = &self.phase
         else {
@@ -143,7 +143,7 @@ pub fn build(
     now: Ts,
     source: String,
 ) -> StatusView {
-    let summary = summarize(tracker, links, &state.active, 1, now);
+    let summary = summarize(tracker, links, &state.active, Vec::new(), now);
     let regions = summary
         .regions
         .iter()
@@ -179,10 +179,9 @@ pub fn build(
         })
         .collect();
     let (why, next_step) = match &state.phase {
-        Phase::Blocked { reason, .. } => (
-            Some(reason.to_string()),
-            reason.next_step().map(str::to_string),
-        ),
+        Phase::Blocked { hold, .. } => {
+            (Some(hold.to_string()), hold.next_step().map(str::to_string))
+        }
         Phase::FailingOver {
             waiting: Some(w),
             run,
@@ -259,7 +258,7 @@ mod tests {
     use crate::core::testkit;
     use crate::daemon::witness::WitnessView;
 
-    fn blocked(reason: Reason, witnesses: Vec<WitnessView>) -> StatusView {
+    fn blocked(hold: Hold, witnesses: Vec<WitnessView>) -> StatusView {
         let mut policy = testkit::policy(vec![]);
         policy.guardrails.quorum = 2;
         let t = Ts::from_secs(100);
@@ -275,7 +274,7 @@ mod tests {
             "test".into(),
         );
         StatusView {
-            phase: Phase::Blocked { reason, since: t },
+            phase: Phase::Blocked { hold, since: t },
             witnesses,
             ..v
         }
@@ -294,7 +293,7 @@ mod tests {
     #[test]
     fn a_silent_witness_is_named_as_why_the_quorum_is_short_with_what_to_do() {
         let v = blocked(
-            Reason::NoQuorum {
+            Hold::NoQuorum {
                 votes: 1,
                 quorum: 2,
             },
@@ -316,14 +315,14 @@ mod tests {
 
     #[test]
     fn a_witness_that_answers_and_disagrees_keeps_the_generic_reason() {
-        let reason = Reason::NoQuorum {
+        let reason = Hold::NoQuorum {
             votes: 1,
             quorum: 2,
         };
         let v = blocked(reason.clone(), vec![witness(Some(1), true, None)]);
         assert_eq!(v.quorum_explanation(), None);
         let v = blocked(
-            Reason::ModeManual,
+            Hold::ModeManual,
             vec![witness(None, false, Some("refused"))],
         );
         assert_eq!(

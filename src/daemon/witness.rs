@@ -12,12 +12,15 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc};
 
 use super::engine::Event;
+use crate::core::controller::ObserverVote;
 use crate::core::health::Verdict;
 use crate::core::model::RegionName;
 
@@ -79,15 +82,24 @@ impl Witnesses {
         }
     }
 
+    /// Each witness's vote on `region`: down only when its recent answer says so.
+    pub fn votes(&self, region: &RegionName, now: Instant) -> Vec<ObserverVote> {
+        self.seen
+            .iter()
+            .map(|(url, s)| ObserverVote {
+                observer: url.clone(),
+                sees_down: s.answered.as_ref().is_some_and(|(at, down)| {
+                    now.saturating_duration_since(*at) <= self.fresh_for && down.contains(region)
+                }),
+            })
+            .collect()
+    }
+
     /// The witnesses whose recent answer sees `region` down.
     pub fn agreeing(&self, region: &RegionName, now: Instant) -> u32 {
-        self.seen
-            .values()
-            .filter(|s| {
-                s.answered.as_ref().is_some_and(|(at, down)| {
-                    now.saturating_duration_since(*at) <= self.fresh_for && down.contains(region)
-                })
-            })
+        self.votes(region, now)
+            .iter()
+            .filter(|v| v.sees_down)
             .count() as u32
     }
 
@@ -160,7 +172,9 @@ pub fn spawn_pollers(
     ask_now: &Arc<Notify>,
     events: &mpsc::Sender<Event>,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
-    let client = reqwest::Client::builder().timeout(timeout).build()?;
+    let client = crate::clients::http::builder("witness")
+        .timeout(timeout)
+        .build()?;
     Ok(urls
         .iter()
         .map(|url| {

@@ -4,8 +4,9 @@
 
 use std::fmt::Write as _;
 
-use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
+
+mod timeline;
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Report {
@@ -21,6 +22,9 @@ pub struct Report {
     pub writes: Vec<WritePoint>,
     /// What went wrong running the drill itself (not an expectation), if anything.
     pub error: Option<String>,
+    /// A copy of the daemon's journal (runs and decisions with their evidence).
+    #[serde(default)]
+    pub journal: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -244,14 +248,12 @@ impl Report {
         .iter()
         .map(|(k, v)| format!("<tr><td>{}</td><td>{}</td></tr>", escape(k), escape(v)))
         .collect::<String>();
-        // The marks again as a table: close together on the chart, their labels overlap.
-        let mut marks = self.timeline.clone();
-        marks.sort_by(|a, b| a.at.total_cmp(&b.at));
-        let events = marks
+        // The controller's events in full, numbered as their labels on the chart.
+        let events = timeline::numbered(&self.timeline)
             .iter()
-            .map(|m| {
+            .map(|(n, m)| {
                 format!(
-                    "<tr><td style=\"text-align:right\">{:+.2}s</td><td>{}</td></tr>",
+                    "<tr><td>{n}</td><td style=\"text-align:right\">{:+.2}s</td><td>{}</td></tr>",
                     m.at,
                     escape(&m.what)
                 )
@@ -262,8 +264,9 @@ impl Report {
              <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}} table{{border-collapse:collapse;margin:1em 0}} \
              td,th{{border:1px solid #ccc;padding:4px 8px}} tr.pass td:nth-child(2){{color:#080}} tr.fail td:nth-child(2){{color:#c00;font-weight:bold}} \
              h1 .verdict{{color:{color}}}</style></head>\n<body><h1>Drill <code>{name}</code> <span class=\"verdict\">{verdict}</span></h1>\n\
-             <p>{desc}</p>\n<h2>Timeline</h2>\n{svg}\n<h2>Figures</h2><table>{figures}</table>\n\
-             <h2>Events</h2><table><tr><th>from the fault</th><th>what</th></tr>{events}</table>\n\
+             <p>{desc}</p>\n<h2>Timeline</h2>\n{svg}\n\
+             <h3>Events, numbered as on the chart</h3><table><tr><th>#</th><th>from the fault</th><th>what</th></tr>{events}</table>\n\
+             <h2>Figures</h2><table>{figures}</table>\n\
              <h2>Expectations</h2><table><tr><th>expectation</th><th>result</th><th>detail</th></tr>{rows}</table>\n</body></html>\n",
             name = escape(&self.drill),
             verdict = if self.passed { "passed" } else { "FAILED" },
@@ -274,123 +277,7 @@ impl Report {
 
     /// The timeline: write outcomes, the controller's marks and each step as a bar.
     pub fn timeline_svg(&self) -> Result<String, String> {
-        let mut rows: Vec<String> = vec!["writes".to_string(), "controller".to_string()];
-        for s in &self.steps {
-            let label = format!("{} · {}", s.run.split('-').next().unwrap_or(""), s.step);
-            if !rows.contains(&label) {
-                rows.push(label);
-            }
-        }
-        let t_min = self
-            .writes
-            .iter()
-            .map(|w| w.at)
-            .chain(self.timeline.iter().map(|m| m.at))
-            .fold(0.0_f64, f64::min)
-            - 0.5;
-        let t_max = self
-            .writes
-            .iter()
-            .map(|w| w.at)
-            .chain(self.timeline.iter().map(|m| m.at))
-            .chain(self.steps.iter().map(|s| s.end))
-            .fold(1.0_f64, f64::max)
-            + 0.5;
-        let height = 120 + 34 * rows.len() as u32;
-        let mut svg = String::new();
-        {
-            let root = SVGBackend::with_string(&mut svg, (1080, height)).into_drawing_area();
-            root.fill(&WHITE).map_err(|e| e.to_string())?;
-            let n = rows.len() as f64;
-            let mut chart = ChartBuilder::on(&root)
-                .margin(12)
-                .x_label_area_size(36)
-                .y_label_area_size(230)
-                .caption("seconds from the fault", ("sans-serif", 16))
-                .build_cartesian_2d(t_min..t_max, 0.0..n)
-                .map_err(|e| e.to_string())?;
-            let labels = rows.clone();
-            chart
-                .configure_mesh()
-                .y_labels(rows.len() * 2 + 1)
-                .y_label_formatter(&move |y| {
-                    let i = (n - y - 0.5).round();
-                    let near = (n - y - 0.5 - i).abs() < 0.01;
-                    if near && i >= 0.0 {
-                        labels.get(i as usize).cloned().unwrap_or_default()
-                    } else {
-                        String::new()
-                    }
-                })
-                .x_desc("s")
-                .draw()
-                .map_err(|e| e.to_string())?;
-            let row_y = |i: usize| n - i as f64 - 0.5;
-            // The fault.
-            chart
-                .draw_series(LineSeries::new(
-                    vec![(0.0, 0.0), (0.0, n)],
-                    RED.stroke_width(2),
-                ))
-                .map_err(|e| e.to_string())?
-                .label("fault")
-                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED));
-            chart
-                .draw_series(self.writes.iter().map(|w| {
-                    let color = if w.acked {
-                        GREEN.mix(0.7)
-                    } else {
-                        RED.mix(0.9)
-                    };
-                    Circle::new((w.at, row_y(0)), 3, color.filled())
-                }))
-                .map_err(|e| e.to_string())?;
-            chart
-                .draw_series(
-                    self.timeline
-                        .iter()
-                        .map(|m| TriangleMarker::new((m.at, row_y(1)), 7, BLUE.filled())),
-                )
-                .map_err(|e| e.to_string())?;
-            chart
-                .draw_series(self.timeline.iter().enumerate().map(|(k, m)| {
-                    let dy = if k % 2 == 0 { 0.32 } else { -0.18 };
-                    Text::new(
-                        m.what.clone(),
-                        (m.at, row_y(1) + dy),
-                        ("sans-serif", 11).into_font(),
-                    )
-                }))
-                .map_err(|e| e.to_string())?;
-            for s in &self.steps {
-                let label = format!("{} · {}", s.run.split('-').next().unwrap_or(""), s.step);
-                let i = rows.iter().position(|r| *r == label).unwrap_or(0);
-                let color = match s.state.as_str() {
-                    "verified" | "skipped" => BLUE.mix(0.6),
-                    "failed" => RED.mix(0.8),
-                    _ => RGBColor(255, 165, 0).mix(0.8),
-                };
-                let end = if s.end - s.start < 0.02 {
-                    s.start + 0.02
-                } else {
-                    s.end
-                };
-                chart
-                    .draw_series(std::iter::once(Rectangle::new(
-                        [(s.start, row_y(i) - 0.3), (end, row_y(i) + 0.3)],
-                        color.filled(),
-                    )))
-                    .map_err(|e| e.to_string())?;
-            }
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .draw()
-                .map_err(|e| e.to_string())?;
-            root.present().map_err(|e| e.to_string())?;
-        }
-        Ok(svg)
+        timeline::svg(self)
     }
 }
 
@@ -490,6 +377,7 @@ mod tests {
                 },
             ],
             error: None,
+            journal: None,
         }
     }
 

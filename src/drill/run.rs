@@ -13,11 +13,13 @@ use super::faults::{self, Injected};
 use super::observe::{self, Seen, Write};
 use super::report::{Check, Figures, Mark, Report, Span, WritePoint};
 use super::scenario::Scenario;
+use crate::contract::{ApproveBody, FailbackBody, Reply};
 use crate::core::health::Verdict;
+use crate::core::ids::RunId;
 use crate::core::model::Direction;
 use crate::core::step::RunStatus;
 use crate::core::time::Ts;
-use crate::daemon::engine::now;
+use crate::daemon::client::Client;
 use crate::daemon::status::StatusView;
 use crate::journal::{RunDetail, RunRecord};
 use crate::sandbox::world::{self, PRIMARY, SECONDARY, World};
@@ -34,11 +36,11 @@ pub struct Setup {
     pub logs: PathBuf,
 }
 
-/// The daemon under test; stopped (SIGTERM, then SIGKILL) when dropped.
+/// The daemon under test, and the API client that talks to it; stopped (SIGTERM, then
+/// SIGKILL) when dropped.
 struct Daemon {
     child: Child,
-    url: String,
-    token: String,
+    api: Client,
 }
 
 impl Drop for Daemon {
@@ -71,25 +73,16 @@ impl Daemon {
             .stderr(out)
             .spawn()
             .context("start the daemon")?;
-        let api = crate::daemon::discovery::api_path(journal);
+        let published = crate::daemon::discovery::api_path(journal);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Some(info) = crate::daemon::discovery::find(journal) {
-                let token = info
-                    .token_file
-                    .as_ref()
-                    .and_then(|f| std::fs::read_to_string(f).ok())
-                    .unwrap_or_default();
-                return Ok(Daemon {
-                    child,
-                    url: info.url,
-                    token: token.trim().to_string(),
-                });
+            if let Some(api) = Client::find(journal) {
+                return Ok(Daemon { child, api });
             }
             if Instant::now() > deadline {
                 bail!(
                     "the daemon did not publish {} within 20s; see {}",
-                    api.display(),
+                    published.display(),
                     log.display()
                 );
             }
@@ -97,41 +90,22 @@ impl Daemon {
         }
     }
 
-    async fn post(&self, path: &str, body: serde_json::Value) -> anyhow::Result<String> {
-        let r = reqwest::Client::new()
-            .post(format!("{}{path}", self.url))
-            .bearer_auth(&self.token)
-            .json(&body)
-            .send()
-            .await?;
-        let status = r.status();
-        let text = r.text().await.unwrap_or_default();
-        if !status.is_success() {
-            bail!("POST {path}: {status}: {text}");
-        }
-        Ok(text)
-    }
-
     async fn runs(&self) -> anyhow::Result<Vec<RunRecord>> {
-        Ok(reqwest::get(format!("{}/v1/runs", self.url))
-            .await?
-            .json()
-            .await?)
+        self.api.runs().await
     }
 
-    async fn run(&self, id: &str) -> anyhow::Result<RunDetail> {
-        Ok(reqwest::get(format!("{}/v1/runs/{id}", self.url))
-            .await?
-            .json()
-            .await?)
+    async fn run(&self, id: &RunId) -> anyhow::Result<RunDetail> {
+        self.api.run(id).await
     }
 
     async fn status(&self) -> anyhow::Result<StatusView> {
-        Ok(reqwest::get(format!("{}/v1/status", self.url))
-            .await?
-            .json()
-            .await?)
+        self.api.status().await
     }
+}
+
+/// The wall clock, as the daemon under test reads it.
+fn now() -> Ts {
+    crate::clock::WallClock::system().now()
 }
 
 /// Runs the drill once and reports; never leaves the sandbox broken behind it.
@@ -252,7 +226,7 @@ async fn drive(
     let (active, dns) = observe::follow_dns(&world, t0);
     let (writes, load) = observe::write_load(&world, s.load.writes_per_second, active, t0);
     let sampler = observe::sample_writable(&world, t0)?;
-    let (_latest, watcher) = observe::watch_daemon(daemon.url.clone(), PRIMARY.to_string(), t0);
+    let (_latest, watcher) = observe::watch_daemon(daemon.api.url.clone(), PRIMARY.to_string(), t0);
 
     let outcome = scenario(setup, policy_path, &world, &daemon, report, &writes, t0).await;
 
@@ -270,6 +244,15 @@ async fn drive(
     finish_figures(report, &writes, &seen, &dns_changes, &writable, fault_ms);
     report.passed = outcome.is_ok() && report.checks.iter().all(|c| c.passed);
     drop(daemon);
+    // Keep the journal beside the report: its runs and decisions, with their evidence,
+    // outlive the sandbox (`lifeboat history --journal FILE --decisions`).
+    let kept = setup
+        .logs
+        .join(format!("{}-{}.db", s.drill.name, report.repetition));
+    match crate::journal::Journal::open(&journal).and_then(|j| j.snapshot_to(&kept)) {
+        Ok(()) => report.journal = Some(kept.display().to_string()),
+        Err(e) => tracing::warn!("could not keep the drill's journal: {e}"),
+    }
     outcome
 }
 
@@ -531,7 +514,7 @@ async fn expectations(
     let at = |wall: Ts| off + secs_since(wall, fault_wall);
     if let Some(reason) = &e.blocked {
         let held = until(daemon, Duration::from_secs(60), &format!("a hold for {reason}"), |v| {
-            matches!(&v.phase, crate::core::controller::Phase::Blocked { reason: r, .. } if r.label() == reason)
+            matches!(&v.phase, crate::core::controller::Phase::Blocked { hold: r, .. } if r.label() == reason)
         })
         .await;
         report.checks.push(Check {
@@ -548,12 +531,14 @@ async fn expectations(
             what: format!("held: {reason}"),
         });
         tokio::time::sleep(e.approve_after).await;
-        daemon
-            .post(
-                "/v1/approve",
-                serde_json::json!({"by": "drill", "allow_data_loss": true}),
-            )
-            .await?;
+        let body = ApproveBody {
+            by: "drill".into(),
+            allow_data_loss: true,
+        };
+        match daemon.api.approve(None, &body).await? {
+            Reply::Accepted { .. } => {}
+            other => bail!("the daemon refused the approval: {other:?}"),
+        }
         report.timeline.push(Mark {
             at: at(now()),
             what: "approved (data loss accepted)".into(),
@@ -579,7 +564,7 @@ async fn expectations(
             return Ok(());
         }
     };
-    let detail = daemon.run(fo.run_id.as_str()).await?;
+    let detail = daemon.run(&fo.run_id).await?;
     spans(report, &detail, fault_wall);
     if origin.last > origin.first {
         let early = fo.created_at < origin.last;
@@ -741,14 +726,13 @@ async fn failback(
     let asked = now();
     let deadline = Instant::now() + needed;
     loop {
-        match daemon
-            .post(
-                "/v1/failback",
-                serde_json::json!({"by": "drill", "note": "drill failback"}),
-            )
-            .await
-        {
-            Ok(text) if text.contains("accepted") => break,
+        let body = FailbackBody {
+            by: "drill".into(),
+            note: "drill failback".into(),
+            dry_run: false,
+        };
+        match daemon.api.failback(&body).await {
+            Ok(Reply::Accepted { .. }) => break,
             _ if Instant::now() > deadline => bail!("the daemon kept refusing the failback"),
             _ => tokio::time::sleep(Duration::from_millis(250)).await,
         }
@@ -765,7 +749,7 @@ async fn failback(
         within + Duration::from_secs(30),
     )
     .await?;
-    let detail = daemon.run(fb.run_id.as_str()).await?;
+    let detail = daemon.run(&fb.run_id).await?;
     spans(report, &detail, fault_wall);
     let took = fb.finished_at.map(|f| secs_since(f, fb.created_at));
     report.figures.failback = took.filter(|_| fb.status == RunStatus::Completed);

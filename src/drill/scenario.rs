@@ -22,9 +22,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
+use crate::policy::schema::DurationText;
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
     pub drill: Meta,
@@ -36,7 +39,7 @@ pub struct Scenario {
     pub expect: Expect,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Meta {
     pub name: String,
@@ -55,11 +58,12 @@ fn default_policy() -> PathBuf {
     PathBuf::from("../sandbox.toml")
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SteadyState {
     /// How long every critical probe may take to pass before the drill gives up.
     #[serde(default = "d60", deserialize_with = "duration")]
+    #[schemars(with = "DurationText")]
     pub timeout: Duration,
 }
 
@@ -69,7 +73,7 @@ impl Default for SteadyState {
     }
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Load {
     /// Numbered inserts per second through the serving region's API.
@@ -90,7 +94,7 @@ fn default_wps() -> u32 {
 }
 
 /// One thing the drill breaks.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Fault {
     pub kind: FaultKind,
@@ -99,19 +103,23 @@ pub struct Fault {
     pub region: Side,
     /// When, after the steady state holds.
     #[serde(default, deserialize_with = "duration")]
+    #[schemars(with = "DurationText")]
     pub at: Duration,
     /// `slow_api`: how long the API takes to answer.
     #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(with = "Option<DurationText>")]
     pub delay: Option<Duration>,
     /// `lossy_link`: the share of new connections the controller's proxies reset, in %.
     #[serde(default)]
+    #[schemars(range(max = 100))]
     pub percent: Option<u8>,
     /// `pause_controller`: how long the controller stays stopped.
     #[serde(default = "d5", deserialize_with = "duration")]
+    #[schemars(with = "DurationText")]
     pub duration: Duration,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultKind {
     /// The region's PostgreSQL is stopped abruptly (immediate shutdown).
@@ -159,7 +167,7 @@ impl FaultKind {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, Default, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Side {
     #[default]
@@ -168,16 +176,18 @@ pub enum Side {
 }
 
 /// What must happen.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Expect {
     /// Whether the controller fails over.
     pub failover: bool,
     /// From the (last) fault to the failover completed.
     #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(with = "Option<DurationText>")]
     pub within: Option<Duration>,
     /// With `failover = false`: how long to watch that nothing happens.
     #[serde(default = "d20", deserialize_with = "duration")]
+    #[schemars(with = "DurationText")]
     pub watch_for: Duration,
     /// Acknowledged writes allowed to be missing on the new primary.
     #[serde(default)]
@@ -189,6 +199,7 @@ pub struct Expect {
     pub blocked: Option<String>,
     /// How long the hold lasts before the drill approves it.
     #[serde(default = "d5", deserialize_with = "duration")]
+    #[schemars(with = "DurationText")]
     pub approve_after: Duration,
     /// Whether losing acknowledged writes is expected (and must be reported).
     #[serde(default)]
@@ -206,6 +217,7 @@ pub struct Expect {
     pub status_says: Vec<String>,
     /// From asking for the failback to it completing.
     #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(with = "Option<DurationText>")]
     pub failback_within: Option<Duration>,
 }
 
@@ -283,6 +295,11 @@ impl Scenario {
             .unwrap_or(Path::new("."))
             .join(&self.drill.policy)
     }
+}
+
+/// The JSON Schema of scenario files (`lifeboat schema --drill`).
+pub fn schema() -> serde_json::Value {
+    crate::policy::schema::for_type::<Scenario>("lifeboat drill scenario")
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {

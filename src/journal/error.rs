@@ -78,6 +78,11 @@ pub enum JournalError {
     #[error("run {run_id} already exists in the journal; use a new run id")]
     DuplicateRun { run_id: RunId },
 
+    #[error(
+        "run {run_id} was planned by an older lifeboat (plan format {version}), which this version cannot resume: end it with `lifeboat abort {run_id} --reason …` and start a new run"
+    )]
+    OldPlan { run_id: RunId, version: i64 },
+
     /// A bug in the executor: the journal refuses to record an impossible step history.
     #[error("refused: step `{step}` of run {run_id} cannot go from {from} to {to}")]
     IllegalTransition {
@@ -89,6 +94,25 @@ pub enum JournalError {
 
     #[error("run {run_id} has no step `{step}`")]
     UnknownStep { run_id: RunId, step: String },
+
+    /// On a network filesystem the journal must leave WAL mode, and could not.
+    #[error(
+        "journal {} is on a network filesystem ({fs}), where SQLite's WAL mode is unsafe, and it could not leave {mode} mode because another process has it open; stop every lifeboat process using it, on every host, and start again",
+        .path.display()
+    )]
+    NetworkFilesystem {
+        path: PathBuf,
+        fs: &'static str,
+        mode: String,
+    },
+
+    /// This process took the actor lock of the journal and no longer holds it: another
+    /// process may be acting. Nothing more may be written.
+    #[error(
+        "refused: the lock {} that makes this process the only one acting on the journal is no longer held ({detail}); another lifeboat process may be acting, so this one stops. Check `lifeboat status`, and restart this one once the other is gone",
+        .path.display()
+    )]
+    LockLost { path: PathBuf, detail: String },
 
     #[error("journal {}: {source}", .path.display())]
     Sqlite {

@@ -8,7 +8,7 @@ use super::read::current_epoch;
 use super::runs::audit;
 use super::{Journal, JournalError};
 use crate::core::ids::{Epoch, RunId};
-use crate::core::step::{AttemptOutcome, ErrorClass, Phase, RunStatus, StepState};
+use crate::core::step::{AttemptOutcome, AttemptPhase, ErrorClass, RunStatus, StepState};
 use crate::core::time::Ts;
 
 /// The right to write for one run: its service, the run, the epoch the executor was
@@ -140,7 +140,7 @@ impl Journal {
         &self,
         fence: &Fence,
         step: &str,
-        phase: Phase,
+        phase: AttemptPhase,
         attempt: u32,
         now: Ts,
     ) -> Result<AttemptId, JournalError> {

@@ -12,6 +12,7 @@
 
 mod error;
 mod fenced;
+pub mod fs;
 mod read;
 mod records;
 mod runs;
@@ -91,18 +92,15 @@ impl Journal {
             Ok(_) => {}
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn =
+        let mut conn =
             Connection::open_with_flags(path, flags).map_err(|e| JournalError::sqlite(path, e))?;
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(|e| JournalError::sqlite(path, e))?;
         check_identity(&conn, path)?;
         check_integrity(&conn, path)?;
-        // WAL: readers (the CLI) never block the writer. FULL: a commit survives power
-        // loss, which "raised the epoch durably" requires.
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
-        )
-        .map_err(|e| JournalError::sqlite(path, e))?;
+        // WAL on a local disk; a rollback journal held exclusively on a network one.
+        fs::configure(&conn, path)?;
+        migrate(&mut conn, path)?;
         Ok(Journal {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
@@ -142,6 +140,7 @@ impl Journal {
         &self,
         f: impl FnOnce(&Transaction<'_>) -> Result<T, JournalError>,
     ) -> Result<T, JournalError> {
+        fs::check_lock(&self.path)?;
         let mut conn = self.conn();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -211,6 +210,32 @@ fn check_identity(conn: &Connection, path: &Path) -> Result<(), JournalError> {
     Ok(())
 }
 
+/// Brings an older journal to this binary's schema, one version at a time, each in one
+/// IMMEDIATE transaction with its version bump (so two processes opening an old journal
+/// at once migrate it once, and a crash leaves it at a whole version).
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), JournalError> {
+    let sqlite = |e| JournalError::sqlite(path, e);
+    loop {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sqlite)?;
+        let version: i64 = tx
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(sqlite)?;
+        if version >= schema::VERSION {
+            return Ok(());
+        }
+        let step = usize::try_from(version - 1)
+            .ok()
+            .and_then(|i| schema::MIGRATIONS.get(i))
+            .ok_or_else(|| corrupt(path, format!("no migration from schema version {version}")))?;
+        tx.execute_batch(step).map_err(sqlite)?;
+        tx.pragma_update(None, "user_version", version + 1)
+            .map_err(sqlite)?;
+        tx.commit().map_err(sqlite)?;
+    }
+}
+
 /// SQLite's `quick_check`: every page readable, every b-tree well formed. It reads the
 /// whole file, which for a journal (kilobytes to a few megabytes) takes milliseconds.
 fn check_integrity(conn: &Connection, path: &Path) -> Result<(), JournalError> {
@@ -242,7 +267,8 @@ fn create(path: &Path) -> Result<(), JournalError> {
     {
         let conn = Connection::open(&tmp).map_err(|e| JournalError::sqlite(&tmp, e))?;
         // Rollback-journal mode while creating: COMMIT writes the main file itself, so
-        // the file linked into place is complete. `open` switches it to WAL.
+        // the file linked into place is complete. `open` switches it to WAL and migrates
+        // it from version 1, the one path every journal takes.
         conn.execute_batch(&format!(
             "BEGIN;
              {}
@@ -251,7 +277,7 @@ fn create(path: &Path) -> Result<(), JournalError> {
              COMMIT;",
             schema::V1,
             schema::APPLICATION_ID,
-            schema::VERSION
+            1
         ))
         .map_err(|e| JournalError::sqlite(&tmp, e))?;
     }

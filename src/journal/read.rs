@@ -10,7 +10,7 @@ use super::{
 };
 use crate::core::ids::{Epoch, RunId};
 use crate::core::plan::Plan;
-use crate::core::step::{AttemptOutcome, Phase, RunStatus, TimelineEntry};
+use crate::core::step::{AttemptOutcome, AttemptPhase, RunStatus, TimelineEntry};
 
 impl Journal {
     /// One run. Errors: `UnknownRun` when the journal has no such run.
@@ -93,7 +93,12 @@ impl Journal {
     pub fn detail(&self, run_id: &RunId) -> Result<RunDetail, JournalError> {
         self.read(|tx| {
             let run = self.run_in(tx, run_id)?;
-            let plan = self.plan_in(tx, run_id)?;
+            // A plan from an older version is not shown; the steps still are.
+            let plan = match self.plan_in(tx, run_id) {
+                Ok(p) => Some(p),
+                Err(JournalError::OldPlan { .. }) => None,
+                Err(e) => return Err(e),
+            };
             let steps = self.steps_in(tx, run_id)?;
             let approvals = {
                 let mut stmt = tx
@@ -204,11 +209,11 @@ impl Journal {
         tx: &Transaction<'_>,
         run_id: &RunId,
     ) -> Result<Plan, JournalError> {
-        let (json, epoch): (String, Epoch) = tx
+        let (json, epoch, version): (String, Epoch, i64) = tx
             .query_row(
-                "SELECT plan_json, epoch FROM runs WHERE run_id = ?1",
+                "SELECT plan_json, epoch, plan_version FROM runs WHERE run_id = ?1",
                 [run_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()
             .map_err(|e| self.err(e))?
@@ -216,6 +221,12 @@ impl Journal {
                 path: self.path.clone(),
                 run_id: run_id.clone(),
             })?;
+        if version != super::schema::PLAN_VERSION {
+            return Err(JournalError::OldPlan {
+                run_id: run_id.clone(),
+                version,
+            });
+        }
         let mut plan: Plan = serde_json::from_str(&json).map_err(|e| JournalError::Corrupt {
             path: self.path.clone(),
             detail: format!("the stored plan of run {run_id} does not parse: {e}"),
@@ -295,13 +306,13 @@ pub(super) fn current_epoch(tx: &Transaction<'_>, service: &str) -> rusqlite::Re
 }
 
 /// One attempt in words, for the timeline steps see.
-fn describe_attempt(phase: Phase, outcome: AttemptOutcome, detail: Option<&str>) -> String {
+fn describe_attempt(phase: AttemptPhase, outcome: AttemptOutcome, detail: Option<&str>) -> String {
     let what = match (phase, outcome) {
-        (Phase::Check, AttemptOutcome::Done) => "already in place",
-        (Phase::Check, AttemptOutcome::NotDone) => "not in place yet",
-        (Phase::Apply, AttemptOutcome::Done) => "applied",
-        (Phase::Verify, AttemptOutcome::Done) => "verified",
-        (Phase::Compensate, AttemptOutcome::Done) => "compensated",
+        (AttemptPhase::Check, AttemptOutcome::Done) => "already in place",
+        (AttemptPhase::Check, AttemptOutcome::NotDone) => "not in place yet",
+        (AttemptPhase::Apply, AttemptOutcome::Done) => "applied",
+        (AttemptPhase::Verify, AttemptOutcome::Done) => "verified",
+        (AttemptPhase::Compensate, AttemptOutcome::Done) => "compensated",
         (_, AttemptOutcome::Error) => "error",
         (_, AttemptOutcome::TimedOut) => "timed out",
         (_, AttemptOutcome::Cancelled) => "cancelled",

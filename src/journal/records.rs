@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::core::ids::{Epoch, RunId};
 use crate::core::model::{Direction, RegionName};
 use crate::core::plan::Plan;
-use crate::core::step::{AttemptOutcome, ErrorClass, Phase, RunStatus, StepState};
+use crate::core::step::{AttemptOutcome, AttemptPhase, ErrorClass, RunStatus, StepState};
 use crate::core::time::Ts;
 
 /// One run, without its steps.
@@ -31,10 +31,17 @@ pub struct RunRecord {
     pub finished_at: Option<Ts>,
     /// How it ended: the failure, or the abort reason.
     pub outcome: Option<String>,
+    /// Started by the controller itself (counts toward the per-window limit).
+    #[serde(default)]
+    pub automatic: bool,
+    /// Who aborted it, when it was aborted.
+    #[serde(default)]
+    pub ended_by: Option<String>,
 }
 
 pub(super) const RUN_COLUMNS: &str = "run_id, service, direction, from_region, to_region, status, \
-     epoch, allow_data_loss, started_by, reason, created_at, updated_at, finished_at, outcome";
+     epoch, allow_data_loss, started_by, reason, created_at, updated_at, finished_at, outcome, \
+     automatic, ended_by";
 
 impl RunRecord {
     pub(super) fn from_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
@@ -53,6 +60,8 @@ impl RunRecord {
             updated_at: r.get(11)?,
             finished_at: r.get(12)?,
             outcome: r.get(13)?,
+            automatic: r.get(14)?,
+            ended_by: r.get(15)?,
         })
     }
 
@@ -105,7 +114,7 @@ impl StepRecord {
         let n = self
             .attempts
             .iter()
-            .filter(|a| a.phase == Phase::Apply)
+            .filter(|a| a.phase == AttemptPhase::Apply)
             .count();
         u32::try_from(n).unwrap_or(u32::MAX)
     }
@@ -115,7 +124,7 @@ impl StepRecord {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AttemptRecord {
     pub step: String,
-    pub phase: Phase,
+    pub phase: AttemptPhase,
     /// apply: the attempt number; verify: how many observations were made.
     pub attempt: u32,
     pub epoch: Epoch,
@@ -200,7 +209,9 @@ impl AuditRecord {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunDetail {
     pub run: RunRecord,
-    pub plan: Plan,
+    /// `None` for a run planned by an older lifeboat whose plan format this one does not
+    /// read (its steps are still listed).
+    pub plan: Option<Plan>,
     /// In plan order.
     pub steps: Vec<StepRecord>,
     pub approvals: Vec<ApprovalRecord>,

@@ -65,8 +65,9 @@ impl Journal {
             })?;
             tx.execute(
                 "INSERT INTO runs (run_id, service, direction, from_region, to_region, status,
-                     epoch, allow_data_loss, started_by, reason, plan_json, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+                     epoch, allow_data_loss, started_by, reason, plan_json, created_at, updated_at,
+                     automatic, plan_version)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12, ?13)",
                 params![
                     plan.run_id,
                     plan.service,
@@ -76,9 +77,11 @@ impl Journal {
                     epoch,
                     plan.allow_data_loss,
                     started_by,
-                    plan.reason,
+                    plan.reason(),
                     json,
-                    now
+                    now,
+                    plan.trigger.automatic(),
+                    super::schema::PLAN_VERSION
                 ],
             )
             .map_err(|e| self.err(e))?;
@@ -94,7 +97,7 @@ impl Journal {
                             step.name,
                             stage_no,
                             position,
-                            step.action.kind(),
+                            step.kind().name(),
                             step.region,
                             now
                         ],
@@ -112,7 +115,10 @@ impl Journal {
                 "run_started",
                 &format!(
                     "{} {} → {} because: {}; fencing epoch raised to {epoch}",
-                    plan.direction, plan.from, plan.to, plan.reason
+                    plan.direction,
+                    plan.from,
+                    plan.to,
+                    plan.reason()
                 ),
             )
             .map_err(|e| self.err(e))?;
@@ -308,9 +314,9 @@ impl Journal {
                 .map_err(|e| self.err(e))?;
             tx.execute(
                 "UPDATE runs SET status = 'aborted', updated_at = ?2, finished_at = ?2,
-                     outcome = ?3
+                     outcome = ?3, ended_by = ?4
                  WHERE run_id = ?1",
-                params![run_id, now, format!("aborted by {by}: {reason}")],
+                params![run_id, now, reason, by],
             )
             .map_err(|e| self.err(e))?;
             audit(

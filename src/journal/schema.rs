@@ -1,14 +1,60 @@
-//! The journal's SQLite schema, version 1, and the identity checks run on every open.
+//! The journal's SQLite schema and its migrations.
 //!
 //! Versioning uses `PRAGMA user_version`; `PRAGMA application_id` marks the file as a
-//! lifeboat journal so a stray SQLite file is never mistaken for one. A later version
-//! adds a migration step here; a journal newer than the binary is refused.
+//! lifeboat journal so a stray SQLite file is never mistaken for one. A new journal is
+//! created at version 1 and migrated step by step to `VERSION` on open, so a journal of
+//! any older version stays readable; a journal newer than the binary is refused.
 
 /// `LFBT` in ASCII: the application id of every lifeboat journal.
 pub const APPLICATION_ID: i64 = 0x4C46_4254;
 
 /// The schema version this binary writes and understands.
-pub const VERSION: i64 = 1;
+pub const VERSION: i64 = 2;
+
+/// The migrations, each from version `n` to `n + 1`, run in one transaction with the
+/// version bump. `MIGRATIONS[0]` takes version 1 to 2.
+pub const MIGRATIONS: &[&str] = &[V2];
+
+/// Version 2:
+/// - `runs.automatic`: whether the controller started the run by itself, typed, so the
+///   per-window limit survives restarts without reading the `started_by` text. Runs of
+///   version 1 are marked from the only text version 1 wrote for them, once, here.
+/// - `runs.ended_by`: who aborted a run (from the audit trail for older runs).
+/// - `runs.plan_version`: the format of `plan_json`. Version 2 plans carry what each
+///   step was bound to; a version 1 plan cannot be resumed by this binary (it is still
+///   shown by `history`).
+/// - `decisions`: every decision of the controller with its evidence, as typed JSON.
+pub const V2: &str = r#"
+ALTER TABLE runs ADD COLUMN automatic INTEGER NOT NULL DEFAULT 0 CHECK (automatic IN (0, 1));
+ALTER TABLE runs ADD COLUMN ended_by TEXT;
+ALTER TABLE runs ADD COLUMN plan_version INTEGER NOT NULL DEFAULT 1;
+UPDATE runs SET automatic = 1
+ WHERE direction = 'failover' AND started_by LIKE 'lifeboat controller (automatic)%';
+UPDATE runs SET ended_by = (
+    SELECT actor FROM audit a
+     WHERE a.run_id = runs.run_id AND a.action = 'run_aborted'
+     ORDER BY a.id DESC LIMIT 1)
+ WHERE status = 'aborted';
+
+-- Append-only: each decision (a run started, a hold, a recovery, a notice) with the
+-- evidence behind it, as the JSON of `core::controller::Decision`.
+CREATE TABLE decisions (
+    id        INTEGER PRIMARY KEY,
+    at        INTEGER NOT NULL,
+    service   TEXT NOT NULL,
+    label     TEXT NOT NULL,       -- the reason's stable label (`no_quorum`, …)
+    summary   TEXT NOT NULL,
+    decision  TEXT NOT NULL        -- JSON
+) STRICT;
+CREATE INDEX decisions_by_service ON decisions (service, id);
+CREATE TRIGGER decisions_no_update BEFORE UPDATE ON decisions
+    BEGIN SELECT RAISE(ABORT, 'decisions are append-only'); END;
+CREATE TRIGGER decisions_no_delete BEFORE DELETE ON decisions
+    BEGIN SELECT RAISE(ABORT, 'decisions are append-only'); END;
+"#;
+
+/// The format of the plans this binary writes into `runs.plan_json`.
+pub const PLAN_VERSION: i64 = 2;
 
 /// Version 1. Timestamps are wall-clock milliseconds since the Unix epoch (`core::time::Ts`),
 /// read by the caller. Every table is STRICT so a wrong type is an error, not a surprise.

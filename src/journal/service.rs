@@ -1,10 +1,13 @@
-//! Service-level entries of the audit trail: the controller's decisions and an operator's
-//! pause or resume, which belong to no run. Pause is read back at startup, so a paused
-//! service stays paused across restarts of the daemon.
+//! Service-level records: the controller's decisions with their evidence (the
+//! `decisions` table), and an operator's pause or resume in the audit trail, which belong
+//! to no run. Pause and the last decision are read back at startup, so a paused service
+//! stays paused across restarts of the daemon and `status` can say at once why the
+//! controller is blocked.
 
 use rusqlite::{OptionalExtension, params};
 
 use super::{AuditRecord, Journal, JournalError};
+use crate::core::controller::Decision;
 use crate::core::time::Ts;
 
 impl Journal {
@@ -52,5 +55,70 @@ impl Journal {
             .optional()
             .map_err(|e| self.err(e))
         })
+    }
+
+    /// Appends a decision, with its evidence, to the service's decisions.
+    pub fn record_decision(&self, service: &str, d: &Decision) -> Result<(), JournalError> {
+        let json = serde_json::to_string(d).map_err(|e| JournalError::Io {
+            path: self.path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO decisions (at, service, label, summary, decision)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![d.at, service, d.reason.label(), d.summary, json],
+            )
+            .map_err(|e| self.err(e))?;
+            Ok(())
+        })
+    }
+
+    /// The service's decisions, newest first, at most `limit`.
+    ///
+    /// Errors: `Corrupt` when a stored decision does not parse.
+    pub fn decisions(&self, service: &str, limit: usize) -> Result<Vec<Decision>, JournalError> {
+        self.decisions_of(Some(service), limit)
+    }
+
+    /// Decisions, newest first: of one service, or (`None`) of every service the
+    /// journal holds (a journal file named on its own, without its policy).
+    pub fn decisions_of(
+        &self,
+        service: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Decision>, JournalError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows: Vec<(i64, String)> = self.read(|tx| {
+            let mut stmt = tx
+                .prepare(
+                    "SELECT id, decision FROM decisions WHERE ?1 IS NULL OR service = ?1
+                     ORDER BY id DESC LIMIT ?2",
+                )
+                .map_err(|e| self.err(e))?;
+            stmt.query_map(params![service, limit], |r| Ok((r.get(0)?, r.get(1)?)))
+                .and_then(|r| r.collect())
+                .map_err(|e| self.err(e))
+        })?;
+        rows.into_iter()
+            .map(|(id, json)| {
+                serde_json::from_str(&json).map_err(|e| JournalError::Corrupt {
+                    path: self.path.clone(),
+                    detail: format!("decision {id} does not parse: {e}"),
+                })
+            })
+            .collect()
+    }
+
+    /// Writes a consistent copy of the whole journal to `dest` (replacing it), for
+    /// keeping beside a report: `VACUUM INTO` reads one snapshot and writes a compact,
+    /// complete database.
+    pub fn snapshot_to(&self, dest: &std::path::Path) -> Result<(), JournalError> {
+        let _ = std::fs::remove_file(dest);
+        let target = dest.to_string_lossy().into_owned();
+        let conn = self.conn();
+        conn.execute("VACUUM INTO ?1", [target])
+            .map_err(|e| self.err(e))?;
+        Ok(())
     }
 }

@@ -7,7 +7,7 @@ use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRe
 
 use crate::core::ids::{Epoch, RunId};
 use crate::core::model::{Direction, RegionName};
-use crate::core::step::{AttemptOutcome, ErrorClass, Phase, RunStatus, StepState};
+use crate::core::step::{AttemptOutcome, AttemptPhase, ErrorClass, RunStatus, StepState};
 use crate::core::time::Ts;
 
 /// Stored as their `as_str` names.
@@ -28,7 +28,13 @@ macro_rules! text_enum {
     )+};
 }
 
-text_enum!(StepState, RunStatus, Phase, AttemptOutcome, ErrorClass);
+text_enum!(
+    StepState,
+    RunStatus,
+    AttemptPhase,
+    AttemptOutcome,
+    ErrorClass
+);
 
 impl ToSql for Direction {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {

@@ -6,7 +6,7 @@ use super::*;
 use crate::core::ids::{Epoch, RunId};
 use crate::core::model::Direction;
 use crate::core::plan::{self, Plan, PlanRequest};
-use crate::core::step::{AttemptOutcome, ErrorClass, Phase, RunStatus, StepState};
+use crate::core::step::{AttemptOutcome, AttemptPhase, ErrorClass, RunStatus, StepState};
 use crate::core::time::Ts;
 
 /// The sandbox policy's failover plan: six steps in five stages, one of them parallel.
@@ -21,7 +21,10 @@ pub(crate) fn sandbox_plan(run_id: &str) -> Plan {
             to: policy.regions.secondaries[0].clone(),
             run_id: RunId(run_id.to_string()),
             epoch: Epoch(0),
-            reason: "primary database down for 3 rounds".to_string(),
+            trigger: crate::core::reason::Trigger::Operator {
+                by: "test".to_string(),
+                note: "primary database down for 3 rounds".to_string(),
+            },
             allow_data_loss: false,
         },
     )
@@ -55,7 +58,11 @@ fn a_new_run_raises_the_epoch_and_records_every_planned_step() {
     let run = j.run(&RunId("r1".into())).expect("run");
     assert_eq!(run.status, RunStatus::Running);
     assert_eq!(run.started_by, "controller (auto)");
-    assert_eq!(run.reason, "primary database down for 3 rounds");
+    assert_eq!(
+        run.reason,
+        "requested by test: primary database down for 3 rounds"
+    );
+    assert!(!run.automatic, "an operator's run");
     let steps = j.steps(&run.run_id).expect("steps");
     let names: Vec<(&str, u32, StepState)> = steps
         .iter()
@@ -106,7 +113,7 @@ fn writes_carrying_an_older_epoch_are_refused() {
         ),
         "{refused:?}"
     );
-    let refused = j.begin_attempt(&old, "fence-old-primary", Phase::Apply, 1, at(2));
+    let refused = j.begin_attempt(&old, "fence-old-primary", AttemptPhase::Apply, 1, at(2));
     assert!(matches!(refused, Err(JournalError::StaleEpoch { .. })));
     assert!(matches!(
         j.complete_run(&old, at(2)),
@@ -193,7 +200,7 @@ fn attempts_record_write_ahead_and_outcome_and_a_crash_leaves_them_open() {
     j.mark_step(&f, s, StepState::Started, None, None, at(1))
         .expect("started");
     let a1 = j
-        .begin_attempt(&f, s, Phase::Apply, 1, at(1))
+        .begin_attempt(&f, s, AttemptPhase::Apply, 1, at(1))
         .expect("begin 1");
     j.end_attempt(
         &f,
@@ -205,7 +212,7 @@ fn attempts_record_write_ahead_and_outcome_and_a_crash_leaves_them_open() {
         at(2),
     )
     .expect("end 1");
-    j.begin_attempt(&f, s, Phase::Apply, 2, at(3))
+    j.begin_attempt(&f, s, AttemptPhase::Apply, 2, at(3))
         .expect("begin 2");
     // The process "dies" here: attempt 2 never ends.
     let step = j.step(&f.run_id, s).expect("step");
@@ -272,10 +279,8 @@ fn abort_fences_out_the_executor_and_a_finished_run_cannot_be_aborted() {
     assert_eq!(epoch, Epoch(2));
     let run = j.run(&f.run_id).expect("run");
     assert_eq!(run.status, RunStatus::Aborted);
-    assert_eq!(
-        run.outcome.as_deref(),
-        Some("aborted by bob: wrong region chosen")
-    );
+    assert_eq!(run.outcome.as_deref(), Some("wrong region chosen"));
+    assert_eq!(run.ended_by.as_deref(), Some("bob"));
     let e = j
         .mark_step(
             &f,
@@ -309,7 +314,7 @@ fn the_audit_trail_and_ended_attempts_cannot_be_rewritten() {
     j.mark_step(&f, "move-dns", StepState::Started, None, None, at(1))
         .expect("started");
     let id = j
-        .begin_attempt(&f, "move-dns", Phase::Apply, 1, at(1))
+        .begin_attempt(&f, "move-dns", AttemptPhase::Apply, 1, at(1))
         .expect("begin");
     j.end_attempt(&f, id, 1, AttemptOutcome::Done, None, "ok", at(2))
         .expect("end");
@@ -342,7 +347,7 @@ fn the_timeline_tells_the_story_in_order() {
     j.mark_step(&f, "move-dns", StepState::Started, None, None, at(1))
         .expect("started");
     let id = j
-        .begin_attempt(&f, "move-dns", Phase::Apply, 1, at(1))
+        .begin_attempt(&f, "move-dns", AttemptPhase::Apply, 1, at(1))
         .expect("begin");
     j.end_attempt(
         &f,
@@ -362,7 +367,7 @@ fn the_timeline_tells_the_story_in_order() {
     assert_eq!(
         lines,
         [
-            "- run started: failover us-east-1 → us-west-2 because: primary database down for 3 rounds; fencing epoch raised to 1",
+            "- run started: failover us-east-1 → us-west-2 because: requested by test: primary database down for 3 rounds; fencing epoch raised to 1",
             "move-dns apply applied: health check inverted",
         ]
     );
@@ -461,4 +466,114 @@ fn a_journal_from_a_newer_lifeboat_is_refused() {
     let e = Journal::open(&path).expect_err("refused");
     assert!(matches!(e, JournalError::TooNew { found: 99, .. }), "{e:?}");
     assert!(e.to_string().contains("upgrade lifeboat"), "{e}");
+}
+
+/// A journal as version 1 of lifeboat wrote it: an automatic failover that completed,
+/// an operator's run that an operator aborted, and a run left unfinished, whose plan is
+/// in the old format.
+fn version_1_journal(path: &Path) {
+    let conn = rusqlite::Connection::open(path).expect("create");
+    conn.execute_batch(&format!(
+        "{}
+         PRAGMA application_id = {};
+         PRAGMA user_version = 1;",
+        schema::V1,
+        schema::APPLICATION_ID
+    ))
+    .expect("schema 1");
+    let run = |id: &str, status: &str, by: &str, at: i64| {
+        conn.execute(
+            "INSERT INTO runs (run_id, service, direction, from_region, to_region, status,
+                 epoch, allow_data_loss, started_by, reason, plan_json, created_at, updated_at)
+             VALUES (?1, 'svc', 'failover', 'us-east-1', 'us-west-2', ?2, 1, 0, ?3, 'why',
+                 '{\"stages\": [{\"steps\": [{\"name\": \"dns\", \"action\": {\"kind\": \"route53_switch\"}}]}]}',
+                 ?4, ?4)",
+            rusqlite::params![id, status, by, at],
+        )
+        .expect("run");
+    };
+    run(
+        "auto",
+        "completed",
+        "lifeboat controller (automatic) (daemon pid 7)",
+        1,
+    );
+    run("manual", "aborted", "alice via lifeboat CLI", 2);
+    run("open", "running", "alice via lifeboat CLI", 3);
+    conn.execute(
+        "INSERT INTO audit (at, service, run_id, epoch, actor, action, detail)
+         VALUES (2, 'svc', 'manual', 2, 'bob', 'run_aborted', 'wrong region')",
+        [],
+    )
+    .expect("audit");
+}
+
+#[test]
+fn a_version_1_journal_is_migrated_and_stays_readable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("old.db");
+    version_1_journal(&path);
+    let j = Journal::open(&path).expect("an older journal opens");
+    let runs = j.runs(10).expect("runs");
+    let get = |id: &str| runs.iter().find(|r| r.run_id.as_str() == id).expect("run");
+    assert!(
+        get("auto").automatic,
+        "the one text version 1 used, read once"
+    );
+    assert!(!get("manual").automatic);
+    assert_eq!(get("manual").ended_by.as_deref(), Some("bob"));
+    // History and show still work; the old plan is not resumed by this version.
+    let detail = j.detail(&RunId("open".into())).expect("detail");
+    assert!(detail.plan.is_none());
+    let e = j.plan(&RunId("open".into())).expect_err("old plan");
+    assert!(matches!(e, JournalError::OldPlan { version: 1, .. }), "{e}");
+    assert!(e.to_string().contains("lifeboat abort open"), "{e}");
+    // The new table is there, and a second open migrates nothing more.
+    drop(j);
+    let j = Journal::open(&path).expect("reopen");
+    assert!(j.decisions("svc", 5).expect("decisions").is_empty());
+    let conn = rusqlite::Connection::open(&path).expect("raw");
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .expect("version");
+    assert_eq!(version, schema::VERSION);
+}
+
+#[test]
+fn decisions_are_kept_with_their_evidence_newest_first_and_cannot_be_rewritten() {
+    use crate::core::controller::{Decision, Evidence, FailingProbe};
+    use crate::core::reason::{Hold, Reason};
+    let (_d, path, j) = fresh();
+    let hold = Decision {
+        at: at(1),
+        summary: "blocked".into(),
+        reason: Reason::Hold(Hold::NoQuorum {
+            votes: 1,
+            quorum: 2,
+        }),
+        evidence: Evidence {
+            failing: vec![FailingProbe {
+                probe: "db".into(),
+                region: crate::core::model::RegionName::new("us-east-1"),
+                failures: 3,
+                error: "connection refused".into(),
+            }],
+            guardrail: Some("no_quorum".into()),
+            ..Evidence::default()
+        },
+    };
+    let mut later = hold.clone();
+    later.at = at(2);
+    later.summary = "later".into();
+    j.record_decision("svc", &hold).expect("record");
+    j.record_decision("svc", &later).expect("record");
+    j.record_decision("other", &hold).expect("record");
+    let got = j.decisions("svc", 10).expect("read");
+    assert_eq!(got, vec![later, hold]);
+    let conn = rusqlite::Connection::open(&path).expect("raw");
+    assert!(conn.execute("DELETE FROM decisions", []).is_err());
+    assert!(
+        conn.execute("UPDATE decisions SET summary = 'x'", [])
+            .is_err()
+    );
 }

@@ -13,7 +13,7 @@ use toml::de::DeTable;
 use super::diag::{Diagnostic, Report};
 use super::raw::{self, RawDuration, RawMode};
 use super::spans::{self, Value, closest, de, key_str};
-use super::{channels, checks, probes, runbooks, targets, vars};
+use super::{channels, checks, commands, limits, probes, runbooks, targets, vars};
 use crate::core::model::{
     AwsSettings, Detection, Direction, Guardrails, JournalSettings, Mode, Policy, RegionName,
     Regions,
@@ -28,6 +28,7 @@ const SECTIONS: &[&str] = &[
     "guardrails",
     "journal",
     "aws",
+    "commands",
     "channels",
     "targets",
     "probes",
@@ -94,6 +95,8 @@ pub fn build(report: &mut Report, base_dir: &Path, vars_file: Option<&Path>) -> 
         optional(report, &mut sections, "guardrails").unwrap_or_default();
     let journal: raw::RawJournal = optional(report, &mut sections, "journal").unwrap_or_default();
     let aws: raw::RawAws = optional(report, &mut sections, "aws").unwrap_or_default();
+    let raw_commands: raw::RawCommands =
+        optional(report, &mut sections, "commands").unwrap_or_default();
 
     let service = service.and_then(|s| check_service(report, s));
     let region_spans: Vec<(String, Range<usize>)> = regions
@@ -164,6 +167,7 @@ pub fn build(report: &mut Report, base_dir: &Path, vars_file: Option<&Path>) -> 
         }
     }
 
+    let commands = commands::build(report, raw_commands, &targets, &channels);
     if report.has_errors() {
         return None;
     }
@@ -178,6 +182,7 @@ pub fn build(report: &mut Report, base_dir: &Path, vars_file: Option<&Path>) -> 
         guardrails,
         journal,
         aws,
+        commands,
         channels,
         targets,
         probes,
@@ -364,12 +369,20 @@ fn check_detection(report: &mut Report, d: raw::RawDetection) -> Option<Detectio
                 .help("probe every 1s to 60s; the default is 30s"),
             );
             ok = false;
-        } else if interval > Duration::from_secs(3600) {
+        } else if !limits::at_most(
+            report,
+            "interval",
+            Some(s),
+            limits::INTERVAL,
+            "probe every 1s to 60s; the default is 30s",
+        ) {
+            ok = false;
+        } else if interval > limits::INTERVAL_WARN {
             report.push(
                 Diagnostic::warning(
                     "slow-detection",
                     format!(
-                        "`interval` is {}: an outage would go unnoticed for hours",
+                        "`interval` is {}: an outage would go unnoticed for that long, times failure_threshold",
                         fmt_duration(interval)
                     ),
                 )
@@ -588,6 +601,48 @@ fn check_guardrails(
             .help("list the other observers under [guardrails] witnesses = [\"http://…\"], or lower the quorum"),
         );
     }
+    // Each ceiling is reported where it is broken; the value itself is still used below
+    // (the report has an error, so no policy is built from it).
+    for (field, value, max, why) in [
+        (
+            "cooldown",
+            &g.cooldown,
+            limits::COOLDOWN,
+            "the quiet time after a failover; hours, at most days (the default is 1h)",
+        ),
+        (
+            "failover_window",
+            &g.failover_window,
+            limits::FAILOVER_WINDOW,
+            "the window max_failovers counts in; the default is 24h",
+        ),
+        (
+            "failback_healthy_for",
+            &g.failback_healthy_for,
+            limits::FAILBACK_HEALTHY_FOR,
+            "how long the primary must be healthy before a failback; the default is 10m",
+        ),
+        (
+            "clock_jump_tolerance",
+            &g.clock_jump_tolerance,
+            limits::CLOCK_JUMP_TOLERANCE,
+            "a clock jump larger than a few intervals is a jump; use seconds to minutes",
+        ),
+        (
+            "freeze_for",
+            &g.freeze_for,
+            limits::FREEZE_FOR,
+            "how long automatic decisions stop after a stall or a clock jump; minutes (the default is 2m)",
+        ),
+        (
+            "rpo_budget",
+            &g.rpo_budget,
+            limits::RPO_BUDGET,
+            "keep it to seconds; larger lags should wait for a human to accept the loss",
+        ),
+    ] {
+        limits::at_most(report, field, value.as_ref(), max, why);
+    }
     let failover_window = dur(&g.failover_window).unwrap_or(Duration::from_secs(24 * 3600));
     if let Some(s) = &g.failover_window
         && failover_window.is_zero()
@@ -602,9 +657,10 @@ fn check_guardrails(
             .help("use a window such as \"24h\""),
         );
     }
-    let freeze_for = dur(&g.freeze_for).unwrap_or(Duration::from_secs(120).max(interval * 4));
-    let clock_jump_tolerance =
-        dur(&g.clock_jump_tolerance).unwrap_or(Duration::from_secs(10).max(interval * 2));
+    let freeze_for =
+        dur(&g.freeze_for).unwrap_or(Duration::from_secs(120).max(interval.saturating_mul(4)));
+    let clock_jump_tolerance = dur(&g.clock_jump_tolerance)
+        .unwrap_or(Duration::from_secs(10).max(interval.saturating_mul(2)));
     if let Some(s) = &g.clock_jump_tolerance
         && clock_jump_tolerance < interval
     {
@@ -625,6 +681,7 @@ fn check_guardrails(
     let rpo_budget = dur(&g.rpo_budget).unwrap_or(Duration::from_secs(10));
     if let Some(s) = &g.rpo_budget
         && rpo_budget > Duration::from_secs(3600)
+        && rpo_budget <= limits::RPO_BUDGET
     {
         report.push(
             Diagnostic::warning(
@@ -646,7 +703,7 @@ fn check_guardrails(
         .unwrap_or(false);
     let failback_healthy_for = dur(&g.failback_healthy_for).unwrap_or(Duration::from_secs(600));
     if auto_failback
-        && failback_healthy_for < interval * 10
+        && failback_healthy_for < interval.saturating_mul(10)
         && let Some(s) = &g.auto_failback
     {
         report.push(

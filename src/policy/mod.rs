@@ -8,12 +8,16 @@
 mod build;
 mod channels;
 mod checks;
+mod commands;
 pub mod diag;
+mod limits;
 mod probes;
 mod raw;
 mod runbooks;
+pub mod schema;
 mod spans;
 mod targets;
+mod tls;
 mod vars;
 
 use std::path::{Path, PathBuf};

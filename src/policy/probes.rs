@@ -6,13 +6,14 @@ use toml::Spanned;
 
 use super::build::{Broken, check_name, count};
 use super::diag::{Diagnostic, Report};
+use super::limits;
 use super::raw::{self, PROBE_COMMON_FIELDS, RawComponent, probe as rp};
 use super::spans::{self, Value, closest, de, split, table_value};
 use crate::core::model::{
     Component, ProbeCheck, ProbeSpec, RegionName, Regions, Target, TargetKind,
 };
 
-const KINDS: &[&str] = &[
+pub(super) const KINDS: &[&str] = &[
     "http",
     "postgres",
     "tcp",
@@ -363,6 +364,15 @@ fn check(
                 );
                 return None;
             }
+            if !limits::at_most(
+                report,
+                "max_latency",
+                h.max_latency.as_ref(),
+                limits::MAX_LATENCY,
+                "a latency budget of seconds; a round cannot outlast detection.timeout anyway",
+            ) {
+                return None;
+            }
             ProbeCheck::Http {
                 expect_status,
                 body_contains: h.body_contains,
@@ -380,6 +390,15 @@ fn check(
             );
             let needs_key = matches!(target.kind, TargetKind::Redis | TargetKind::S3);
             let mut missing = Vec::new();
+            if !limits::at_most(
+                report,
+                "max_age",
+                h.max_age.as_ref(),
+                limits::HEARTBEAT_MAX_AGE,
+                "how old the newest heartbeat may be: a few times the workers' beat",
+            ) {
+                return None;
+            }
             if needs_age && h.max_age.is_none() {
                 missing.push("max_age = \"30s\" (how old the newest heartbeat may be)");
             }

@@ -2,7 +2,6 @@
 //! ordering rules (promote before DNS; verify health before moving DNS back).
 
 use std::ops::Range;
-use std::time::Duration;
 
 use toml::Spanned;
 
@@ -11,9 +10,10 @@ use super::diag::{Diagnostic, Report};
 use super::probes::lookup_target;
 use super::raw::{self, STEP_COMMON_FIELDS, step as rs};
 use super::spans::{self, Value, closest, de, split, table_value, take};
+use crate::core::kind::StepKind;
 use crate::core::model::{
-    Action, Channel, Direction, DnsStyle, Endpoint, ProbeSpec, RegionName, RegionRef, Regions,
-    Runbook, StepSpec, Target, TargetKind,
+    Action, CacheScope, Channel, Direction, DnsStyle, Endpoint, ProbeSpec, RegionName, RegionRef,
+    Regions, Runbook, StepSpec, Target, TargetKind,
 };
 use crate::core::time::fmt_duration;
 
@@ -26,54 +26,6 @@ pub struct Known<'a> {
     /// Names whose definitions had errors; references to them are not reported again.
     pub broken: &'a Broken,
     pub recovery_threshold: u32,
-}
-
-const KINDS: &[&str] = &[
-    "rds_promote_replica",
-    "aurora_global_failover",
-    "aurora_global_switchover",
-    "postgres_promote",
-    "postgres_fence",
-    "postgres_catch_up",
-    "route53_switch",
-    "asg_scale",
-    "ecs_scale",
-    "redis_invalidate",
-    "cloudfront_invalidate",
-    "notify",
-    "s3_sync_check",
-    "wait_healthy",
-    "manual_approval",
-    "command",
-];
-
-/// The target kind a step kind acts on, if it acts on a target.
-fn acts_on(kind: &str) -> Option<TargetKind> {
-    Some(match kind {
-        "rds_promote_replica" => TargetKind::RdsInstance,
-        "aurora_global_failover" | "aurora_global_switchover" => TargetKind::AuroraCluster,
-        "postgres_promote" | "postgres_fence" | "postgres_catch_up" => TargetKind::Postgres,
-        "route53_switch" => TargetKind::Route53,
-        "asg_scale" => TargetKind::Asg,
-        "ecs_scale" => TargetKind::Ecs,
-        "redis_invalidate" => TargetKind::Redis,
-        "cloudfront_invalidate" => TargetKind::Cloudfront,
-        "s3_sync_check" => TargetKind::S3,
-        _ => return None,
-    })
-}
-
-/// How long a step of this kind may take, unless the policy says otherwise.
-fn default_timeout(kind: &str) -> Duration {
-    let secs = match kind {
-        "rds_promote_replica" | "aurora_global_failover" | "aurora_global_switchover" => 1800,
-        "postgres_promote" | "postgres_catch_up" => 300,
-        "postgres_fence" | "notify" => 60,
-        "cloudfront_invalidate" => 1800,
-        "manual_approval" => 24 * 3600,
-        _ => 600,
-    };
-    Duration::from_secs(secs)
 }
 
 /// A step as parsed, with the spans the ordering checks point at.
@@ -189,21 +141,24 @@ fn step(
         );
         return None;
     }
-    let kind = c.kind.get_ref().as_str();
-    if !KINDS.contains(&kind) {
+    let written = c.kind.get_ref().as_str();
+    let Some(kind) = StepKind::from_name(written) else {
         let mut d = Diagnostic::error(
             "unknown-kind",
-            format!("step `{name}` has unknown kind `{kind}`"),
+            format!("step `{name}` has unknown kind `{written}`"),
         )
         .at(c.kind.span())
         .label("unknown step kind");
-        d.help = Some(match closest(kind, KINDS.iter().copied()) {
+        d.help = Some(match closest(written, StepKind::names()) {
             Some(s) => format!("did you mean `{s}`?"),
-            None => format!("one of: {}", KINDS.join(", ")),
+            None => format!(
+                "one of: {}",
+                StepKind::names().collect::<Vec<_>>().join(", ")
+            ),
         });
         report.push(d);
         return None;
-    }
+    };
     let region = region_ref(report, &c, kind, known)?;
     let extra = format!(
         "parameters of a `{kind}` step; every step also takes {}",
@@ -227,15 +182,30 @@ fn step(
                     .label("zero")
                     .help(format!(
                         "leave it out for the default of {}",
-                        fmt_duration(default_timeout(kind))
+                        fmt_duration(kind.info().default_timeout)
                     )),
             );
             return None;
         }
-        Some(t) => t.get_ref().0,
-        None => default_timeout(kind),
+        Some(t) => {
+            let why = format!(
+                "leave it out for the default of {}",
+                fmt_duration(kind.info().default_timeout)
+            );
+            if !super::limits::at_most(
+                report,
+                "timeout",
+                Some(t),
+                super::limits::STEP_TIMEOUT,
+                &why,
+            ) {
+                return None;
+            }
+            t.get_ref().0
+        }
+        None => kind.info().default_timeout,
     };
-    let continue_on_error = if kind == "notify" {
+    let continue_on_error = if kind == StepKind::Notify {
         // A notification never blocks a failover, whatever the policy says.
         true
     } else {
@@ -257,12 +227,12 @@ fn step(
 fn region_ref(
     report: &mut Report,
     c: &raw::RawStepCommon,
-    kind: &str,
+    kind: StepKind,
     known: &Known,
 ) -> Option<RegionRef> {
     let Some(r) = &c.region else {
         // Fencing acts on the region being left; everything else on the one being joined.
-        return Some(if kind == "postgres_fence" {
+        return Some(if kind == StepKind::PostgresFence {
             RegionRef::From
         } else {
             RegionRef::To
@@ -317,7 +287,7 @@ fn possible_regions(
 fn step_target(
     report: &mut Report,
     t: &Spanned<String>,
-    kind: &str,
+    kind: StepKind,
     step: &str,
     region: &RegionRef,
     direction: Direction,
@@ -331,7 +301,7 @@ fn step_target(
         "step",
         step,
     )?;
-    let want = acts_on(kind)?;
+    let want = kind.info().target?;
     if found.kind != want {
         report.push(
             Diagnostic::error(
@@ -378,7 +348,7 @@ fn step_target(
 #[allow(clippy::too_many_arguments)]
 fn action(
     report: &mut Report,
-    kind: &str,
+    kind: StepKind,
     params: Value<'_>,
     extra: &str,
     known: &Known,
@@ -390,8 +360,13 @@ fn action(
     let target = |report: &mut Report, t: &Spanned<String>| {
         step_target(report, t, kind, step, region, direction, known)
     };
+    // Kinds whose only parameter is the target.
+    let on_target = |report: &mut Report, params: Value<'_>| -> Option<String> {
+        let p: rs::OnTarget = de(report, params, extra)?;
+        target(report, &p.target)
+    };
     Some(match kind {
-        "asg_scale" => {
+        StepKind::AsgScale => {
             let p: rs::AsgScale = de(report, params, extra)?;
             let why = "instance counts of an Auto Scaling group";
             let min = count(report, "min", Some(p.min.clone()), 0, 0, 100_000, why)?;
@@ -424,7 +399,7 @@ fn action(
                 max,
             }
         }
-        "ecs_scale" => {
+        StepKind::EcsScale => {
             let p: rs::EcsScale = de(report, params, extra)?;
             let desired = count(
                 report,
@@ -440,7 +415,7 @@ fn action(
                 desired,
             }
         }
-        "redis_invalidate" => {
+        StepKind::RedisInvalidate => {
             let p: rs::RedisInvalidate = de(report, params, extra)?;
             let flush = p.flush.as_ref().is_some_and(|f| *f.get_ref());
             match (&p.pattern, flush) {
@@ -460,13 +435,16 @@ fn action(
                 }
                 _ => {}
             }
+            let scope = match p.pattern {
+                Some(pattern) => CacheScope::Pattern(pattern.into_inner()),
+                None => CacheScope::FlushDb,
+            };
             Action::RedisInvalidate {
                 target: target(report, &p.target)?,
-                pattern: p.pattern.map(|s| s.into_inner()),
-                flush,
+                scope,
             }
         }
-        "cloudfront_invalidate" => {
+        StepKind::CloudfrontInvalidate => {
             let p: rs::CloudfrontInvalidate = de(report, params, extra)?;
             let paths = p
                 .paths
@@ -477,7 +455,7 @@ fn action(
                 paths,
             }
         }
-        "notify" => {
+        StepKind::Notify => {
             let p: rs::Notify = de(report, params, extra)?;
             if known.broken.channels.contains(p.channel.get_ref()) {
                 return None;
@@ -516,7 +494,7 @@ fn action(
                 message: p.message,
             }
         }
-        "s3_sync_check" => {
+        StepKind::S3SyncCheck => {
             let p: rs::S3SyncCheck = de(report, params, extra)?;
             Action::S3SyncCheck {
                 target: target(report, &p.target)?,
@@ -524,7 +502,7 @@ fn action(
                 prefix: p.prefix.unwrap_or_default(),
             }
         }
-        "wait_healthy" => {
+        StepKind::WaitHealthy => {
             let p: rs::WaitHealthy = de(report, params, extra)?;
             let mut probes = Vec::new();
             for pr in p.probes.unwrap_or_default() {
@@ -559,7 +537,7 @@ fn action(
             )?;
             Action::WaitHealthy { probes, successes }
         }
-        "manual_approval" => {
+        StepKind::ManualApproval => {
             let p: rs::ManualApproval = de(report, params, extra)?;
             if p.prompt.get_ref().trim().is_empty() {
                 report.push(
@@ -574,7 +552,7 @@ fn action(
                 prompt: p.prompt.into_inner(),
             }
         }
-        "command" => {
+        StepKind::Command => {
             let p: rs::Command = de(report, params, extra)?;
             if p.run.get_ref().first().is_none_or(|c| c.trim().is_empty()) {
                 report.push(
@@ -589,19 +567,27 @@ fn action(
                 run: p.run.into_inner(),
             }
         }
-        _ => {
-            let p: rs::OnTarget = de(report, params, extra)?;
-            let t = target(report, &p.target)?;
-            match kind {
-                "rds_promote_replica" => Action::RdsPromoteReplica { target: t },
-                "aurora_global_failover" => Action::AuroraGlobalFailover { target: t },
-                "aurora_global_switchover" => Action::AuroraGlobalSwitchover { target: t },
-                "postgres_promote" => Action::PostgresPromote { target: t },
-                "postgres_fence" => Action::PostgresFence { target: t },
-                "postgres_catch_up" => Action::PostgresCatchUp { target: t },
-                _ => Action::Route53Switch { target: t },
-            }
-        }
+        StepKind::RdsPromoteReplica => Action::RdsPromoteReplica {
+            target: on_target(report, params)?,
+        },
+        StepKind::AuroraGlobalFailover => Action::AuroraGlobalFailover {
+            target: on_target(report, params)?,
+        },
+        StepKind::AuroraGlobalSwitchover => Action::AuroraGlobalSwitchover {
+            target: on_target(report, params)?,
+        },
+        StepKind::PostgresPromote => Action::PostgresPromote {
+            target: on_target(report, params)?,
+        },
+        StepKind::PostgresFence => Action::PostgresFence {
+            target: on_target(report, params)?,
+        },
+        StepKind::PostgresCatchUp => Action::PostgresCatchUp {
+            target: on_target(report, params)?,
+        },
+        StepKind::Route53Switch => Action::Route53Switch {
+            target: on_target(report, params)?,
+        },
     })
 }
 
@@ -644,13 +630,13 @@ fn check_stages(report: &mut Report, parsed: &[Parsed]) {
 
 fn check_order(report: &mut Report, parsed: &[Parsed], direction: Direction, known: &Known) {
     let stages = stage_indexes(parsed);
-    let is_dns = |p: &Parsed| p.spec.action.moves_dns();
+    let is_dns = |p: &Parsed| p.spec.action.kind().moves_dns();
     match direction {
         Direction::Failover => {
             let promote = parsed
                 .iter()
                 .zip(&stages)
-                .filter(|(p, _)| p.spec.action.promotes_database())
+                .filter(|(p, _)| p.spec.action.kind().promotes_database())
                 .map(|(_, s)| *s)
                 .min();
             for (p, s) in parsed.iter().zip(&stages) {
@@ -726,7 +712,7 @@ fn warn_control_plane(report: &mut Report, p: &Parsed, target: &str, known: &Kno
         return;
     };
     let style = t.regions.values().find_map(|e| match e {
-        Endpoint::Route53(r) => Some(r.style),
+        Endpoint::Route53(r) => Some(r.style()),
         _ => None,
     });
     if let Some(style @ (DnsStyle::Weighted | DnsStyle::Simple)) = style {

@@ -13,9 +13,10 @@ use super::checks::{inline_credentials, secret};
 use super::diag::{Diagnostic, Report};
 use super::raw::target as rt;
 use super::spans::{self, Table, Value, closest, de, key_str, table_value, take};
+use super::tls;
 use crate::core::model::{
-    AuroraEndpoint, DnsStyle, Endpoint, PostgresEndpoint, RegionName, Regions, Route53Endpoint,
-    Target, TargetKind,
+    AuroraEndpoint, DnsRecord, DnsStyle, Endpoint, PostgresEndpoint, RegionName, Regions,
+    Route53Endpoint, Target, TargetKind,
 };
 
 pub fn build(
@@ -142,12 +143,16 @@ fn endpoint(
                 Some(s) => Some(secret(report, "password", s)?),
                 None => None,
             };
+            let (sslmode, ca_file) =
+                tls::postgres(report, &p.host, p.sslmode.as_ref(), p.ca_file.as_ref())?;
             Endpoint::Postgres(PostgresEndpoint {
                 host: p.host.into_inner(),
                 port,
                 user: p.user.into_inner(),
                 database: p.database.into_inner(),
                 password,
+                sslmode,
+                ca_file,
             })
         }
         TargetKind::Http => {
@@ -196,9 +201,11 @@ fn endpoint(
                 Some(s) => Some(secret(report, "password", s)?),
                 None => None,
             };
+            let ca_file = tls::redis(report, &t.url, t.ca_file.as_ref())?;
             Endpoint::Redis {
                 url: t.url.into_inner(),
                 password,
+                ca_file,
             }
         }
         TargetKind::S3 => {
@@ -327,6 +334,20 @@ fn route53(report: &mut Report, t: rt::Route53) -> Option<Endpoint> {
     if !ok {
         return None;
     }
+    let record = match (style, t.set_identifier, t.value) {
+        (DnsStyle::FailoverPair, Some(set_identifier), _) => DnsRecord::FailoverPair {
+            set_identifier: set_identifier.into_inner(),
+            health_check_id: t.health_check_id.map(|s| s.into_inner()),
+        },
+        (DnsStyle::Weighted, Some(set_identifier), _) => DnsRecord::Weighted {
+            set_identifier: set_identifier.into_inner(),
+        },
+        (DnsStyle::Simple, _, Some(value)) => DnsRecord::Simple {
+            value: value.into_inner(),
+        },
+        // Reported above as missing fields.
+        _ => return None,
+    };
     let mut record_name = t.record_name.into_inner();
     if !record_name.ends_with('.') {
         record_name.push('.');
@@ -338,10 +359,7 @@ fn route53(report: &mut Report, t: rt::Route53) -> Option<Endpoint> {
             .record_type
             .map(|r| r.into_inner())
             .unwrap_or_else(|| "A".to_string()),
-        style,
-        set_identifier: t.set_identifier.map(|s| s.into_inner()),
-        health_check_id: t.health_check_id.map(|s| s.into_inner()),
-        value: t.value.map(|s| s.into_inner()),
         ttl,
+        record,
     }))
 }

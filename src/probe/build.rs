@@ -16,6 +16,7 @@ use super::s3::S3Canary;
 use super::tcp::TcpProbe;
 use super::{Probe, RegionProbe};
 use crate::clients::aws::AwsClients;
+use crate::clients::tls;
 use crate::core::model::{Endpoint, Policy, ProbeCheck, ProbeSpec, RegionName, Target};
 
 /// What adapters share: one HTTP client (connection reuse), the AWS clients, and the
@@ -29,6 +30,9 @@ pub struct Context {
     pub timeout: Duration,
     /// The policy's `detection.interval`; heartbeats default to three of them.
     pub interval: Duration,
+    /// The policy's `[commands] pass_env`: what command probes see of lifeboat's
+    /// environment beyond the basics. Set from the policy by `build_all`.
+    pub pass_env: Vec<String>,
 }
 
 impl Context {
@@ -39,6 +43,15 @@ impl Context {
             aws,
             timeout,
             interval,
+            pass_env: Vec::new(),
+        }
+    }
+
+    /// This context with the policy's settings that shape single probes.
+    pub fn for_policy(&self, policy: &Policy) -> Context {
+        Context {
+            pass_env: policy.commands.pass_env.clone(),
+            ..self.clone()
         }
     }
 }
@@ -46,13 +59,9 @@ impl Context {
 /// The HTTP client all HTTP probes share. Rounds are bounded by the probe timeout, so
 /// the client has none of its own; idle connections are kept for reuse between rounds.
 pub fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .user_agent(concat!("lifeboat/", env!("CARGO_PKG_VERSION"), " (probe)"))
-        .pool_idle_timeout(Duration::from_secs(90))
-        .build()
-        // Building fails only when the TLS backend cannot initialise, which is a broken
-        // installation rather than anything a caller could handle.
-        .unwrap_or_else(|_| reqwest::Client::new())
+    crate::clients::http::build(
+        crate::clients::http::builder("probe").pool_idle_timeout(Duration::from_secs(90)),
+    )
 }
 
 #[derive(Debug, Error)]
@@ -64,6 +73,12 @@ pub enum BuildError {
         probe: String,
         endpoint: &'static str,
         region: RegionName,
+    },
+    #[error("probe `{probe}` in {region}: {reason}")]
+    Tls {
+        probe: String,
+        region: RegionName,
+        reason: String,
     },
     #[error("probe `{probe}` has no target settings for {region}")]
     NoEndpoint { probe: String, region: RegionName },
@@ -96,6 +111,7 @@ pub fn build_all(
     ctx: &Context,
     region: Option<&RegionName>,
 ) -> Result<Vec<RegionProbe>, BuildError> {
+    let ctx = &ctx.for_policy(policy);
     let mut out = Vec::new();
     for spec in &policy.probes {
         let target = spec.target.as_deref().and_then(|t| policy.target(t));
@@ -131,6 +147,7 @@ fn adapter(
             run.clone(),
             &spec.name,
             region.as_str(),
+            ctx.pass_env.clone(),
         )));
     }
     let endpoint =
@@ -151,6 +168,11 @@ fn adapter(
         region: region.clone(),
     };
     let timeout = ctx.timeout;
+    let tls_error = |e: tls::TlsError| BuildError::Tls {
+        probe: spec.name.clone(),
+        region: region.clone(),
+        reason: e.to_string(),
+    };
     Ok(match (&spec.check, endpoint) {
         (
             ProbeCheck::Http {
@@ -172,11 +194,27 @@ fn adapter(
             },
         )),
         (ProbeCheck::Postgres, Endpoint::Postgres(ep)) => {
+            // A CA file that cannot be read fails the build, so the daemon refuses to
+            // start instead of failing every round.
+            tls::client_config(ep.sslmode, ep.ca_file.as_deref()).map_err(tls_error)?;
             Arc::new(PostgresProbe::new(ep.clone(), timeout))
         }
         (ProbeCheck::Tcp, Endpoint::Tcp { host, port }) => Arc::new(TcpProbe::new(host, *port)),
-        (ProbeCheck::Redis, Endpoint::Redis { url, password }) => {
-            Arc::new(RedisProbe::new(url, password.clone(), timeout))
+        (
+            ProbeCheck::Redis,
+            Endpoint::Redis {
+                url,
+                password,
+                ca_file,
+            },
+        ) => {
+            redis_tls(url, ca_file.as_deref()).map_err(tls_error)?;
+            Arc::new(RedisProbe::new(
+                url,
+                password.clone(),
+                ca_file.clone(),
+                timeout,
+            ))
         }
         (
             ProbeCheck::S3,
@@ -230,10 +268,18 @@ fn adapter(
                     },
                     age,
                 ),
-                Endpoint::Redis { url, password } => (
+                Endpoint::Redis {
+                    url,
+                    password,
+                    ca_file,
+                } => (
                     Source::Redis {
                         url: url.clone(),
                         password: password.clone(),
+                        ca_file: {
+                            redis_tls(url, ca_file.as_deref()).map_err(tls_error)?;
+                            ca_file.clone()
+                        },
                         key: key.clone().ok_or_else(mismatch)?,
                         timeout,
                     },
@@ -274,6 +320,15 @@ fn adapter(
         }
         _ => return Err(mismatch()),
     })
+}
+
+/// The trust store a `rediss://` endpoint will use, read now so a bad CA file is found
+/// at start-up.
+fn redis_tls(url: &str, ca_file: Option<&std::path::Path>) -> Result<(), tls::TlsError> {
+    if url.starts_with("rediss://") {
+        tls::roots(ca_file)?;
+    }
+    Ok(())
 }
 
 fn endpoint_kind(e: &Endpoint) -> &'static str {

@@ -25,6 +25,7 @@ pub enum Source {
     Redis {
         url: String,
         password: Option<SecretRef>,
+        ca_file: Option<std::path::PathBuf>,
         key: String,
         timeout: Duration,
     },
@@ -91,10 +92,12 @@ impl HeartbeatProbe {
             Source::Redis {
                 url,
                 password,
+                ca_file,
                 key,
                 timeout,
             } => {
-                let mut conn = redis::connect(url, password.as_ref(), *timeout).await?;
+                let mut conn =
+                    redis::connect(url, password.as_ref(), ca_file.as_deref(), *timeout).await?;
                 let v: Option<String> =
                     ::redis::cmd("GET")
                         .arg(key)
@@ -277,7 +280,11 @@ fn parse_time(s: &str) -> Result<SystemTime, String> {
         if !secs.is_finite() || secs < 0.0 {
             return Err(format!("{s} is not a time"));
         }
-        return Ok(UNIX_EPOCH + Duration::from_secs_f64(secs));
+        // Checked twice: a figure beyond Duration's range, then beyond SystemTime's.
+        return Duration::try_from_secs_f64(secs)
+            .ok()
+            .and_then(|d| UNIX_EPOCH.checked_add(d))
+            .ok_or_else(|| format!("{s} is too far in the future to be a time"));
     }
     humantime::parse_rfc3339_weak(s)
         .map_err(|_| format!("{s:?} is neither unix seconds nor an RFC 3339 time"))
@@ -300,6 +307,16 @@ mod tests {
             Ok(Duration::from_secs(1_700_000_000))
         );
         assert!(t("yesterday").is_err());
+    }
+
+    #[test]
+    fn a_heartbeat_beyond_what_a_clock_can_hold_is_an_error_not_a_panic() {
+        for huge in ["1e19", "1e300", "18446744073709551616"] {
+            let e = parse_time(huge).expect_err(huge);
+            assert!(e.contains("too far in the future"), "{huge}: {e}");
+        }
+        assert!(parse_time("inf").is_err());
+        assert!(parse_time("NaN").is_err());
     }
 
     #[test]

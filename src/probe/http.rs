@@ -112,6 +112,14 @@ pub(crate) async fn get(client: &reqwest::Client, url: &str) -> Result<(u16, Str
         .await
         .map_err(|e| Failure::new(describe(&e)))?;
     let status = resp.status().as_u16();
+    if resp.status().is_redirection() {
+        let to = crate::clients::http::location(&resp)
+            .map(|l| snippet(&redact_url(&l), 200))
+            .unwrap_or_else(|| "no Location".to_string());
+        return Err(Failure::new(format!(
+            "HTTP {status} redirect to {to}; lifeboat follows no redirects: point the probe at the final URL"
+        )));
+    }
     let mut body = Vec::new();
     while let Some(chunk) = resp
         .chunk()

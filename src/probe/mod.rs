@@ -27,7 +27,6 @@ use crate::core::time::{Ts, fmt_duration, millis};
 
 pub use build::{BuildError, Context, build, build_all, http_client, needs_aws};
 pub use command::CommandProbe;
-pub(crate) use command::GroupKill;
 pub use heartbeat::{Alive, HeartbeatProbe, Source as HeartbeatSource};
 pub use http::{HttpExpect, HttpProbe};
 pub use postgres::PostgresProbe;
@@ -95,6 +94,9 @@ impl From<String> for Failure {
     }
 }
 
+/// The longest text a probe's reason or detail quotes, in characters.
+const REASON_MAX: usize = 400;
+
 /// One probe of the policy bound to one region: the unit the scheduler runs.
 #[derive(Clone)]
 pub struct RegionProbe {
@@ -158,10 +160,13 @@ impl RegionProbe {
                     &self.region,
                     at,
                     latency,
+                    // Whatever the adapter quotes (a server's error, a program's last
+                    // words) is cleaned and bounded once more here, where every probe's
+                    // reason passes on its way to the status.
                     format!(
                         "{}: {} (after {})",
                         self.endpoint(),
-                        f.what,
+                        snippet(&f.what, REASON_MAX),
                         fmt_latency(latency)
                     ),
                 ),
@@ -185,7 +190,7 @@ impl RegionProbe {
         Observation {
             role: facts.role,
             lag: facts.lag,
-            detail: facts.detail,
+            detail: facts.detail.map(|d| snippet(&d, REASON_MAX)),
             ..obs
         }
     }
@@ -248,19 +253,11 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// The first `max` characters of `s` on one line, for quoting a body in a reason.
+/// The first `max` characters of `s` on one line, for quoting what a server or a
+/// program said in a reason: control and invisible characters removed (see
+/// `clients::http::sanitize`).
 pub(crate) fn snippet(s: &str, max: usize) -> String {
-    let one_line: String = s
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    let trimmed = one_line.trim();
-    if trimmed.chars().count() > max {
-        let cut: String = trimmed.chars().take(max).collect();
-        format!("{cut}…")
-    } else {
-        trimmed.to_string()
-    }
+    crate::clients::http::sanitize(s, max)
 }
 
 /// The last `n` non-empty lines of a program's output on one line (`a | b`), for

@@ -63,8 +63,8 @@ impl Probe for PostgresProbe {
             .query_one(pg::STATUS_QUERY, &[])
             .await
             .map_err(|e| Failure::new(format!("query failed: {}", pg::describe(&e))))?;
-        let standby: bool = row.get("standby");
-        let read_only: bool = row.get("read_only");
+        let standby: bool = pg::get(&row, "standby")?;
+        let read_only: bool = pg::get(&row, "read_only")?;
         if !standby && read_only {
             return Ok(Facts {
                 role: Some(Role::Fenced),
@@ -79,15 +79,10 @@ impl Probe for PostgresProbe {
                 detail: Some("primary".to_string()),
             });
         }
-        let bytes: Option<f64> = row.get("lag_bytes");
-        let seconds: Option<f64> = row.get("lag_seconds");
-        let streaming: bool = row.get("streaming");
-        let lag = Lag {
-            // LSN differences are whole bytes; the float cast only carries them.
-            bytes: bytes.map(|b| b.max(0.0) as u64),
-            seconds: seconds.map(|s| s.max(0.0)),
-            streaming: Some(streaming),
-        };
+        let bytes: Option<f64> = pg::get(&row, "lag_bytes")?;
+        let seconds: Option<f64> = pg::get(&row, "lag_seconds")?;
+        let streaming: bool = pg::get(&row, "streaming")?;
+        let lag = Lag::from_query(bytes, seconds, Some(streaming));
         let detail = if streaming {
             format!("standby, lag {lag}")
         } else {
@@ -108,6 +103,8 @@ fn connect_reason(e: PgError) -> String {
         PgError::Timeout { timeout, .. } => {
             format!("no connection within {}ms", timeout.as_millis())
         }
+        PgError::Tls { source, .. } => source.to_string(),
+        PgError::Handshake { reason, .. } => reason,
         PgError::Connect { reason, .. } => format!("could not connect: {reason}"),
     }
 }

@@ -1,5 +1,6 @@
 //! `redis` probes: connect (authenticating when the target has a password) and `PING`.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -11,14 +12,21 @@ use crate::core::model::SecretRef;
 pub struct RedisProbe {
     url: String,
     password: Option<SecretRef>,
+    ca_file: Option<PathBuf>,
     timeout: Duration,
 }
 
 impl RedisProbe {
-    pub fn new(url: &str, password: Option<SecretRef>, timeout: Duration) -> RedisProbe {
+    pub fn new(
+        url: &str,
+        password: Option<SecretRef>,
+        ca_file: Option<PathBuf>,
+        timeout: Duration,
+    ) -> RedisProbe {
         RedisProbe {
             url: url.to_string(),
             password,
+            ca_file,
             timeout,
         }
     }
@@ -31,7 +39,13 @@ impl Probe for RedisProbe {
     }
 
     async fn check(&self) -> Result<Facts, Failure> {
-        let mut conn = connect(&self.url, self.password.as_ref(), self.timeout).await?;
+        let mut conn = connect(
+            &self.url,
+            self.password.as_ref(),
+            self.ca_file.as_deref(),
+            self.timeout,
+        )
+        .await?;
         let pong: String = ::redis::cmd("PING")
             .query_async(&mut conn)
             .await
@@ -47,15 +61,20 @@ impl Probe for RedisProbe {
 pub(crate) async fn connect(
     url: &str,
     password: Option<&SecretRef>,
+    ca_file: Option<&Path>,
     timeout: Duration,
 ) -> Result<::redis::aio::MultiplexedConnection, Failure> {
-    client::connect(url, password, timeout).await.map_err(|e| {
-        Failure::new(match e {
-            RedisError::Secret { source, .. } => format!("password: {source}"),
-            RedisError::Timeout { timeout, .. } => {
-                format!("no connection within {}ms", timeout.as_millis())
-            }
-            RedisError::Connect { reason, .. } => format!("could not connect: {reason}"),
+    client::connect(url, password, ca_file, timeout)
+        .await
+        .map_err(|e| {
+            Failure::new(match e {
+                RedisError::Secret { source, .. } => format!("password: {source}"),
+                RedisError::Tls { source, .. } => source.to_string(),
+                RedisError::Handshake { reason, .. } => reason,
+                RedisError::Timeout { timeout, .. } => {
+                    format!("no connection within {}ms", timeout.as_millis())
+                }
+                RedisError::Connect { reason, .. } => format!("could not connect: {reason}"),
+            })
         })
-    })
 }

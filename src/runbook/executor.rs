@@ -9,9 +9,9 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use super::progress::{Progress, ProgressKind, ProgressSink};
 use super::run_step::{Session, run_step};
-use super::{Cancel, Clock, RetrySettings, RunOutcome, Step, StepError, StepFactory};
+use super::{Authority, Cancel, Local, RetrySettings, RunOutcome, Step, StepError, StepFactory};
+use crate::clock::WallClock;
 use crate::core::ids::RunId;
-use crate::core::model::Action;
 use crate::core::plan::Plan;
 use crate::core::step::{self, ErrorClass, Resume, StageVerdict, StepEnd, StepState};
 use crate::journal::{Fence, Journal, JournalError};
@@ -37,11 +37,12 @@ use crate::journal::{Fence, Journal, JournalError};
 pub struct Executor {
     journal: Arc<Journal>,
     factory: Arc<dyn StepFactory>,
-    clock: Clock,
+    clock: WallClock,
     actor: String,
     retry: RetrySettings,
     cancel: Cancel,
     progress: ProgressSink,
+    authority: Arc<dyn Authority>,
 }
 
 impl Executor {
@@ -49,16 +50,24 @@ impl Executor {
         Executor {
             journal,
             factory,
-            clock: super::system_clock(),
+            clock: WallClock::system(),
             actor: format!("lifeboat (pid {})", std::process::id()),
             retry: RetrySettings::default(),
             cancel: Cancel::new(),
             progress: ProgressSink::default(),
+            authority: Arc::new(Local),
         }
     }
 
+    /// Who else must agree before a step acts (default: nobody; the journal's fence is
+    /// the whole story with one controller).
+    pub fn authority(mut self, authority: Arc<dyn Authority>) -> Executor {
+        self.authority = authority;
+        self
+    }
+
     /// Where journal timestamps come from (default: the system clock).
-    pub fn clock(mut self, clock: Clock) -> Executor {
+    pub fn clock(mut self, clock: WallClock) -> Executor {
         self.clock = clock;
         self
     }
@@ -90,39 +99,58 @@ impl Executor {
         &self.journal
     }
 
-    /// Starts a new run of `plan` and drives it as far as it goes.
+    /// Starts a new run of `plan` and drives it as far as it goes (`begin`, then
+    /// `drive`).
     ///
-    /// Guarantees: the run and its raised fencing epoch are durable before the first
-    /// side effect; see `drive` for the rest.
-    /// Assumptions: `plan.epoch` is ignored (the journal assigns it).
     /// Errors: the journal's (`RunInProgress`, I/O, damage). Step failures are not
     /// errors: they come back as `RunOutcome::Failed`.
     pub async fn start(&self, plan: Plan, started_by: &str) -> Result<RunOutcome, JournalError> {
-        let (plan, fence) = self.journal.begin_run(plan, started_by, (self.clock)())?;
-        let fence = fence.acting_as(&self.actor);
-        info!(service = %plan.service, run_id = %plan.run_id, epoch = %fence.epoch,
-              "run started by {started_by}: {}", plan.reason);
-        self.run_event(&plan.run_id, ProgressKind::RunStarted, &plan.reason);
+        let (plan, fence) = self.begin(plan, started_by)?;
         self.drive(plan, fence).await
     }
 
-    /// Takes over an unfinished run (raising the epoch, which fences out any executor
-    /// still driving it) and drives it as far as it goes.
+    /// Records a new run and raises the fencing epoch for it, before any side effect.
     ///
-    /// Guarantees: steps already verified or skipped are not touched; steps started but
-    /// not verified go through `check` before anything is applied again.
+    /// Guarantees: when this returns, the run and its raised epoch are durable; the
+    /// returned plan carries the epoch, and the fence is what `drive` writes with.
+    /// Assumptions: `plan.epoch` is ignored (the journal assigns it).
+    /// Errors: the journal's (`RunInProgress`, `DuplicateRun`, I/O, damage).
+    pub fn begin(&self, plan: Plan, started_by: &str) -> Result<(Plan, Fence), JournalError> {
+        let (plan, fence) = self.journal.begin_run(plan, started_by, self.clock.now())?;
+        let fence = fence.acting_as(&self.actor);
+        info!(service = %plan.service, run_id = %plan.run_id, epoch = %fence.epoch,
+              "run started by {started_by}: {}", plan.reason());
+        self.run_event(&plan.run_id, ProgressKind::RunStarted, &plan.reason());
+        Ok((plan, fence))
+    }
+
+    /// Takes over an unfinished run and drives it as far as it goes (`take_over`, then
+    /// `drive`).
+    ///
     /// Errors: `UnknownRun`; `WrongStatus` when the run waits for approval or finished.
     pub async fn resume(&self, run_id: &RunId) -> Result<RunOutcome, JournalError> {
+        let (plan, fence) = self.take_over(run_id)?;
+        self.drive(plan, fence).await
+    }
+
+    /// Takes over an unfinished run, raising the epoch, which fences out any executor
+    /// still driving it.
+    ///
+    /// Guarantees: the raised epoch is durable when this returns; the plan is the one
+    /// the run started with.
+    /// Errors: `UnknownRun`; `WrongStatus` when the run waits for approval or finished;
+    /// `OldPlan` when an older lifeboat planned it.
+    pub fn take_over(&self, run_id: &RunId) -> Result<(Plan, Fence), JournalError> {
         let (plan, fence) = self
             .journal
-            .take_over(run_id, &self.actor, (self.clock)())?;
+            .take_over(run_id, &self.actor, self.clock.now())?;
         info!(service = %plan.service, run_id = %run_id, epoch = %fence.epoch, "resuming unfinished run");
         self.run_event(
             run_id,
             ProgressKind::RunResumed,
             "resuming an unfinished run",
         );
-        self.drive(plan, fence).await
+        Ok((plan, fence))
     }
 
     /// What to do at startup: resume the service's unfinished run, if there is one. A
@@ -149,7 +177,11 @@ impl Executor {
     }
 
     /// Drives the run from wherever the journal says it is.
-    async fn drive(&self, plan: Plan, fence: Fence) -> Result<RunOutcome, JournalError> {
+    ///
+    /// Guarantees: steps already verified or skipped are not touched; steps started but
+    /// not verified go through `check` before anything is applied again; every step still
+    /// to do is built before this session's first side effect.
+    pub async fn drive(&self, plan: Plan, fence: Fence) -> Result<RunOutcome, JournalError> {
         let span =
             info_span!("run", service = %plan.service, run_id = %plan.run_id, epoch = %fence.epoch);
         self.drive_inner(plan, fence).instrument(span).await
@@ -162,6 +194,7 @@ impl Executor {
             retry: self.retry,
             cancel: self.cancel.clone(),
             progress: self.progress.clone(),
+            authority: self.authority.clone(),
             plan,
             fence,
         });
@@ -176,7 +209,7 @@ impl Executor {
                 .iter()
                 .find(|r| r.name == ps.name)
                 .is_some_and(|r| step::resume(r.state) == Resume::Done);
-            if done || matches!(ps.action, Action::ManualApproval { .. }) {
+            if done {
                 continue;
             }
             built.insert(ps.name.clone(), self.factory.build(plan, ps));
@@ -241,7 +274,7 @@ impl Executor {
                 verdict => return self.conclude(&session, verdict),
             }
         }
-        let now = (self.clock)();
+        let now = self.clock.now();
         match self.journal.complete_run(&session.fence, now) {
             Ok(()) => {}
             Err(e) => return superseded_or(e),
@@ -257,7 +290,7 @@ impl Executor {
         session: &Session,
         verdict: StageVerdict,
     ) -> Result<RunOutcome, JournalError> {
-        let (fence, run_id, now) = (&session.fence, &session.plan.run_id, (self.clock)());
+        let (fence, run_id, now) = (&session.fence, &session.plan.run_id, self.clock.now());
         let written = match &verdict {
             StageVerdict::Next | StageVerdict::Superseded => Ok(()),
             StageVerdict::Fail(f) => self.journal.fail_run(fence, f, now),
@@ -281,9 +314,8 @@ impl Executor {
                 RunOutcome::Superseded(msg.to_string())
             }
             StageVerdict::Fail(f) => {
-                for (s, m) in &f {
-                    error!("run failed at step `{s}`: {m}");
-                }
+                // Each failed step logged its own failure where it happened.
+                info!("run failed");
                 self.run_event(run_id, ProgressKind::RunFailed, &summary(&f));
                 RunOutcome::Failed(f)
             }
@@ -307,7 +339,7 @@ impl Executor {
         session: &Session,
         unbuildable: &[(String, String)],
     ) -> Result<RunOutcome, JournalError> {
-        let now = (self.clock)();
+        let now = self.clock.now();
         let fence = &session.fence;
         let failures: Vec<(String, String)> = unbuildable
             .iter()
@@ -344,6 +376,7 @@ impl Executor {
             attempt: 0,
             elapsed: std::time::Duration::ZERO,
             message: message.to_string(),
+            notice: None,
         });
     }
 }

@@ -7,6 +7,7 @@
 //! executor's fencing epoch; when the journal refuses it (a newer executor took over, or
 //! the run was aborted) the executor stops without calling `apply`.
 
+pub mod authority;
 mod cancel;
 mod executor;
 pub mod failpoint;
@@ -14,31 +15,15 @@ mod progress;
 mod run_step;
 mod step;
 
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 
+pub use authority::{Authority, AuthorityError, Local, SharedOutcome};
 pub use cancel::Cancel;
 pub use executor::Executor;
 pub use progress::{Progress, ProgressKind, ProgressSink};
 pub use step::{Applied, Check, Step, StepCtx, StepError, StepFactory, Verify};
-
-use crate::core::time::{Ts, millis};
-
-/// Where the executor reads wall-clock time for the journal. Tests pass a clock derived
-/// from tokio's (pausable) clock, so journaled durations are exact.
-pub type Clock = Arc<dyn Fn() -> Ts + Send + Sync>;
-
-/// The system's wall clock.
-pub fn system_clock() -> Clock {
-    Arc::new(|| {
-        Ts(SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(millis)
-            .unwrap_or(0))
-    })
-}
 
 /// An exponential backoff: `first`, then × `factor` up to `max`; with `jitter`, each
 /// delay is stretched by a random 0–100 % so a fleet of retries does not synchronise.

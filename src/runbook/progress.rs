@@ -6,6 +6,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::core::ids::RunId;
+use crate::core::reason::Notice;
 
 /// What just happened.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -45,6 +46,8 @@ pub struct Progress {
     /// Since the step (or, for run-level events, the executor session) began.
     pub elapsed: Duration,
     pub message: String,
+    /// A step's notice for the controller (with `Applied` events).
+    pub notice: Option<Notice>,
 }
 
 /// Where progress goes: nowhere, or a channel whose receiver may be gone (then events

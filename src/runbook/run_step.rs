@@ -9,11 +9,16 @@ use tracing::{error, info, warn};
 
 use super::failpoint::{self, Point};
 use super::progress::{Progress, ProgressKind as Event, ProgressSink};
-use super::{Cancel, Check, Clock, RetrySettings, Step, StepCtx, StepError, Verify};
-use crate::core::model::Action;
+use super::{
+    Authority, AuthorityError, Cancel, Check, RetrySettings, SharedOutcome, Step, StepCtx,
+    StepError, Verify,
+};
+use crate::clock::WallClock;
 use crate::core::plan::{Plan, PlannedStep};
+use crate::core::reason::Notice;
 use crate::core::step::{
-    self, AttemptOutcome, ErrorClass, Phase, Resume, StepEnd, StepState, when_already_in_place,
+    self, AttemptOutcome, AttemptPhase, ErrorClass, Resume, StepEnd, StepState,
+    when_already_in_place,
 };
 use crate::core::time::fmt_duration;
 use crate::journal::{AttemptId, Fence, Journal, JournalError};
@@ -21,10 +26,11 @@ use crate::journal::{AttemptId, Fence, Journal, JournalError};
 /// What the steps of one executor session share.
 pub(super) struct Session {
     pub journal: Arc<Journal>,
-    pub clock: Clock,
+    pub clock: WallClock,
     pub retry: RetrySettings,
     pub cancel: Cancel,
     pub progress: ProgressSink,
+    pub authority: Arc<dyn Authority>,
     pub plan: Plan,
     pub fence: Fence,
 }
@@ -107,7 +113,7 @@ impl<'a> StepRun<'a> {
             ps,
             step: None,
             started,
-            deadline: started + ps.timeout,
+            deadline: deadline_after(started, ps.timeout),
             apply_attempts: record.apply_attempts(),
         };
         if mark_started {
@@ -121,17 +127,6 @@ impl<'a> StepRun<'a> {
         );
 
         let approval = s.journal.approval(run_id, &ps.name)?;
-        if let Action::ManualApproval { prompt } = &ps.action {
-            return match approval {
-                Some(a) => {
-                    let detail = format!("approved by {}", a.approved_by);
-                    run.mark(StepState::Verified, Some(&detail), None)?;
-                    run.event(Event::Verified, 0, detail);
-                    Ok(StepEnd::Done)
-                }
-                None => Err(run.pause(prompt.clone())?),
-            };
-        }
         let step = match built {
             Ok(step) => {
                 run.step = Some(step.clone());
@@ -176,6 +171,12 @@ impl<'a> StepRun<'a> {
         run.mark(state, Some(&detail), None)?;
         info!("step {state}: {detail}");
         run.event(event, 0, detail);
+        let shared = if in_place.is_some() {
+            SharedOutcome::Adopted
+        } else {
+            SharedOutcome::Done
+        };
+        run.share(shared).await?;
         Ok(StepEnd::Done)
     }
 
@@ -183,7 +184,7 @@ impl<'a> StepRun<'a> {
     async fn check(&mut self, step: &dyn Step, ctx: &StepCtx) -> Result<Option<String>, Halt> {
         let mut delays = self.s.retry.apply.delays();
         for n in 1u32.. {
-            let id = self.begin_attempt(Phase::Check, n)?;
+            let id = self.begin_attempt(AttemptPhase::Check, n)?;
             let err = match timeout_at(self.deadline, step.check(ctx)).await {
                 Ok(Ok(Check::Done(d))) => {
                     self.end_attempt(id, n, AttemptOutcome::Done, None, &d)?;
@@ -217,15 +218,16 @@ impl<'a> StepRun<'a> {
             }
             self.apply_attempts += 1;
             let n = self.apply_attempts;
-            let id = self.begin_attempt(Phase::Apply, n)?;
+            let id = self.begin_attempt(AttemptPhase::Apply, n)?;
             self.event(Event::Applying, n, format!("apply attempt {n}"));
+            self.authorize(id, n).await?;
             failpoint::hit(&self.ps.name, Point::BeforeApply);
             let err = match timeout_at(self.deadline, step.apply(ctx)).await {
                 Ok(Ok(applied)) => {
                     failpoint::hit(&self.ps.name, Point::AfterApply);
                     self.end_attempt(id, n, AttemptOutcome::Done, None, &applied.detail)?;
                     self.mark(StepState::Applied, Some(&applied.detail), None)?;
-                    self.event(Event::Applied, n, applied.detail);
+                    self.event_with(Event::Applied, n, applied.detail, applied.notice);
                     return Ok(());
                 }
                 Ok(Err(e)) => e,
@@ -246,7 +248,7 @@ impl<'a> StepRun<'a> {
     async fn verify(&mut self, step: &dyn Step, ctx: &StepCtx) -> Result<String, Halt> {
         failpoint::hit(&self.ps.name, Point::BeforeVerify);
         let mut delays = self.s.retry.verify.delays();
-        let id = self.begin_attempt(Phase::Verify, 0)?;
+        let id = self.begin_attempt(AttemptPhase::Verify, 0)?;
         let mut last: String;
         for n in 1u32.. {
             match timeout_at(self.deadline, step.verify(ctx)).await {
@@ -327,7 +329,7 @@ impl<'a> StepRun<'a> {
         let Some(delay) = delays.next() else {
             return Wait::Deadline;
         };
-        if Instant::now() + delay >= self.deadline {
+        if deadline_after(Instant::now(), delay) >= self.deadline {
             return Wait::Deadline;
         }
         tokio::select! {
@@ -349,6 +351,8 @@ impl<'a> StepRun<'a> {
         }
         self.mark(StepState::Failed, Some(message), Some(class))?;
         self.event(Event::StepFailed, 0, message.to_string());
+        self.share(SharedOutcome::Failed(message.to_string()))
+            .await?;
         Ok(Halt::End(if self.ps.continue_on_error {
             warn!("step failed (the run goes on): {message}");
             StepEnd::FailedContinue
@@ -368,8 +372,8 @@ impl<'a> StepRun<'a> {
             return Ok(());
         };
         let mut ctx = ctx.clone();
-        ctx.deadline = Instant::now() + self.ps.timeout;
-        let id = self.begin_attempt(Phase::Compensate, 1)?;
+        ctx.deadline = deadline_after(Instant::now(), self.ps.timeout);
+        let id = self.begin_attempt(AttemptPhase::Compensate, 1)?;
         match timeout_at(ctx.deadline, step.compensate(&ctx)).await {
             Ok(Ok(())) => self.end_attempt(id, 1, AttemptOutcome::Done, None, "compensated")?,
             Ok(Err(e)) => {
@@ -397,6 +401,57 @@ impl<'a> StepRun<'a> {
         Ok(Halt::End(StepEnd::Paused { reason }))
     }
 
+    /// The step's position in the plan, 1-based: its key in the shared record.
+    fn seq(&self) -> u32 {
+        let at = self.s.plan.steps().position(|p| p.name == self.ps.name);
+        at.map_or(0, |i| u32::try_from(i + 1).unwrap_or(u32::MAX))
+    }
+
+    /// Before a side effect: the acting rule, then this epoch's intent in the shared
+    /// record. Either refusing ends the attempt with nothing applied.
+    async fn authorize(&mut self, id: AttemptId, n: u32) -> Result<(), Halt> {
+        if let Err(why) = self.s.authority.may_act() {
+            let msg = format!("not applied: this controller may not act now ({why})");
+            self.end_attempt(id, n, AttemptOutcome::Cancelled, None, &msg)?;
+            warn!("{msg}");
+            return Err(Halt::End(StepEnd::Interrupted));
+        }
+        let (run, seq, name) = (&self.s.plan.run_id, self.seq(), &self.ps.name);
+        match self.s.authority.intent(run, seq, name).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let msg =
+                    format!("not applied: the shared record refused this epoch's intent: {e}");
+                self.end_attempt(id, n, AttemptOutcome::Cancelled, None, &msg)?;
+                warn!("{msg}");
+                Err(Halt::End(match e {
+                    AuthorityError::Deposed(_) => StepEnd::Superseded,
+                    AuthorityError::Unavailable(_) => StepEnd::Interrupted,
+                }))
+            }
+        }
+    }
+
+    /// After the step's end is journaled here: its outcome in the shared record, once.
+    async fn share(&self, outcome: SharedOutcome) -> Result<(), Halt> {
+        let (run, seq, name) = (&self.s.plan.run_id, self.seq(), &self.ps.name);
+        match self.s.authority.done(run, seq, name, outcome).await {
+            Ok(()) => Ok(()),
+            Err(AuthorityError::Deposed(why)) => {
+                warn!("the shared record refused the step's outcome: {why}");
+                Err(Halt::End(StepEnd::Superseded))
+            }
+            Err(AuthorityError::Unavailable(why)) => {
+                // The effect is in place and journaled here; a new leader's check finds it
+                // and records it as adopted.
+                warn!(
+                    "the step's outcome could not be shared now ({why}); a resumed run adopts it"
+                );
+                Err(Halt::End(StepEnd::Interrupted))
+            }
+        }
+    }
+
     fn deadline_message(&self, what: &str, attempts: u32, last: &str) -> String {
         format!(
             "{what} did not succeed within the step's {} timeout ({attempts} attempt(s)); last: {last}. \
@@ -411,14 +466,14 @@ impl<'a> StepRun<'a> {
         detail: Option<&str>,
         class: Option<ErrorClass>,
     ) -> Result<(), JournalError> {
-        let now = (self.s.clock)();
+        let now = self.s.clock.now();
         self.s
             .journal
             .mark_step(&self.s.fence, &self.ps.name, to, detail, class, now)
     }
 
-    fn begin_attempt(&self, phase: Phase, n: u32) -> Result<AttemptId, JournalError> {
-        let now = (self.s.clock)();
+    fn begin_attempt(&self, phase: AttemptPhase, n: u32) -> Result<AttemptId, JournalError> {
+        let now = self.s.clock.now();
         self.s
             .journal
             .begin_attempt(&self.s.fence, &self.ps.name, phase, n, now)
@@ -432,13 +487,17 @@ impl<'a> StepRun<'a> {
         class: Option<ErrorClass>,
         detail: &str,
     ) -> Result<(), JournalError> {
-        let now = (self.s.clock)();
+        let now = self.s.clock.now();
         self.s
             .journal
             .end_attempt(&self.s.fence, id, n, outcome, class, detail, now)
     }
 
     fn event(&self, kind: Event, attempt: u32, message: String) {
+        self.event_with(kind, attempt, message, None);
+    }
+
+    fn event_with(&self, kind: Event, attempt: u32, message: String, notice: Option<Notice>) {
         self.s.progress.send(Progress {
             run_id: self.s.plan.run_id.clone(),
             step: Some(self.ps.name.clone()),
@@ -446,6 +505,7 @@ impl<'a> StepRun<'a> {
             attempt,
             elapsed: self.started.elapsed(),
             message,
+            notice,
         });
     }
 }
@@ -454,4 +514,15 @@ enum Wait {
     Again,
     Deadline,
     Cancelled,
+}
+
+/// `start + d`, saturating far in the future instead of panicking: `Instant + Duration`
+/// panics on overflow, and a policy's timeout is operator input. (Validation caps step
+/// timeouts; this keeps the executor total for plans journaled before the cap existed.)
+fn deadline_after(start: Instant, d: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(100 * 365 * 86_400);
+    start
+        .checked_add(d.min(FAR))
+        .or_else(|| start.checked_add(Duration::from_secs(86_400)))
+        .unwrap_or(start)
 }

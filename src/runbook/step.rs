@@ -17,6 +17,7 @@ use super::cancel::Cancel;
 use crate::core::ids::{Epoch, RunId};
 use crate::core::model::{Direction, RegionName};
 use crate::core::plan::{Plan, PlannedStep};
+use crate::core::reason::Notice;
 use crate::core::step::{ErrorClass, TimelineEntry};
 
 /// One runbook step, bound to its target (built by a `StepFactory`).
@@ -67,8 +68,7 @@ pub trait Step: Send + Sync {
 /// `core::model::Action` to its adapter (`src/action/`); tests use fakes.
 ///
 /// Guarantees: called once per step per executor session, for the steps still to do,
-/// before the session's first side effect; never for `manual_approval` steps (the
-/// executor handles those).
+/// before the session's first side effect.
 /// Assumptions: no I/O beyond reading configuration and secrets; cheap.
 /// Errors: a `StepError` saying what is missing (a secret, a target setting). Building
 /// is not retried: `NeedsApproval` pauses the run; any other class fails the step.
@@ -90,13 +90,22 @@ pub enum Check {
 pub struct Applied {
     /// E.g. "PromoteReadReplica accepted for orders-usw2".
     pub detail: String,
+    /// Something a person must act on, which the executor passes to the controller
+    /// (e.g. an old primary that could not be fenced).
+    pub notice: Option<Notice>,
 }
 
 impl Applied {
     pub fn new(detail: impl Into<String>) -> Applied {
         Applied {
             detail: detail.into(),
+            notice: None,
         }
+    }
+
+    pub fn with_notice(mut self, notice: Notice) -> Applied {
+        self.notice = Some(notice);
+        self
     }
 }
 

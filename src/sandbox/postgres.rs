@@ -421,6 +421,42 @@ impl PgServer {
         }
     }
 
+    /// Turns TLS on with this certificate and key (PEM, in the data directory as
+    /// `server.crt` and `server.key`) and waits until new sessions see it. With
+    /// `required`, TCP connections without TLS are refused to everyone but the
+    /// superuser (replication and the sandbox's own tools keep their trusted loopback
+    /// access). Calling it again swaps the certificate.
+    pub fn enable_tls(&self, cert_pem: &str, key_pem: &str, required: bool) -> anyhow::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(self.data.join("server.crt"), cert_pem)?;
+        let key = self.data.join("server.key");
+        std::fs::write(&key, key_pem)?;
+        // PostgreSQL refuses a key others can read.
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+        if required {
+            std::fs::write(
+                self.data.join("pg_hba.conf"),
+                "local all all trust\n\
+                 host replication all 127.0.0.1/32 trust\n\
+                 host all postgres 127.0.0.1/32 trust\n\
+                 hostssl all all 127.0.0.1/32 scram-sha-256\n\
+                 hostnossl all all 127.0.0.1/32 reject\n",
+            )?;
+        }
+        self.chown()?;
+        self.sql("ALTER SYSTEM SET ssl = on")?;
+        self.sql("SELECT pg_reload_conf()")?;
+        // The reload is a signal; wait until a new session runs with the new settings.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.sql("SHOW ssl")? != "on" {
+            if std::time::Instant::now() > deadline {
+                bail!("PostgreSQL {} did not turn ssl on within 10s", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
     /// A libpq connection string for the application role (password included: for
     /// tests and the sandbox's own clients, never for logs).
     pub fn app_dsn(&self, password: &str) -> String {

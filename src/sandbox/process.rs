@@ -265,16 +265,7 @@ pub fn signal(pid: u32, signal: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Whether a process with this id is alive (and not a zombie).
-pub fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, rest)| rest.trim_start().chars().next())
-        })
-        .is_some_and(|state| state != Some('Z'))
-}
+pub use crate::process::alive;
 
 /// Stops a detached server: SIGTERM, then SIGKILL if it is still alive after `grace`.
 pub fn stop_pid(pid: u32, grace: Duration) {

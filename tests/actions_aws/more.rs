@@ -5,8 +5,9 @@ use super::support;
 use lifeboat::action::cache::CloudfrontInvalidate;
 use lifeboat::action::notify::{Notify, Via};
 use lifeboat::action::rds::PromoteReplica;
-use lifeboat::action::storage::{Bucket, SyncCheck};
+use lifeboat::action::storage::SyncCheck;
 use lifeboat::clients::aws::AwsClients;
+use lifeboat::core::binding::S3Bucket;
 use lifeboat::core::model::RegionName;
 use lifeboat::core::step::ErrorClass;
 use lifeboat::runbook::{Check, Step, Verify};
@@ -252,9 +253,9 @@ async fn an_sns_notification_is_published_and_an_unknown_topic_is_named() {
     );
 }
 
-fn bucket(name: &str, region: &str) -> Bucket {
-    Bucket {
-        name: name.into(),
+fn bucket(name: &str, region: &str) -> S3Bucket {
+    S3Bucket {
+        bucket: name.into(),
         canary_prefix: "lifeboat-canary/".into(),
         aws_region: region.into(),
         region: RegionName::new(region),

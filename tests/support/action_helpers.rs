@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use lifeboat::core::ids::{Epoch, RunId};
-use lifeboat::core::model::{Direction, PostgresEndpoint, RegionName, SecretRef};
+use lifeboat::core::model::{Direction, PostgresEndpoint, RegionName, SecretRef, SslMode};
 use lifeboat::runbook::{Cancel, Check, Step, StepCtx, StepError, Verify};
 
 pub const PRIMARY: &str = "us-east-1";
@@ -87,6 +87,8 @@ pub fn pg_endpoint(port: u16, password_file: &std::path::Path) -> PostgresEndpoi
         user: "lifeboat".into(),
         database: "orders".into(),
         password: Some(SecretRef::File(password_file.to_path_buf())),
+        sslmode: SslMode::Disable,
+        ca_file: None,
     }
 }
 

@@ -10,14 +10,16 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use lifeboat::action::approval::Gate;
+use lifeboat::clock::WallClock;
+use lifeboat::core::binding::Binding;
 use lifeboat::core::ids::{Epoch, RunId};
 use lifeboat::core::model::Direction;
 use lifeboat::core::plan::{self, Plan, PlanRequest, PlannedStep};
+use lifeboat::core::reason::{Notice, Trigger};
 use lifeboat::core::time::Ts;
 use lifeboat::journal::Journal;
-use lifeboat::runbook::{
-    Applied, Check, Clock, Executor, Step, StepCtx, StepError, StepFactory, Verify,
-};
+use lifeboat::runbook::{Applied, Check, Executor, Step, StepCtx, StepError, StepFactory, Verify};
 use tokio::sync::Notify;
 
 /// 2026-11-23T12:34:56Z: tests' wall clock starts here.
@@ -37,7 +39,10 @@ pub fn plan(policy: &str, run_id: &str) -> Plan {
             to: policy.regions.secondaries[0].clone(),
             run_id: RunId(run_id.to_string()),
             epoch: Epoch(0),
-            reason: "primary region down: 3 failed rounds of db".to_string(),
+            trigger: Trigger::Operator {
+                by: "test".to_string(),
+                note: "primary region down: 3 failed rounds of db".to_string(),
+            },
             allow_data_loss: false,
         },
     )
@@ -57,9 +62,9 @@ thread_local! {
 }
 
 /// Wall-clock time that follows tokio's clock, so a paused test journals exact times.
-pub fn tokio_clock() -> Clock {
+pub fn tokio_clock() -> WallClock {
     let origin = ORIGIN.with(|o| *o);
-    Arc::new(move || Ts(T0 + origin.elapsed().as_millis() as u64))
+    WallClock::from_fn(move || Ts(T0 + origin.elapsed().as_millis() as u64))
 }
 
 pub const SANDBOX_STEPS: [&str; 6] = [
@@ -127,6 +132,8 @@ pub struct Behaviour {
     pub verify_never: bool,
     /// The factory cannot build the step.
     pub build_error: Option<StepError>,
+    /// `apply` reports this notice with its result.
+    pub notice: Option<Notice>,
 }
 
 /// A test target: the effect of step `name` is the record "name"; `check` looks for it,
@@ -246,6 +253,10 @@ impl StepFactory for Factory {
         if let Some(e) = self.0.with(&step.name, |b| b.build_error.clone()) {
             return Err(e);
         }
+        // A gate is the real one: it has no effect to fake.
+        if let Binding::ManualApproval { prompt } = &step.binding {
+            return Ok(Arc::new(Gate::new(prompt.clone())));
+        }
         Ok(Arc::new(FakeStep {
             target: self.0.clone(),
         }))
@@ -291,10 +302,11 @@ impl Step for FakeStep {
         if let Some(n) = t.with(&ctx.step, |b| b.hang_after_apply.clone()) {
             n.notified().await;
         }
-        Ok(Applied::new(format!(
-            "{} applied at epoch {}",
-            ctx.step, ctx.epoch
-        )))
+        let applied = Applied::new(format!("{} applied at epoch {}", ctx.step, ctx.epoch));
+        Ok(match t.with(&ctx.step, |b| b.notice.clone()) {
+            Some(n) => applied.with_notice(n),
+            None => applied,
+        })
     }
 
     async fn verify(&self, ctx: &StepCtx) -> Result<Verify, StepError> {

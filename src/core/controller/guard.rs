@@ -2,7 +2,7 @@
 
 use super::{HealthSummary, RegionName, State, Verdict};
 use crate::core::model::{Mode, Policy};
-use crate::core::reason::Reason;
+use crate::core::reason::Hold;
 use crate::core::time::Ts;
 
 /// The guardrails of an automatic failover, in the order an operator wants to hear
@@ -12,10 +12,10 @@ pub(super) fn automatic_failover(
     s: &State,
     snap: &HealthSummary,
     now: Ts,
-) -> Result<RegionName, Reason> {
+) -> Result<RegionName, Hold> {
     let g = &policy.guardrails;
     if let Some(p) = &s.paused {
-        return Err(Reason::Paused {
+        return Err(Hold::Paused {
             by: p.by.clone(),
             reason: p.reason.clone(),
         });
@@ -23,23 +23,23 @@ pub(super) fn automatic_failover(
     if let Some((until, cause)) = s.frozen_until
         && now < until
     {
-        return Err(Reason::Frozen { until, cause });
+        return Err(Hold::Frozen { until, cause });
     }
     let to = pick_target(policy, s, snap, None)?;
     rpo_gate(policy, snap, &to, false)?;
     if policy.detection.mode == Mode::Manual {
-        return Err(Reason::ModeManual);
+        return Err(Hold::ModeManual);
     }
-    if snap.votes < g.quorum {
-        return Err(Reason::NoQuorum {
-            votes: snap.votes,
+    if snap.votes() < g.quorum {
+        return Err(Hold::NoQuorum {
+            votes: snap.votes(),
             quorum: g.quorum,
         });
     }
     if let Some(last) = s.last_switch {
         let until = last.plus(g.cooldown);
         if now < until {
-            return Err(Reason::Cooldown { until });
+            return Err(Hold::Cooldown { until });
         }
     }
     let window_start = Ts(now
@@ -51,14 +51,14 @@ pub(super) fn automatic_failover(
         .filter(|t| **t > window_start)
         .count() as u32;
     if count >= g.max_failovers {
-        return Err(Reason::WindowLimit {
+        return Err(Hold::WindowLimit {
             count,
             max: g.max_failovers,
             window: g.failover_window,
         });
     }
     if policy.detection.mode == Mode::Shadow {
-        return Err(Reason::ModeShadow);
+        return Err(Hold::ModeShadow);
     }
     Ok(to)
 }
@@ -70,7 +70,7 @@ pub(super) fn pick_target(
     s: &State,
     snap: &HealthSummary,
     wanted: Option<&RegionName>,
-) -> Result<RegionName, Reason> {
+) -> Result<RegionName, Hold> {
     let candidates: Vec<RegionName> = match wanted {
         Some(w) => vec![w.clone()],
         None => policy
@@ -96,7 +96,7 @@ pub(super) fn pick_target(
         .iter()
         .find(|r| usable(r))
         .cloned()
-        .ok_or(Reason::NoHealthyTarget { candidates })
+        .ok_or(Hold::NoHealthyTarget { candidates })
 }
 
 /// The RPO guardrail: the target's replica lag must be within budget unless the operator
@@ -106,20 +106,24 @@ pub(super) fn rpo_gate(
     snap: &HealthSummary,
     to: &RegionName,
     allow_data_loss: bool,
-) -> Result<(), Reason> {
-    let budget = policy.guardrails.rpo_budget;
-    match snap.get(to).and_then(|h| h.replica_lag) {
-        Some(lag) if lag > budget && !allow_data_loss => Err(Reason::ReplicaLag {
+) -> Result<(), Hold> {
+    let lag = snap.get(to).and_then(|h| h.replica_lag);
+    crate::core::rpo::check(lag, policy.guardrails.rpo_budget, allow_data_loss).map_err(|o| {
+        Hold::ReplicaLag {
             region: to.clone(),
-            lag,
-            budget,
-        }),
-        _ => Ok(()),
-    }
+            lag: o.lag,
+            budget: o.budget,
+        }
+    })
 }
 
-/// Failback's preconditions: the primary healthy for the sustained window, its data in sync.
-pub(super) fn failback_ready(policy: &Policy, snap: &HealthSummary, now: Ts) -> Result<(), Reason> {
+/// Failback's preconditions: the primary healthy for the sustained window, its data in
+/// sync. Returns how long it has been healthy.
+pub(super) fn failback_ready(
+    policy: &Policy,
+    snap: &HealthSummary,
+    now: Ts,
+) -> Result<std::time::Duration, Hold> {
     let primary = &policy.regions.primary;
     let needed = policy.guardrails.failback_healthy_for;
     let h = snap.get(primary);
@@ -128,7 +132,7 @@ pub(super) fn failback_ready(policy: &Policy, snap: &HealthSummary, now: Ts) -> 
         .map(|t| now.since(t))
         .unwrap_or_default();
     if healthy_for < needed {
-        return Err(Reason::NotHealthyLongEnough {
+        return Err(Hold::NotHealthyLongEnough {
             region: primary.clone(),
             healthy_for,
             needed,
@@ -144,11 +148,11 @@ pub(super) fn failback_ready(policy: &Policy, snap: &HealthSummary, now: Ts) -> 
                 ),
                 None => "its database is not a streaming standby of the serving one".to_string(),
             };
-            Err(Reason::NotResynced {
+            Err(Hold::NotResynced {
                 region: primary.clone(),
                 detail,
             })
         }
-        _ => Ok(()),
+        _ => Ok(healthy_for),
     }
 }

@@ -1,5 +1,6 @@
-//! What goes into the state machine (health snapshots, ticks, run results, operator
-//! commands) and what comes out of it (runs to start, alerts, records, refusals).
+//! What goes into the state machine (health snapshots, ticks, run results, notices,
+//! operator commands) and what comes out of it (runs to start, alerts, records,
+//! refusals), and the evidence every decision carries.
 
 use std::time::Duration;
 
@@ -8,12 +9,13 @@ use serde::{Deserialize, Serialize};
 pub use crate::core::health::Verdict;
 use crate::core::ids::{Epoch, RunId};
 use crate::core::model::{Direction, RegionName};
-use crate::core::reason::Reason;
+use crate::core::reason::{Hold, Notice, Reason, Trigger};
+use crate::core::step::RunStatus;
 use crate::core::time::Ts;
 
 /// A region's health as the controller sees it, summarised from the probes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RegionHealth {
+pub struct RegionSummary {
     pub region: RegionName,
     pub verdict: Verdict,
     /// Since when every critical probe of the region has passed without a break.
@@ -23,19 +25,47 @@ pub struct RegionHealth {
     /// Whether the region's data is in sync with the serving region (its database a
     /// streaming standby at lag 0). `None` when there is nothing to check.
     pub in_sync: Option<bool>,
+    /// Its critical probes whose latest round failed, with what they said.
+    #[serde(default)]
+    pub failing: Vec<FailingProbe>,
 }
 
-/// One evaluation of every region, summarised from the health tracker.
+/// A critical probe whose latest round failed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailingProbe {
+    pub probe: String,
+    pub region: RegionName,
+    /// Consecutive failed rounds.
+    pub failures: u32,
+    /// The latest failure's reason (names the endpoint; never a secret).
+    pub error: String,
+}
+
+/// One observer's word on the serving region: this controller, or a witness.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObserverVote {
+    /// `this controller`, or the witness's URL.
+    pub observer: String,
+    /// Whether it sees the serving region down, as of its last fresh answer.
+    pub sees_down: bool,
+}
+
+/// One evaluation of every region, summarised from the health tracker, with the
+/// observers' votes on the serving region.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HealthSummary {
-    pub regions: Vec<RegionHealth>,
-    /// Observers (this one included) that see the serving region down.
-    pub votes: u32,
+    pub regions: Vec<RegionSummary>,
+    pub observers: Vec<ObserverVote>,
 }
 
 impl HealthSummary {
-    pub fn get(&self, r: &RegionName) -> Option<&RegionHealth> {
+    pub fn get(&self, r: &RegionName) -> Option<&RegionSummary> {
         self.regions.iter().find(|h| h.region == *r)
+    }
+
+    /// Observers that see the serving region down.
+    pub fn votes(&self) -> u32 {
+        self.observers.iter().filter(|o| o.sees_down).count() as u32
     }
 
     /// Every serving region failed at once: the controller's own network is suspect.
@@ -49,17 +79,30 @@ impl HealthSummary {
 /// The two clocks, read by the daemon at each tick. Comparing them exposes clock jumps
 /// (wall moved differently from monotonic) and stalls (a long gap between ticks).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Clock {
+pub struct ClockReading {
     pub wall: Ts,
     pub mono_ms: u64,
 }
 
+/// How a run ended, as the driver reports it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "outcome")]
-pub enum RunOutcome {
+#[serde(rename_all = "snake_case", tag = "end")]
+pub enum RunEnd {
     Completed,
-    Failed { error: String },
-    Aborted { by: String, reason: String },
+    Failed {
+        error: String,
+    },
+    Aborted {
+        by: String,
+        reason: String,
+    },
+    /// The journal refused the executor's write: a newer epoch exists. `status` and
+    /// `ended_by` are what the journal says of the run now.
+    Superseded {
+        status: RunStatus,
+        ended_by: Option<String>,
+        outcome: Option<String>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -89,17 +132,42 @@ pub enum OperatorCommand {
     },
 }
 
+/// Whether this controller may act on the service.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "role")]
+pub enum Leadership {
+    /// The embedded backend: this controller is the only one; its journal lock says so.
+    #[default]
+    Sole,
+    /// Elected through the coordination backend; its fenced writes carry `epoch`.
+    Leading { epoch: Epoch },
+    /// Another controller leads (`leader`), or none does yet: watch and vote only.
+    Following { leader: Option<String> },
+}
+
+impl Leadership {
+    pub fn leads(&self) -> bool {
+        !matches!(self, Leadership::Following { .. })
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "input")]
 pub enum Input {
     Health(HealthSummary),
-    Tick(Clock),
-    /// The journal accepted a run (also fed at startup for an unfinished run).
+    Tick(ClockReading),
+    /// The journal accepted a run and raised the epoch for it.
     RunStarted {
         run: RunId,
         epoch: Epoch,
         direction: Direction,
         to: RegionName,
+    },
+    /// This controller took over an unfinished run (after a restart or an approval),
+    /// raising the epoch to `epoch`.
+    RunResumed {
+        run: RunId,
+        epoch: Epoch,
     },
     RunStartFailed {
         error: String,
@@ -111,30 +179,82 @@ pub enum Input {
     },
     RunFinished {
         run: RunId,
-        outcome: RunOutcome,
+        end: RunEnd,
+    },
+    /// A step of a run reported something a person must act on.
+    Notice {
+        run: RunId,
+        notice: Notice,
     },
     Operator(OperatorCommand),
+    /// The coordination backend elected this controller, or another one.
+    Leadership(Leadership),
 }
 
-/// What the controller asks the daemon to start.
+/// What the controller asks the driver to start.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunRequest {
     pub direction: Direction,
     pub from: RegionName,
     pub to: RegionName,
-    pub reason: Reason,
+    pub trigger: Trigger,
     pub allow_data_loss: bool,
-    pub automatic: bool,
     /// When the outage was detected, for the detection-to-decision measurement.
     pub detected_at: Option<Ts>,
 }
 
-/// A decision worth keeping: recorded in the journal's audit trail and logged.
+impl RunRequest {
+    /// Whether the controller started it by itself (counts toward the window limit).
+    pub fn automatic(&self) -> bool {
+        self.trigger.automatic()
+    }
+}
+
+/// The facts behind a decision, as data: rendered into words only at the edge.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// The serving region's critical probes failing at the time, with their errors.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failing: Vec<FailingProbe>,
+    /// Who was asked about the serving region and what each said.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub observers: Vec<ObserverVote>,
+    /// Observers that must agree before an automatic failover.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<u32>,
+    /// The candidate target's replica lag against the RPO budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag: Option<LagEvidence>,
+    /// The guardrail that decided, by label (`no_quorum`, `replica_lag`…).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guardrail: Option<String>,
+    /// The region a run would go to, or went to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<RegionName>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LagEvidence {
+    pub region: RegionName,
+    /// `None` when nothing measures the region's replication.
+    pub lag: Option<Duration>,
+    pub budget: Duration,
+}
+
+/// A decision worth keeping: journaled with its evidence, logged, shown by `status`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
     pub at: Ts,
     pub summary: String,
     pub reason: Reason,
+    #[serde(default)]
+    pub evidence: Evidence,
+}
+
+impl Decision {
+    pub fn hold(&self) -> Option<&Hold> {
+        self.reason.hold()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -146,5 +266,5 @@ pub enum Command {
     /// Keep in the journal.
     Record(Decision),
     /// The operator's command cannot be carried out, and why.
-    Refuse(Reason),
+    Refuse(Hold),
 }

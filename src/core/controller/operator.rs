@@ -2,10 +2,11 @@
 
 use super::guard::{failback_ready, pick_target, rpo_gate};
 use super::{
-    Command, HealthSummary, OperatorCommand, Pause, Phase, RunRequest, State, record, start,
+    Command, Evidence, HealthSummary, OperatorCommand, Pause, Phase, RunRequest, State, record,
+    start,
 };
 use crate::core::model::{Direction, Policy, RegionName};
-use crate::core::reason::Reason;
+use crate::core::reason::{Hold, Note, Reason, Trigger};
 use crate::core::time::Ts;
 
 pub(super) fn operator(
@@ -16,6 +17,13 @@ pub(super) fn operator(
     out: &mut Vec<Command>,
 ) {
     let snap = s.health.clone();
+    if let super::Leadership::Following { leader } = &s.leadership {
+        // Only the leader acts, and only it writes the shared state a pause lives in.
+        out.push(Command::Refuse(Hold::NotLeader {
+            leader: leader.clone(),
+        }));
+        return;
+    }
     match cmd {
         OperatorCommand::Pause { by, reason } => {
             s.paused = Some(Pause {
@@ -23,31 +31,18 @@ pub(super) fn operator(
                 reason: reason.clone(),
                 since: now,
             });
-            record(
-                s,
-                out,
-                now,
-                "paused automatic decisions".to_string(),
-                Reason::Paused { by, reason },
-                false,
-            );
+            let summary = "paused automatic decisions".to_string();
+            let hold = Reason::Hold(Hold::Paused { by, reason });
+            record(s, out, now, summary, hold, Evidence::default(), false);
         }
         OperatorCommand::Resume { by } => {
             s.paused = None;
             if let Phase::Blocked { .. } = s.phase {
                 s.phase = s.resting(policy, now);
             }
-            record(
-                s,
-                out,
-                now,
-                "resumed automatic decisions".to_string(),
-                Reason::Operator {
-                    by,
-                    note: "resume".into(),
-                },
-                false,
-            );
+            let summary = "resumed automatic decisions".to_string();
+            let note = Reason::Note(Note::Resumed { by });
+            record(s, out, now, summary, note, Evidence::default(), false);
         }
         OperatorCommand::Failover {
             to,
@@ -55,139 +50,168 @@ pub(super) fn operator(
             by,
             note,
         } => {
-            manual_failover(
-                policy,
-                s,
-                snap.as_ref(),
-                to,
-                allow_data_loss,
-                Reason::Operator { by, note },
-                now,
-                out,
-            );
+            let why = Trigger::Operator { by, note };
+            let request = manual_failover(policy, s, snap.as_ref(), to, allow_data_loss, why);
+            decide(policy, s, out, request, now);
         }
         OperatorCommand::Approve {
             allow_data_loss,
             by,
         } => {
             if matches!(s.phase, Phase::Blocked { .. }) && s.active == policy.regions.primary {
-                let why = Reason::Operator {
+                let why = Trigger::Operator {
                     by,
                     note: "approved a held failover".into(),
                 };
-                manual_failover(
-                    policy,
-                    s,
-                    snap.as_ref(),
-                    None,
-                    allow_data_loss,
-                    why,
-                    now,
-                    out,
-                );
+                let request = manual_failover(policy, s, snap.as_ref(), None, allow_data_loss, why);
+                decide(policy, s, out, request, now);
             } else {
                 let state = format!("the controller is {} (nothing is held)", s.phase.name());
-                out.push(Command::Refuse(Reason::NotNow {
+                out.push(Command::Refuse(Hold::NotNow {
                     state,
                     wanted: Direction::Failover,
                 }));
             }
         }
         OperatorCommand::Failback { by, note } => {
-            if s.phase.run_in_progress() {
-                out.push(Command::Refuse(Reason::NotNow {
-                    state: "a run is in progress".into(),
-                    wanted: Direction::Failback,
-                }));
-                return;
-            }
-            if s.active == policy.regions.primary {
-                out.push(Command::Refuse(Reason::NotNow {
-                    state: format!("{} already serves", s.active),
-                    wanted: Direction::Failback,
-                }));
-                return;
-            }
-            let Some(snap) = snap else {
-                out.push(Command::Refuse(Reason::NotNow {
-                    state: "no health has been observed yet".into(),
-                    wanted: Direction::Failback,
-                }));
-                return;
-            };
-            if let Err(r) = failback_ready(policy, &snap, now) {
-                out.push(Command::Refuse(r));
-                return;
-            }
-            let request = RunRequest {
-                direction: Direction::Failback,
-                from: s.active.clone(),
-                to: policy.regions.primary.clone(),
-                reason: Reason::Operator { by, note },
-                allow_data_loss: false,
-                automatic: false,
-                detected_at: None,
-            };
-            start(s, out, request, now);
+            let request = manual_failback(
+                policy,
+                s,
+                snap.as_ref(),
+                Trigger::Operator { by, note },
+                now,
+            );
+            decide(policy, s, out, request, now);
         }
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn manual_failover(
+/// Starts the run, or refuses the command with the hold that stops it.
+fn decide(
     policy: &Policy,
     s: &mut State,
+    out: &mut Vec<Command>,
+    request: Result<RunRequest, Hold>,
+    now: Ts,
+) {
+    match request {
+        Ok(r) => start(policy, s, out, r, now),
+        Err(hold) => out.push(Command::Refuse(hold)),
+    }
+}
+
+fn manual_failback(
+    policy: &Policy,
+    s: &State,
+    snap: Option<&HealthSummary>,
+    why: Trigger,
+    now: Ts,
+) -> Result<RunRequest, Hold> {
+    if s.phase.run_in_progress() {
+        return Err(Hold::NotNow {
+            state: "a run is in progress".into(),
+            wanted: Direction::Failback,
+        });
+    }
+    if s.active == policy.regions.primary {
+        return Err(Hold::NotNow {
+            state: format!("{} already serves", s.active),
+            wanted: Direction::Failback,
+        });
+    }
+    let Some(snap) = snap else {
+        return Err(Hold::NotNow {
+            state: "no health has been observed yet".into(),
+            wanted: Direction::Failback,
+        });
+    };
+    failback_ready(policy, snap, now)?;
+    Ok(RunRequest {
+        direction: Direction::Failback,
+        from: s.active.clone(),
+        to: policy.regions.primary.clone(),
+        trigger: why,
+        allow_data_loss: false,
+        detected_at: None,
+    })
+}
+
+/// The failover an operator asked for, if the guardrails a person cannot override allow
+/// it (a healthy target, the RPO unless the loss is accepted).
+fn manual_failover(
+    policy: &Policy,
+    s: &State,
     snap: Option<&HealthSummary>,
     to: Option<RegionName>,
     allow_data_loss: bool,
-    why: Reason,
-    now: Ts,
-    out: &mut Vec<Command>,
-) {
+    why: Trigger,
+) -> Result<RunRequest, Hold> {
     if s.phase.run_in_progress() {
-        out.push(Command::Refuse(Reason::NotNow {
+        return Err(Hold::NotNow {
             state: "a run is in progress".into(),
             wanted: Direction::Failover,
-        }));
-        return;
+        });
     }
     let Some(snap) = snap else {
-        out.push(Command::Refuse(Reason::NotNow {
+        return Err(Hold::NotNow {
             state: "no health has been observed yet".into(),
             wanted: Direction::Failover,
-        }));
-        return;
+        });
     };
     if let Some(t) = &to
         && (*t == s.active
             || *t == policy.regions.primary
             || !policy.regions.secondaries.contains(t))
     {
-        out.push(Command::Refuse(Reason::NotNow {
+        return Err(Hold::NotNow {
             state: format!("{t} is not a secondary other than the serving region"),
             wanted: Direction::Failover,
-        }));
-        return;
+        });
     }
-    let target = match pick_target(policy, s, snap, to.as_ref()) {
-        Ok(t) => t,
-        Err(r) => {
-            out.push(Command::Refuse(r));
-            return;
-        }
-    };
-    if let Err(r) = rpo_gate(policy, snap, &target, allow_data_loss) {
-        out.push(Command::Refuse(r));
-        return;
-    }
-    let request = RunRequest {
+    let target = pick_target(policy, s, snap, to.as_ref())?;
+    rpo_gate(policy, snap, &target, allow_data_loss)?;
+    Ok(RunRequest {
         direction: Direction::Failover,
         from: s.active.clone(),
         to: target,
-        reason: why,
+        trigger: why,
         allow_data_loss,
-        automatic: false,
         detected_at: None,
-    };
-    start(s, out, request, now);
+    })
+}
+
+/// What an operator's command would do now, without doing it: the run it would start,
+/// or the hold that refuses it. The daemon answers `--dry-run` previews with this, so the
+/// preview names the target the controller itself would choose.
+pub fn preview(
+    policy: &Policy,
+    s: &State,
+    cmd: &OperatorCommand,
+    now: Ts,
+) -> Result<RunRequest, Hold> {
+    let snap = s.health.as_ref();
+    match cmd.clone() {
+        OperatorCommand::Failover {
+            to,
+            allow_data_loss,
+            by,
+            note,
+        } => manual_failover(
+            policy,
+            s,
+            snap,
+            to,
+            allow_data_loss,
+            Trigger::Operator { by, note },
+        ),
+        OperatorCommand::Failback { by, note } => {
+            manual_failback(policy, s, snap, Trigger::Operator { by, note }, now)
+        }
+        OperatorCommand::Approve { .. }
+        | OperatorCommand::Pause { .. }
+        | OperatorCommand::Resume { .. } => Err(Hold::NotNow {
+            state: "only failover and failback can be previewed".into(),
+            wanted: Direction::Failover,
+        }),
+    }
 }

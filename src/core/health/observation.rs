@@ -57,10 +57,24 @@ pub struct Lag {
 }
 
 impl Lag {
+    /// The lag as the status query reports it (floats, possibly NULL). Negative figures
+    /// (clock skew between the servers) count as none; NaN counts as unknown.
+    pub fn from_query(bytes: Option<f64>, seconds: Option<f64>, streaming: Option<bool>) -> Lag {
+        Lag {
+            // LSN differences are whole bytes; the float only carries them. `as`
+            // saturates, so an absurd figure reads as u64::MAX rather than panicking.
+            bytes: bytes.filter(|b| !b.is_nan()).map(|b| b.max(0.0) as u64),
+            seconds: seconds.filter(|s| !s.is_nan()).map(|s| s.max(0.0)),
+            streaming,
+        }
+    }
+
+    /// The lag in time; saturates at `Duration::MAX` for a figure too large to hold,
+    /// which the RPO gate reads as "far over budget", as it is.
     pub fn duration(&self) -> Option<Duration> {
         self.seconds
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(Duration::from_secs_f64)
+            .filter(|s| *s >= 0.0)
+            .map(|s| Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX))
     }
 }
 

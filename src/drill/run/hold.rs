@@ -7,10 +7,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use super::{Daemon, Origin, new_run, secs_since, until, wait_run_end};
+use super::{Daemon, Origin, new_run, now, secs_since, until, wait_run_end};
 use crate::core::controller::Phase;
 use crate::core::model::Direction;
-use crate::daemon::engine::now;
+
 use crate::drill::accounting;
 use crate::drill::observe::WriteLog;
 use crate::drill::report::{Check, Mark, Report};
@@ -148,7 +148,7 @@ impl Held<'_> {
     async fn holds_for(&self, report: &mut Report, reason: &str) {
         let v = self.daemon.status().await;
         let holds = v.as_ref().is_ok_and(
-            |v| matches!(&v.phase, Phase::Blocked { reason: r, .. } if r.label() == reason),
+            |v| matches!(&v.phase, Phase::Blocked { hold: r, .. } if r.label() == reason),
         );
         report.checks.push(Check {
             what: format!("holds for {reason}"),

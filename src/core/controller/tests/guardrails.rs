@@ -88,7 +88,7 @@ fn replica_lag_over_budget_holds_the_failover_until_an_operator_accepts_the_loss
                   RECORD starting failover east → west on request: requested by alice: approved a held failover
                   START failover east→west manual allow-data-loss
         t=61    run r1 started                     → failing_over
-                  RECORD failover run r1 started (epoch 1) toward west: requested by alice: approved a held failover
+                  RECORD run started: failover run r1 started (fencing epoch 1) toward west
     "#]]);
 }
 
@@ -117,25 +117,25 @@ fn the_window_limit_holds_an_automatic_failover_beyond_the_allowed_count() {
     };
     sim.health(30, "east=down west=ok eu=ok")
         .started(31)
-        .finished(60, RunOutcome::Completed)
+        .finished(60, RunEnd::Completed)
         .health(905, "east=ok west=ok eu=ok healthy_since=100 synced")
         .op(910, "failback", failback())
         .started(911)
-        .finished(930, RunOutcome::Completed)
+        .finished(930, RunEnd::Completed)
         // Second outage, past the cooldown (930 + 10m): the second automatic failover.
         .health(1600, "east=down west=ok eu=ok")
         .started(1601)
-        .finished(1620, RunOutcome::Completed)
+        .finished(1620, RunEnd::Completed)
         .health(2300, "east=ok west=ok eu=ok healthy_since=1700 synced")
         .op(2301, "failback", failback())
         .started(2302)
-        .finished(2310, RunOutcome::Completed)
+        .finished(2310, RunEnd::Completed)
         // Third outage, past the cooldown, inside the day: the window allows only two.
         .health(3000, "east=down west=ok eu=ok");
     assert!(matches!(
         sim.state.phase,
         Phase::Blocked {
-            reason: crate::core::reason::Reason::WindowLimit { .. },
+            hold: crate::core::reason::Hold::WindowLimit { .. },
             ..
         }
     ));
@@ -145,7 +145,7 @@ fn the_window_limit_holds_an_automatic_failover_beyond_the_allowed_count() {
                   RECORD starting failover east → west automatically: east is down: its critical probes failed 3 rounds in a row (since 1970-01-01T00:00:30.000Z)
                   START failover east→west auto
         t=31    run r1 started                     → failing_over
-                  RECORD failover run r1 started (epoch 1) toward west: east is down: its critical probes failed 3 rounds in a row (since 1970-01-01T00:00:30.000Z)
+                  RECORD run started: failover run r1 started (fencing epoch 1) toward west
         t=60    run r1 Completed                   → on_secondary
                   ALERT failover completed
                   RECORD failover completed: failover run r1 completed; west serves now
@@ -154,7 +154,7 @@ fn the_window_limit_holds_an_automatic_failover_beyond_the_allowed_count() {
                   RECORD starting failback west → east on request: requested by alice
                   START failback west→east manual
         t=911   run r2 started                     → failing_back
-                  RECORD failback run r2 started (epoch 2) toward east: requested by alice
+                  RECORD run started: failback run r2 started (fencing epoch 2) toward east
         t=930   run r2 Completed                   → primary
                   ALERT failback completed
                   RECORD failback completed: failback run r2 completed; east serves now
@@ -163,7 +163,7 @@ fn the_window_limit_holds_an_automatic_failover_beyond_the_allowed_count() {
                   RECORD starting failover east → west automatically: east is down: its critical probes failed 3 rounds in a row (since 1970-01-01T00:26:40.000Z)
                   START failover east→west auto
         t=1601  run r3 started                     → failing_over
-                  RECORD failover run r3 started (epoch 3) toward west: east is down: its critical probes failed 3 rounds in a row (since 1970-01-01T00:26:40.000Z)
+                  RECORD run started: failover run r3 started (fencing epoch 3) toward west
         t=1620  run r3 Completed                   → on_secondary
                   ALERT failover completed
                   RECORD failover completed: failover run r3 completed; west serves now
@@ -172,7 +172,7 @@ fn the_window_limit_holds_an_automatic_failover_beyond_the_allowed_count() {
                   RECORD starting failback west → east on request: requested by alice
                   START failback west→east manual
         t=2302  run r4 started                     → failing_back
-                  RECORD failback run r4 started (epoch 4) toward east: requested by alice
+                  RECORD run started: failback run r4 started (fencing epoch 4) toward east
         t=2310  run r4 Completed                   → primary
                   ALERT failback completed
                   RECORD failback completed: failback run r4 completed; east serves now
@@ -187,7 +187,7 @@ fn an_outage_inside_the_cooldown_waits_for_it_to_end() {
     let mut sim = Sim::with(|p| p.guardrails.max_failovers = 5);
     sim.health(30, "east=down west=ok eu=ok")
         .started(31)
-        .finished(60, RunOutcome::Completed)
+        .finished(60, RunEnd::Completed)
         .health(700, "east=ok west=ok eu=ok healthy_since=65 synced")
         .op(
             701,
@@ -198,7 +198,7 @@ fn an_outage_inside_the_cooldown_waits_for_it_to_end() {
             },
         )
         .started(702)
-        .finished(710, RunOutcome::Completed)
+        .finished(710, RunEnd::Completed)
         // The failback completed at t=710: the cooldown runs until 710 + 10m = 1310.
         .health(720, "east=down west=ok eu=ok")
         .health(1300, "east=down west=ok eu=ok")
@@ -209,7 +209,7 @@ fn an_outage_inside_the_cooldown_waits_for_it_to_end() {
                   RECORD starting failover east → west automatically: east is down: its critical probes failed 3 rounds in a row (since 1970-01-01T00:00:30.000Z)
                   START failover east→west auto
         t=31    run r1 started                     → failing_over
-                  RECORD failover run r1 started (epoch 1) toward west: east is down: its critical probes failed 3 rounds in a row (since 1970-01-01T00:00:30.000Z)
+                  RECORD run started: failover run r1 started (fencing epoch 1) toward west
         t=60    run r1 Completed                   → on_secondary
                   ALERT failover completed
                   RECORD failover completed: failover run r1 completed; west serves now
@@ -218,7 +218,7 @@ fn an_outage_inside_the_cooldown_waits_for_it_to_end() {
                   RECORD starting failback west → east on request: requested by alice
                   START failback west→east manual
         t=702   run r2 started                     → failing_back
-                  RECORD failback run r2 started (epoch 2) toward east: requested by alice
+                  RECORD run started: failback run r2 started (fencing epoch 2) toward east
         t=710   run r2 Completed                   → primary
                   ALERT failback completed
                   RECORD failback completed: failback run r2 completed; east serves now
@@ -255,7 +255,7 @@ fn pause_holds_automation_and_resume_releases_it() {
                   RECORD blocked: paused by bob: maintenance
         t=40    health east=down west=ok eu=ok     → paused [paused]
         t=50    resume                             → primary
-                  RECORD resumed automatic decisions: requested by bob: resume
+                  RECORD resumed automatic decisions: at the request of bob
         t=60    health east=down west=ok eu=ok     → starting
                   ALERT starting failover east → west automatically
                   RECORD starting failover east → west automatically: east is down: its critical probes failed 3 rounds in a row (since 1970-01-01T00:01:00.000Z)
@@ -272,7 +272,7 @@ fn shadow_mode_logs_what_it_would_do_and_never_acts() {
     assert!(!sim.trace.contains("START"));
     sim.check(expect![[r#"
         t=30    health east=down west=ok eu=ok     → blocked [mode_shadow]
-                  RECORD would fail over now to west, because east is down: its critical probes failed 3 rounds in a row (since 1970-01-01T00:00:30.000Z) (shadow mode: not acting): mode is shadow: the decision is logged, never acted on
+                  RECORD shadow mode: not acting: would start a failover to west now, because east is down: its critical probes failed 3 rounds in a row (since 1970-01-01T00:00:30.000Z) (shadow mode: not acting)
         t=40    health east=down west=ok eu=ok     → blocked [mode_shadow]
         t=50    health east=ok west=ok eu=ok       → primary
                   RECORD east is healthy again; nothing to do: east passes its probes again
@@ -295,7 +295,7 @@ fn manual_mode_alerts_and_waits_for_an_operator() {
                   RECORD starting failover east → west on request: requested by alice
                   START failover east→west manual
         t=51    run r1 started                     → failing_over
-                  RECORD failover run r1 started (epoch 1) toward west: requested by alice
+                  RECORD run started: failover run r1 started (fencing epoch 1) toward west
     "#]]);
 }
 
@@ -375,12 +375,40 @@ fn without_a_quorum_of_observers_nothing_fails_over() {
         .health(40, "east=down west=ok eu=ok votes=2");
     sim.check(expect![[r#"
         t=30    health east=down west=ok eu=ok votes=1 → blocked [no_quorum]
-                  ALERT blocked
                   RECORD blocked: only 1 observer(s) see the outage, the quorum is 2
         t=40    health east=down west=ok eu=ok votes=2 → starting
                   ALERT starting failover east → west automatically
                   RECORD starting failover east → west automatically: east is down: its critical probes failed 3 rounds in a row (since 1970-01-01T00:00:40.000Z)
                   START failover east→west auto
+    "#]]);
+}
+
+/// The testkit's interval is 10 s: the "no quorum" page waits two intervals, and is
+/// dropped if the quorum agrees meanwhile.
+#[test]
+fn the_no_quorum_page_waits_two_intervals_and_is_dropped_if_the_quorum_agrees() {
+    let mut sim = Sim::with(|p| p.guardrails.quorum = 2);
+    sim.health(30, "east=down west=ok eu=ok votes=1")
+        .tick(40, 40, 40)
+        .tick(50, 50, 50)
+        .tick(51, 51, 51)
+        .health(60, "east=down west=ok eu=ok votes=1");
+    let mut agreed = Sim::with(|p| p.guardrails.quorum = 2);
+    agreed
+        .health(30, "east=down west=ok eu=ok votes=1")
+        .tick(40, 40, 40)
+        .health(45, "east=down west=ok eu=ok votes=2")
+        .tick(50, 50, 50);
+    assert!(agreed.state.held_alert.is_none());
+    assert!(!agreed.trace.contains("ALERT blocked"), "{}", agreed.trace);
+    sim.check(expect![[r#"
+        t=30    health east=down west=ok eu=ok votes=1 → blocked [no_quorum]
+                  RECORD blocked: only 1 observer(s) see the outage, the quorum is 2
+        t=40    tick wall=40s mono=40s             → blocked [no_quorum]
+        t=50    tick wall=50s mono=50s             → blocked [no_quorum]
+                  ALERT blocked
+        t=51    tick wall=51s mono=51s             → blocked [no_quorum]
+        t=60    health east=down west=ok eu=ok votes=1 → blocked [no_quorum]
     "#]]);
 }
 
@@ -440,7 +468,7 @@ fn random_inputs_never_break_the_automatic_failover_guardrails() {
                 6 => {
                     let wall = if rng.bool() { t } else { t + rng.u64(0..100) };
                     (
-                        Some(Input::Tick(Clock {
+                        Some(Input::Tick(ClockReading {
                             wall: Ts::from_secs(wall),
                             mono_ms: mono * 1000,
                         })),
@@ -465,7 +493,7 @@ fn random_inputs_never_break_the_automatic_failover_guardrails() {
                         sim.state.phase,
                         Phase::FailingOver { .. } | Phase::FailingBack { .. }
                     ) {
-                        sim.finished(t, RunOutcome::Completed);
+                        sim.finished(t, RunEnd::Completed);
                     }
                     (None, None)
                 }
@@ -486,7 +514,7 @@ fn random_inputs_never_break_the_automatic_failover_guardrails() {
             let Phase::Starting { request, .. } = &sim.state.phase else {
                 unreachable!()
             };
-            if !(request.automatic && request.direction == Direction::Failover) {
+            if !(request.automatic() && request.direction == Direction::Failover) {
                 continue;
             }
             let snap = snap.expect("automatic failovers start on a health snapshot");
@@ -506,7 +534,7 @@ fn random_inputs_never_break_the_automatic_failover_guardrails() {
                 sim.trace
             );
             assert!(
-                !snap.isolated() && snap.votes >= p.guardrails.quorum,
+                !snap.isolated() && snap.votes() >= p.guardrails.quorum,
                 "{}",
                 sim.trace
             );

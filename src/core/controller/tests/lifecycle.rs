@@ -14,7 +14,7 @@ fn a_primary_down_by_the_threshold_fails_over_to_the_first_healthy_secondary() {
         .health(30, "east=down west=ok eu=ok lag=1s")
         .started(31)
         .health(40, "east=down west=ok eu=ok")
-        .finished(45, RunOutcome::Completed)
+        .finished(45, RunEnd::Completed)
         .health(50, "east=down west=ok eu=ok");
     assert_eq!(sim.state.active, r("west"));
     sim.check(expect![[r#"
@@ -25,7 +25,7 @@ fn a_primary_down_by_the_threshold_fails_over_to_the_first_healthy_secondary() {
                   RECORD starting failover east → west automatically: east is down: its critical probes failed 3 rounds in a row (since 1970-01-01T00:00:30.000Z)
                   START failover east→west auto
         t=31    run r1 started                     → failing_over
-                  RECORD failover run r1 started (epoch 1) toward west: east is down: its critical probes failed 3 rounds in a row (since 1970-01-01T00:00:30.000Z)
+                  RECORD run started: failover run r1 started (fencing epoch 1) toward west
         t=40    health east=down west=ok eu=ok     → failing_over
         t=45    run r1 Completed                   → on_secondary
                   ALERT failover completed
@@ -41,7 +41,7 @@ fn a_failed_run_blocks_until_a_person_resumes() {
         .started(31)
         .finished(
             40,
-            RunOutcome::Failed {
+            RunEnd::Failed {
                 error: "step promote-standby: PostgreSQL refused pg_promote".into(),
             },
         )
@@ -55,14 +55,14 @@ fn a_failed_run_blocks_until_a_person_resumes() {
                   RECORD starting failover east → west automatically: east is down: its critical probes failed 3 rounds in a row (since 1970-01-01T00:00:30.000Z)
                   START failover east→west auto
         t=31    run r1 started                     → failing_over
-                  RECORD failover run r1 started (epoch 1) toward west: east is down: its critical probes failed 3 rounds in a row (since 1970-01-01T00:00:30.000Z)
+                  RECORD run started: failover run r1 started (fencing epoch 1) toward west
         t=40    run r1 Failed { error: "step promote-standby: PostgreSQL refused pg_promote" } → blocked [run_failed]
                   ALERT blocked
                   RECORD blocked: run r1 failed: step promote-standby: PostgreSQL refused pg_promote
         t=50    health east=down west=ok eu=ok     → blocked [run_failed]
         t=60    health east=ok west=ok eu=ok       → blocked [run_failed]
         t=70    resume                             → primary
-                  RECORD resumed automatic decisions: requested by alice: resume
+                  RECORD resumed automatic decisions: at the request of alice
         t=80    health east=ok west=ok eu=ok       → primary
     "#]]);
 }
@@ -72,7 +72,7 @@ fn failback_waits_for_a_healthy_resynced_primary() {
     let mut sim = Sim::new();
     sim.health(30, "east=down west=ok eu=ok")
         .started(31)
-        .finished(40, RunOutcome::Completed)
+        .finished(40, RunEnd::Completed)
         .health(100, "east=ok west=ok eu=ok healthy_since=90 unsynced")
         .op(
             110,
@@ -101,7 +101,7 @@ fn failback_waits_for_a_healthy_resynced_primary() {
             },
         )
         .started(902)
-        .finished(920, RunOutcome::Completed);
+        .finished(920, RunEnd::Completed);
     assert_eq!(sim.state.active, r("east"));
     assert_eq!(sim.state.phase, Phase::Primary);
     sim.check(expect![[r#"
@@ -110,7 +110,7 @@ fn failback_waits_for_a_healthy_resynced_primary() {
                   RECORD starting failover east → west automatically: east is down: its critical probes failed 3 rounds in a row (since 1970-01-01T00:00:30.000Z)
                   START failover east→west auto
         t=31    run r1 started                     → failing_over
-                  RECORD failover run r1 started (epoch 1) toward west: east is down: its critical probes failed 3 rounds in a row (since 1970-01-01T00:00:30.000Z)
+                  RECORD run started: failover run r1 started (fencing epoch 1) toward west
         t=40    run r1 Completed                   → on_secondary
                   ALERT failover completed
                   RECORD failover completed: failover run r1 completed; west serves now
@@ -125,7 +125,7 @@ fn failback_waits_for_a_healthy_resynced_primary() {
                   RECORD starting failback west → east on request: requested by alice: primary fixed
                   START failback west→east manual
         t=902   run r2 started                     → failing_back
-                  RECORD failback run r2 started (epoch 2) toward east: requested by alice: primary fixed
+                  RECORD run started: failback run r2 started (fencing epoch 2) toward east
         t=920   run r2 Completed                   → primary
                   ALERT failback completed
                   RECORD failback completed: failback run r2 completed; east serves now
@@ -137,7 +137,7 @@ fn automatic_failback_runs_only_when_the_policy_allows_it() {
     let mut sim = Sim::with(|p| p.guardrails.auto_failback = true);
     sim.health(30, "east=down west=ok eu=ok")
         .started(31)
-        .finished(40, RunOutcome::Completed)
+        .finished(40, RunEnd::Completed)
         .health(500, "east=ok west=ok eu=ok healthy_since=100 synced")
         .health(710, "east=ok west=ok eu=ok healthy_since=100 synced");
     sim.check(expect![[r#"
@@ -146,14 +146,14 @@ fn automatic_failback_runs_only_when_the_policy_allows_it() {
                   RECORD starting failover east → west automatically: east is down: its critical probes failed 3 rounds in a row (since 1970-01-01T00:00:30.000Z)
                   START failover east→west auto
         t=31    run r1 started                     → failing_over
-                  RECORD failover run r1 started (epoch 1) toward west: east is down: its critical probes failed 3 rounds in a row (since 1970-01-01T00:00:30.000Z)
+                  RECORD run started: failover run r1 started (fencing epoch 1) toward west
         t=40    run r1 Completed                   → on_secondary
                   ALERT failover completed
                   RECORD failover completed: failover run r1 completed; west serves now
         t=500   health east=ok west=ok eu=ok healthy_since=100 synced → on_secondary
         t=710   health east=ok west=ok eu=ok healthy_since=100 synced → starting
                   ALERT starting failback west → east automatically
-                  RECORD starting failback west → east automatically: requested by controller: primary healthy and resynced; automatic failback allowed by policy
+                  RECORD starting failback west → east automatically: east has been healthy and resynced for 11m50s, and the policy allows automatic failback
                   START failback west→east auto
     "#]]);
 }
@@ -221,7 +221,7 @@ fn results_of_unknown_runs_and_refused_starts_are_handled() {
             "result of run zz",
             Input::RunFinished {
                 run: RunId("zz".into()),
-                outcome: RunOutcome::Completed,
+                end: RunEnd::Completed,
             },
         );
     assert_eq!(
@@ -248,7 +248,7 @@ fn when_the_serving_secondary_fails_a_person_decides() {
     let mut sim = Sim::new();
     sim.health(30, "east=down west=ok eu=ok")
         .started(31)
-        .finished(40, RunOutcome::Completed)
+        .finished(40, RunEnd::Completed)
         .health(50, "east=down west=down eu=ok")
         .health(60, "east=down west=ok eu=ok");
     sim.check(expect![[r#"
@@ -257,7 +257,7 @@ fn when_the_serving_secondary_fails_a_person_decides() {
                   RECORD starting failover east → west automatically: east is down: its critical probes failed 3 rounds in a row (since 1970-01-01T00:00:30.000Z)
                   START failover east→west auto
         t=31    run r1 started                     → failing_over
-                  RECORD failover run r1 started (epoch 1) toward west: east is down: its critical probes failed 3 rounds in a row (since 1970-01-01T00:00:30.000Z)
+                  RECORD run started: failover run r1 started (fencing epoch 1) toward west
         t=40    run r1 Completed                   → on_secondary
                   ALERT failover completed
                   RECORD failover completed: failover run r1 completed; west serves now
@@ -292,7 +292,7 @@ fn a_run_waiting_for_approval_is_shown_and_alerted() {
                   RECORD starting failover east → west automatically: east is down: its critical probes failed 3 rounds in a row (since 1970-01-01T00:00:30.000Z)
                   START failover east→west auto
         t=31    run r1 started                     → failing_over
-                  RECORD failover run r1 started (epoch 1) toward west: east is down: its critical probes failed 3 rounds in a row (since 1970-01-01T00:00:30.000Z)
+                  RECORD run started: failover run r1 started (fencing epoch 1) toward west
         t=32    run waits                          → failing_over
                   ALERT waiting for an approval
                   RECORD waiting for an approval: run r1 waits for an approval: step confirm: Confirm the primary is really down

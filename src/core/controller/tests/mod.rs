@@ -49,8 +49,8 @@ impl Sim {
             "t={t:<5} {label:<34} → {}",
             self.state.display_name()
         );
-        if let Phase::Blocked { reason, .. } = &self.state.phase {
-            let _ = write!(self.trace, " [{}]", reason.label());
+        if let Phase::Blocked { hold, .. } = &self.state.phase {
+            let _ = write!(self.trace, " [{}]", hold.label());
         }
         self.trace.push('\n');
         for c in commands {
@@ -60,7 +60,7 @@ impl Sim {
                     req.direction,
                     req.from,
                     req.to,
-                    if req.automatic { " auto" } else { " manual" },
+                    if req.automatic() { " auto" } else { " manual" },
                     if req.allow_data_loss {
                         " allow-data-loss"
                     } else {
@@ -80,7 +80,10 @@ impl Sim {
     pub(super) fn health(&mut self, t: u64, spec: &str) -> &mut Sim {
         let mut snap = HealthSummary {
             regions: vec![],
-            votes: 1,
+            observers: vec![ObserverVote {
+                observer: "this controller".into(),
+                sees_down: true,
+            }],
         };
         let (mut lag, mut synced, mut since, mut isolated) = (None, None, Some(Ts(0)), false);
         for tok in spec.split_whitespace() {
@@ -90,7 +93,15 @@ impl Sim {
                         v.trim_end_matches('s').parse().expect("lag"),
                     ))
                 }
-                Some(("votes", v)) => snap.votes = v.parse().expect("votes"),
+                Some(("votes", v)) => {
+                    let n: usize = v.parse().expect("votes");
+                    snap.observers = (0..n.max(1))
+                        .map(|i| ObserverVote {
+                            observer: format!("observer {i}"),
+                            sees_down: i < n,
+                        })
+                        .collect();
+                }
                 Some(("healthy_since", v)) => since = Some(Ts::from_secs(v.parse().expect("time"))),
                 Some((region, v)) => {
                     let verdict = match v {
@@ -103,7 +114,7 @@ impl Sim {
                         "unknown" => Verdict::Unknown,
                         other => panic!("unknown verdict {other}"),
                     };
-                    snap.regions.push(RegionHealth {
+                    snap.regions.push(RegionSummary {
                         region: r(region),
                         verdict,
                         healthy_since: matches!(verdict, Verdict::Healthy)
@@ -111,6 +122,7 @@ impl Sim {
                             .flatten(),
                         replica_lag: None,
                         in_sync: None,
+                        failing: Vec::new(),
                     });
                 }
                 None if tok == "isolated" => isolated = true,
@@ -142,7 +154,7 @@ impl Sim {
         self.feed(
             t,
             &format!("tick wall={wall}s mono={mono}s"),
-            Input::Tick(Clock {
+            Input::Tick(ClockReading {
                 wall: Ts::from_secs(wall),
                 mono_ms: mono * 1000,
             }),
@@ -164,12 +176,12 @@ impl Sim {
         self.feed(t, &format!("run r{} started", self.runs), input)
     }
 
-    pub(super) fn finished(&mut self, t: u64, outcome: RunOutcome) -> &mut Sim {
+    pub(super) fn finished(&mut self, t: u64, end: RunEnd) -> &mut Sim {
         let run = RunId(format!("r{}", self.runs));
         self.feed(
             t,
-            &format!("run {run} {outcome:?}"),
-            Input::RunFinished { run, outcome },
+            &format!("run {run} {end:?}"),
+            Input::RunFinished { run, end },
         )
     }
 
@@ -193,3 +205,4 @@ pub(super) fn failover(to: Option<&str>, allow_data_loss: bool) -> OperatorComma
 
 mod guardrails;
 mod lifecycle;
+mod restore;

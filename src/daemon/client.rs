@@ -1,5 +1,6 @@
 //! Talking to a running daemon: found through the file it publishes beside the journal,
-//! authenticated with the token it keeps there (or `$LIFEBOAT_API_TOKEN`).
+//! authenticated with the token it keeps there (or `$LIFEBOAT_API_TOKEN`). The one HTTP
+//! client of the API, used by the operator's CLI and by the drills.
 
 use std::path::Path;
 use std::time::Duration;
@@ -8,9 +9,13 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::daemon::discovery;
-use crate::daemon::engine::Reply;
-use crate::daemon::status::StatusView;
+use super::discovery;
+use super::status::StatusView;
+use crate::contract::{
+    AbortBody, ApproveBody, FailbackBody, FailoverBody, PauseBody, Reply, ResumeBody,
+};
+use crate::core::controller::Decision;
+use crate::core::ids::RunId;
 use crate::journal::{RunDetail, RunRecord};
 
 pub struct Client {
@@ -26,19 +31,25 @@ impl Client {
         let info = discovery::find(journal)?;
         let token = std::env::var("LIFEBOAT_API_TOKEN")
             .ok()
+            .filter(|t| !t.trim().is_empty())
             .or_else(|| {
                 info.token_file
                     .as_ref()
                     .and_then(|f| std::fs::read_to_string(f).ok())
             })
             .map(|t| t.trim().to_string());
+        Client::new(&info.url, info.pid, token).ok()
+    }
+
+    /// A client of the daemon at `url` (pid for messages), with its control token.
+    pub fn new(url: &str, pid: u32, token: Option<String>) -> anyhow::Result<Client> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(35))
-            .build()
-            .ok()?;
-        Some(Client {
-            url: info.url,
-            pid: info.pid,
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(Client {
+            url: url.trim_end_matches('/').to_string(),
+            pid,
             token,
             http,
         })
@@ -54,7 +65,7 @@ impl Client {
         let status = r.status();
         if !status.is_success() {
             bail!(
-                "the daemon answered {status}: {}",
+                "the daemon answered {status} to GET {path}: {}",
                 r.text().await.unwrap_or_default()
             );
         }
@@ -71,12 +82,44 @@ impl Client {
         self.get("/v1/runs").await
     }
 
-    pub async fn run(&self, id: &str) -> anyhow::Result<RunDetail> {
+    pub async fn run(&self, id: &RunId) -> anyhow::Result<RunDetail> {
         self.get(&format!("/v1/runs/{id}")).await
     }
 
+    pub async fn decisions(&self, limit: usize) -> anyhow::Result<Vec<Decision>> {
+        self.get(&format!("/v1/decisions?limit={limit}")).await
+    }
+
+    pub async fn failover(&self, body: &FailoverBody) -> anyhow::Result<Reply> {
+        self.post("/v1/failover", body).await
+    }
+
+    pub async fn failback(&self, body: &FailbackBody) -> anyhow::Result<Reply> {
+        self.post("/v1/failback", body).await
+    }
+
+    pub async fn pause(&self, body: &PauseBody) -> anyhow::Result<Reply> {
+        self.post("/v1/pause", body).await
+    }
+
+    pub async fn resume(&self, body: &ResumeBody) -> anyhow::Result<Reply> {
+        self.post("/v1/resume", body).await
+    }
+
+    /// Approves the run, or with `None` a failover the daemon holds back.
+    pub async fn approve(&self, run: Option<&RunId>, body: &ApproveBody) -> anyhow::Result<Reply> {
+        match run {
+            Some(id) => self.post(&format!("/v1/runs/{id}/approve"), body).await,
+            None => self.post("/v1/approve", body).await,
+        }
+    }
+
+    pub async fn abort(&self, run: &RunId, body: &AbortBody) -> anyhow::Result<Reply> {
+        self.post(&format!("/v1/runs/{run}/abort"), body).await
+    }
+
     /// A control call. A refusal is a normal answer (`Reply::Refused`), not an error.
-    pub async fn post(&self, path: &str, body: &impl Serialize) -> anyhow::Result<Reply> {
+    async fn post(&self, path: &str, body: &impl Serialize) -> anyhow::Result<Reply> {
         let Some(token) = &self.token else {
             bail!(
                 "the daemon's API token is not readable here; set LIFEBOAT_API_TOKEN (the daemon's --token-file) and try again"
@@ -97,6 +140,7 @@ impl Client {
             );
         }
         let text = r.text().await.unwrap_or_default();
-        serde_json::from_str(&text).with_context(|| format!("the daemon answered {status}: {text}"))
+        serde_json::from_str(&text)
+            .with_context(|| format!("the daemon answered {status} to POST {path}: {text}"))
     }
 }

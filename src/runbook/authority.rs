@@ -1,0 +1,83 @@
+//! Who may act on a run beyond the local journal. With one controller (the embedded
+//! backend) the journal's own fencing is the whole story. With several (etcd), each
+//! step's intent and outcome also go to a shared record under the leader's epoch, so a
+//! controller that took over knows what was done, and a deposed one is refused there; and
+//! the acting rule stops a controller whose lease may have run out before it touches
+//! anything.
+
+use async_trait::async_trait;
+use thiserror::Error;
+
+use crate::core::ids::RunId;
+
+/// How a step ended, as the shared record keeps it (once per step, whatever the epoch).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SharedOutcome {
+    /// Applied and verified by this epoch.
+    Done,
+    /// Found already in place by this epoch's `check` (a takeover, or a repeat).
+    Adopted,
+    /// Gave up.
+    Failed(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum AuthorityError {
+    /// A newer leader exists, or the step's outcome was already recorded by another
+    /// epoch: this executor must not act on the run any more.
+    #[error("{0}")]
+    Deposed(String),
+    /// The shared record could not be reached in time; nothing was recorded, so nothing
+    /// may be applied.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// The executor asks it before each side effect and tells it after each step.
+///
+/// Guarantees the executor gives: `intent` is recorded before every `apply` of the step
+/// in this session, `done` once after the step's end is journaled locally.
+#[async_trait]
+pub trait Authority: Send + Sync {
+    /// Whether this executor may cause side effects now. `Err(why)`: stop before the next
+    /// apply, leaving the run resumable (the acting rule: do not resign, re-check).
+    fn may_act(&self) -> Result<(), String>;
+
+    /// Records that this epoch is about to apply step `seq` (1-based, plan order).
+    async fn intent(&self, run: &RunId, seq: u32, step: &str) -> Result<(), AuthorityError>;
+
+    /// Records how step `seq` ended; refused when another epoch already recorded it.
+    async fn done(
+        &self,
+        run: &RunId,
+        seq: u32,
+        step: &str,
+        outcome: SharedOutcome,
+    ) -> Result<(), AuthorityError>;
+}
+
+/// The embedded backend: the local journal is the only record, and its fencing epoch
+/// the only fence; there is no lease to run out.
+#[derive(Debug, Default)]
+pub struct Local;
+
+#[async_trait]
+impl Authority for Local {
+    fn may_act(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    async fn intent(&self, _run: &RunId, _seq: u32, _step: &str) -> Result<(), AuthorityError> {
+        Ok(())
+    }
+
+    async fn done(
+        &self,
+        _run: &RunId,
+        _seq: u32,
+        _step: &str,
+        _outcome: SharedOutcome,
+    ) -> Result<(), AuthorityError> {
+        Ok(())
+    }
+}
