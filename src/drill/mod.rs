@@ -7,3 +7,4 @@ pub mod observe;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod scratch;

@@ -13,6 +13,7 @@ use super::faults::{self, Injected};
 use super::observe::{self, Seen, Write};
 use super::report::{Check, Figures, Mark, Report, Span, WritePoint};
 use super::scenario::Scenario;
+use super::scratch;
 use crate::contract::{ApproveBody, FailbackBody, Reply};
 use crate::core::health::Verdict;
 use crate::core::ids::RunId;
@@ -124,7 +125,7 @@ pub async fn once(setup: &Setup, repetition: u32) -> Report {
             return report;
         }
     };
-    let policy = match drill_policy(setup) {
+    let policy = match scratch::drill_policy(&s.drill, &setup.policy) {
         Ok(p) => p,
         Err(e) => {
             report.error = Some(format!("{e:#}"));
@@ -148,49 +149,6 @@ pub async fn once(setup: &Setup, repetition: u32) -> Report {
         report.passed = false;
     }
     report
-}
-
-/// The policy this drill runs: the setup's, or, when the scenario makes some probes
-/// advisory, a scratch copy beside it (so its relative paths still resolve) with those
-/// probes' `critical = false`. The copy is removed when the drill ends.
-fn drill_policy(setup: &Setup) -> anyhow::Result<PathBuf> {
-    let advisory = &setup.scenario.drill.advisory;
-    if advisory.is_empty() {
-        return Ok(setup.policy.clone());
-    }
-    let p = &setup.policy;
-    let text = std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()))?;
-    let mut doc: toml::Table = text
-        .parse()
-        .with_context(|| format!("parse {}", p.display()))?;
-    let probes = doc
-        .get_mut("probes")
-        .and_then(|v| v.as_array_mut())
-        .with_context(|| format!("{} has no [[probes]]", p.display()))?;
-    for name in advisory {
-        let probe = probes
-            .iter_mut()
-            .filter_map(|v| v.as_table_mut())
-            .find(|t| t.get("name").and_then(|n| n.as_str()) == Some(name.as_str()))
-            .with_context(|| {
-                format!(
-                    "the drill makes probe `{name}` advisory, but {} has no such probe",
-                    p.display()
-                )
-            })?;
-        probe.insert("critical".into(), toml::Value::Boolean(false));
-    }
-    let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or("policy");
-    let copy = p.with_file_name(format!(".{stem}.drill-{}.toml", setup.scenario.drill.name));
-    let header = format!(
-        "# A scratch copy of {} for the drill `{}` (probes made advisory: {}); removed when the drill ends.\n",
-        p.display(),
-        setup.scenario.drill.name,
-        advisory.join(", ")
-    );
-    std::fs::write(&copy, header + &toml::to_string(&doc)?)
-        .with_context(|| format!("write {}", copy.display()))?;
-    Ok(copy)
 }
 
 async fn drive(

@@ -52,6 +52,38 @@ pub struct Meta {
     /// policy, for drills about what a non-critical failure must not do.
     #[serde(default)]
     pub advisory: Vec<String>,
+    /// Detection settings this drill replaces in the same scratch copy, to measure one
+    /// rule against another on the same outage.
+    #[serde(default)]
+    pub detection: DetectionOverride,
+}
+
+/// Detection settings a drill runs with instead of the policy's; the policy loader
+/// checks them as it checks the policy's own.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DetectionOverride {
+    /// `confirm_interval` for this drill (equal to the interval: no fast confirmation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<DurationText>")]
+    pub confirm_interval: Option<String>,
+    /// `min_failure_span` for this drill.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<DurationText>")]
+    pub min_failure_span: Option<String>,
+}
+
+impl DetectionOverride {
+    /// The settings given, as (policy field, value).
+    pub fn settings(&self) -> Vec<(&'static str, String)> {
+        [
+            ("confirm_interval", &self.confirm_interval),
+            ("min_failure_span", &self.min_failure_span),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.clone().map(|v| (k, v)))
+        .collect()
+    }
 }
 
 fn default_policy() -> PathBuf {
