@@ -98,6 +98,8 @@ fn a_flapping_api_never_triggers_a_failover() {
     assert!(ok, "every expectation holds: {:#?}", r.checks);
     assert!(check(&r, "does not fail over").passed);
     assert_eq!(r.figures.failover, None);
+    assert!(!r.figures.unexpected_failover);
+    assert_eq!(r.figures.lost_writes, Some(0));
     assert!(!r.figures.two_writable);
 }
 
@@ -135,4 +137,34 @@ fn a_controller_cut_off_from_a_live_primary_does_not_fail_over() {
     );
     assert_eq!(r.figures.lost_writes, Some(0));
     assert!(!r.figures.two_writable);
+}
+
+#[test]
+fn a_controller_stopped_for_five_seconds_freezes_on_waking_and_does_not_fail_over() {
+    let (ok, r) = drill("controller-paused");
+    assert!(ok, "every expectation holds: {:#?}", r.checks);
+    let froze = check(&r, "freezes automatic decisions");
+    assert!(
+        froze.passed && froze.detail.contains("stalled"),
+        "{froze:?}"
+    );
+    assert!(check(&r, "does not fail over").passed);
+    assert_eq!(r.figures.lost_writes, Some(0));
+}
+
+#[test]
+fn with_its_witness_dead_the_controller_holds_a_real_outage_and_status_says_why() {
+    let (ok, r) = drill("witness-lost");
+    assert!(ok, "every expectation holds: {:#?}", r.checks);
+    assert!(check(&r, "does not fail over").passed);
+    assert!(check(&r, "holds for no_quorum").passed);
+    let says = check(&r, "lifeboat status says");
+    assert!(
+        says.detail.contains("has not answered") && says.detail.contains("lifeboat failover"),
+        "{says:?}"
+    );
+    assert!(
+        r.figures.detection.is_some(),
+        "the controller saw the outage it did not act on"
+    );
 }

@@ -183,6 +183,55 @@ async fn postgres_reports_roles_and_lag_and_a_stopped_primary_fails_clearly_with
     }
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lossy_link_that_resets_a_third_of_connections_rarely_fails_a_postgres_round() {
+    use lifeboat::sandbox::proxy::{Proxy, ProxyMode};
+    let dir = support::tempdir();
+    let pair = support::pg_pair(dir.path());
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, support::PG_PASSWORD).expect("write the password file");
+    let proxy = Proxy::start("db", 0, pair.primary.port)
+        .await
+        .expect("proxy");
+    proxy.set_mode(ProxyMode::ResetSome { percent: 30 });
+    let c = ctx(Duration::from_secs(2), None);
+    let mut failed_rounds = Vec::new();
+    for _ in 0..40 {
+        let o = round(
+            ProbeCheck::Postgres,
+            Some(pg_endpoint(proxy.listen_port, &pw)),
+            &c,
+        )
+        .await;
+        if let Some(r) = o.reason() {
+            failed_rounds.push(r.to_string());
+        }
+    }
+    // One connection per round: 12 of 40 rounds would fail on the first reset. Retrying a
+    // reset connection within the round leaves 0.3³ ≈ 3 %, about one round in 40.
+    assert!(
+        failed_rounds.len() <= 5,
+        "{} of 40 rounds failed: {failed_rounds:?}",
+        failed_rounds.len()
+    );
+    // A stopped server still fails the round, and at once.
+    proxy.set_mode(ProxyMode::Pass);
+    pair.primary.stop(StopMode::Immediate).expect("stop");
+    let started = Instant::now();
+    let o = round(
+        ProbeCheck::Postgres,
+        Some(pg_endpoint(proxy.listen_port, &pw)),
+        &c,
+    )
+    .await;
+    assert!(failed(&o).contains("could not connect"), "{o:?}");
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn a_server_that_accepts_but_never_answers_times_out_instead_of_hanging() {
     // The kernel completes the handshake from the backlog; nothing ever reads.

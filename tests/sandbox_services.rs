@@ -167,3 +167,44 @@ async fn endpoint_fault_switches_change_what_probes_see() {
     );
     task.abort();
 }
+
+#[tokio::test]
+async fn a_flapping_api_fails_two_of_every_three_requests_of_each_caller_never_three_in_a_row() {
+    use lifeboat::sandbox::proxy::{Peers, Proxy};
+    let peers = Peers::default();
+    let faults = Faults::with_peers("us-east-1", peers.clone());
+    let (port, task) = endpoint::spawn(faults.clone(), 0).await.expect("serve");
+    let proxy = Proxy::start_with("api", 0, port, peers)
+        .await
+        .expect("proxy");
+    faults.set_mode(Mode::Flap);
+    // The controller reaches the API through the proxy, the witness directly; their
+    // requests interleave, and each must see fail, fail, ok by its own count.
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .expect("client");
+    let status = |port: u16| {
+        let client = client.clone();
+        async move {
+            client
+                .get(format!("http://127.0.0.1:{port}/health"))
+                .send()
+                .await
+                .expect("answer")
+                .status()
+                .as_u16()
+        }
+    };
+    let (mut via_proxy, mut direct) = (Vec::new(), Vec::new());
+    for i in 0..12 {
+        via_proxy.push(status(proxy.listen_port).await);
+        if i % 2 == 0 {
+            direct.push(status(port).await);
+        }
+    }
+    let pattern = |n: usize| -> Vec<u16> { [500, 500, 200].into_iter().cycle().take(n).collect() };
+    assert_eq!(via_proxy, pattern(12), "the controller's view");
+    assert_eq!(direct, pattern(6), "the witness's view");
+    task.abort();
+}

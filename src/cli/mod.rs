@@ -19,7 +19,7 @@ mod sandbox;
 mod schema;
 mod show;
 mod standalone;
-mod status_text;
+pub(crate) mod status_text;
 mod validate;
 
 use std::io::IsTerminal;

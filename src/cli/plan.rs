@@ -187,14 +187,21 @@ pub fn render_plan(plan: &Plan, preview: bool) -> String {
         let _ = writeln!(s, "  - {g}");
     }
     let d = &plan.detection;
+    let confirm = d.confirm_interval.unwrap_or(d.interval);
+    let span = d.min_failure_span.unwrap_or_default();
     let _ = writeln!(
         s,
-        "\nWorst-case detection time: {} × {} + {} = {} (interval × failure_threshold + timeout)",
-        d.failure_threshold,
+        "\nWorst-case detection time: {} + max({} × {}, {}) + {} = {} (interval + max((failure_threshold − 1) × confirm_interval, min_failure_span) + timeout)",
         fmt_duration(d.interval),
+        d.failure_threshold.saturating_sub(1),
+        fmt_duration(confirm),
+        fmt_duration(span),
         fmt_duration(d.timeout),
         fmt_duration(d.worst_case)
     );
+    if !d.rule.is_empty() {
+        let _ = writeln!(s, "Detection rule: {}.", d.rule);
+    }
     s
 }
 

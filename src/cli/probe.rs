@@ -15,7 +15,7 @@ use crate::core::health::{HealthTracker, Observation, Snapshot, Verdict, ago};
 use crate::core::model::{Component, Policy, RegionName};
 use crate::core::time::Ts;
 use crate::policy;
-use crate::probe::scheduler::Scheduler;
+use crate::probe::scheduler::{Cadence, Scheduler};
 use crate::probe::{self, Clock, Context, RegionProbe, fmt_latency};
 
 #[derive(clap::Args, Debug)]
@@ -143,7 +143,7 @@ async fn watch(policy: &Policy, probes: Vec<RegionProbe>, view: &View) -> anyhow
     let clock = Clock::system();
     let scheduler = Scheduler::start(
         probes.clone(),
-        policy.detection.interval,
+        Cadence::for_policy(policy),
         clock,
         tx,
         fastrand::u64(..),

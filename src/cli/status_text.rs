@@ -33,9 +33,13 @@ pub fn render(v: &StatusView, color: bool) -> String {
     };
     let _ = writeln!(s, "  serving from {} ({where_})", v.active);
     let _ = writeln!(s, "  as of {} — {}", v.observed_at, v.source);
-    if let Some(why) = &v.why {
+    let (why, next) = match v.quorum_explanation() {
+        Some((why, next)) => (Some(why), Some(next)),
+        None => (v.why.clone(), v.next_step.clone()),
+    };
+    if let Some(why) = &why {
         let _ = writeln!(s, "\n  {} {why}", paint(color, "1;33", "why:"));
-        if let Some(next) = &v.next_step {
+        if let Some(next) = &next {
             let _ = writeln!(s, "  {} {next}", paint(color, "1", "next:"));
         }
     }
@@ -195,5 +199,8 @@ pub fn render(v: &StatusView, color: bool) -> String {
         "Worst-case detection time: {}",
         fmt_duration(v.worst_case_detection)
     );
+    if !v.detection_rule.is_empty() {
+        let _ = writeln!(s, "Detection rule: {}.", v.detection_rule);
+    }
     s
 }

@@ -47,7 +47,9 @@ impl AwsClients {
     }
 
     /// Clients for a local emulator with fixed test credentials and retries off, so an
-    /// API the emulator lacks fails at once instead of after backoff.
+    /// API the emulator lacks fails at once instead of after backoff. Calls may take 30 s:
+    /// moto loads its EC2 image catalogue on the first Auto Scaling call, which on a
+    /// loaded two-core host took longer than 10 s and failed sandboxes at start.
     pub fn for_emulator(endpoint_url: &str) -> AwsClients {
         let creds = aws_sdk_sns::config::Credentials::new(
             "testing",

@@ -21,6 +21,8 @@ use super::time::{Ts, fmt_duration};
 
 mod observation;
 #[cfg(test)]
+mod rule_tests;
+#[cfg(test)]
 mod tests;
 
 pub use observation::{Lag, Observation, Outcome, Role};
@@ -34,14 +36,15 @@ pub enum Verdict {
     Unknown,
     /// Every critical probe's latest round passed (and, after an outage, enough in a row).
     Healthy,
-    /// Some critical probe is failing, fewer than `failure_threshold` rounds in a row;
-    /// `failures` is the longest such streak.
+    /// Some critical probe is failing, but no failing streak has both the rounds and the
+    /// span that take the region down yet; `failures` is the longest such streak.
     Suspect { failures: u32 },
-    /// A critical probe failed `failure_threshold` rounds in a row, at `since` (the
-    /// round that reached the threshold), and the region has not recovered since.
+    /// A critical probe failed `failure_threshold` rounds in a row spanning at least the
+    /// policy's `min_failure_span`, at `since` (the round that met both), and the region
+    /// has not recovered since.
     Down { since: Ts },
     /// Was down; every critical probe passes again, the slowest of them `successes`
-    /// rounds in a row, fewer than `recovery_threshold`.
+    /// rounds in a row, not yet `recovery_threshold` rounds spanning `min_recovery_span`.
     Recovering { successes: u32 },
     /// Every serving region would be down at once, since `since` (when the last of them
     /// went down). The controller's own network is the likelier cause; this is never
@@ -73,29 +76,116 @@ impl fmt::Display for Verdict {
     }
 }
 
-/// The policy's counting rules.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+/// The policy's detection rule: how many rounds in a row, over how much time.
+///
+/// A critical probe's failing streak takes its region down once it has `failure` rounds
+/// *and* spans at least `failure_span`, from the start of its first round to the end of
+/// its latest. Rounds that bunch up (after a stall, behind a full channel, or because of
+/// jitter) therefore cannot add up to an outage however many there are. Recovery is the
+/// same, both ways: every critical probe's passing streak needs `recovery` rounds spanning
+/// `recovery_span`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
 pub struct Thresholds {
     /// Consecutive failed rounds of one critical probe that take its region down.
     pub failure: u32,
     /// Consecutive passed rounds of every critical probe that bring a down region back.
     pub recovery: u32,
+    /// The least time a failing streak must span to take its region down.
+    pub failure_span: Duration,
+    /// The least time the passing streaks must span to bring it back.
+    pub recovery_span: Duration,
 }
 
-/// One critical probe's current streaks, as the verdict needs them.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+impl Thresholds {
+    /// Counts only, no span: the rule before spans existed (and a convenient one for tests).
+    pub fn counts(failure: u32, recovery: u32) -> Thresholds {
+        Thresholds {
+            failure,
+            recovery,
+            ..Thresholds::default()
+        }
+    }
+
+    pub fn for_policy(policy: &Policy) -> Thresholds {
+        let d = &policy.detection;
+        Thresholds {
+            failure: d.failure_threshold,
+            recovery: d.recovery_threshold,
+            failure_span: d.min_failure_span,
+            recovery_span: d.min_recovery_span,
+        }
+    }
+
+    /// Whether this streak alone takes its region down.
+    pub fn fails(&self, s: &Streak) -> bool {
+        s.failures > 0 && s.failures >= self.failure && s.span() >= self.failure_span
+    }
+
+    /// Whether this streak has passed long enough to end an outage.
+    pub fn passes(&self, s: &Streak) -> bool {
+        s.successes > 0 && s.successes >= self.recovery && s.span() >= self.recovery_span
+    }
+
+    /// Whether the probe's next round should come at the confirmation interval: it is
+    /// failing, and its streak has not yet taken the region down.
+    pub fn confirming(&self, s: &Streak) -> bool {
+        s.failures > 0 && !self.fails(s)
+    }
+}
+
+/// One probe's current streak: consecutive rounds with the same outcome, and the time they
+/// cover (the start of the first to the end of the latest).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
 pub struct Streak {
     pub failures: u32,
     pub successes: u32,
+    /// When the streak's first round started (its result time minus its latency).
+    pub since: Ts,
+    /// When its latest round ended.
+    pub until: Ts,
+}
+
+impl Streak {
+    /// The streak after one more round that ended at `at` after taking `latency`.
+    pub fn then(self, ok: bool, at: Ts, latency: Duration) -> Streak {
+        let started = Ts(at.as_millis().saturating_sub(super::time::millis(latency)));
+        let continues = if ok {
+            self.successes > 0
+        } else {
+            self.failures > 0
+        };
+        let since = if continues { self.since } else { started };
+        if ok {
+            Streak {
+                failures: 0,
+                successes: self.successes.saturating_add(1),
+                since,
+                until: at,
+            }
+        } else {
+            Streak {
+                failures: self.failures.saturating_add(1),
+                successes: 0,
+                since,
+                until: at,
+            }
+        }
+    }
+
+    /// The wall-clock time the streak covers.
+    pub fn span(&self) -> Duration {
+        self.until.since(self.since)
+    }
 }
 
 /// The verdict of one region, and when it went down (the latch the next call needs).
 ///
 /// `streaks` are the region's critical probes that have reported at least once;
 /// `down_since` is what the previous call returned; `at` is the time of the observation
-/// being applied. Once down, a region stays down (with its original `since`) until every
-/// critical probe has passed `recovery` rounds in a row: a single success in the middle
-/// of an outage does not end it.
+/// being applied. The region goes down when some critical probe's streak `fails` (count
+/// and span), and once down it stays down (with its original `since`) until every
+/// critical probe's streak `passes`: a single success in the middle of an outage does not
+/// end it.
 pub fn assess(
     streaks: &[Streak],
     down_since: Option<Ts>,
@@ -108,8 +198,8 @@ pub fn assess(
     let worst = streaks.iter().map(|s| s.failures).max().unwrap_or(0);
     let slowest = streaks.iter().map(|s| s.successes).min().unwrap_or(0);
     let down_since = match down_since {
-        None if worst >= th.failure => Some(at),
-        Some(_) if worst == 0 && slowest >= th.recovery => None,
+        None if streaks.iter().any(|s| th.fails(s)) => Some(at),
+        Some(_) if streaks.iter().all(|s| th.passes(s)) => None,
         other => other,
     };
     let verdict = match down_since {
@@ -157,10 +247,25 @@ pub struct ProbeState {
     pub critical: bool,
     pub consecutive_failures: u32,
     pub consecutive_successes: u32,
+    /// When the first round of the current streak (failing or passing) started.
+    #[serde(default)]
+    pub streak_since: Ts,
     pub last_success: Option<Ts>,
     pub last_failure: Option<LastFailure>,
     /// The newest observation (role, lag, latency, detail).
     pub latest: Observation,
+}
+
+impl ProbeState {
+    /// The probe's current streak, as the rule reads it.
+    pub fn streak(&self) -> Streak {
+        Streak {
+            failures: self.consecutive_failures,
+            successes: self.consecutive_successes,
+            since: self.streak_since,
+            until: self.latest.at,
+        }
+    }
 }
 
 /// A region's verdict changed because of an observation.
@@ -258,10 +363,7 @@ impl HealthTracker {
 
     pub fn for_policy(policy: &Policy) -> HealthTracker {
         HealthTracker::new(
-            Thresholds {
-                failure: policy.detection.failure_threshold,
-                recovery: policy.detection.recovery_threshold,
-            },
+            Thresholds::for_policy(policy),
             policy.regions.serving().cloned().collect(),
             policy.probes.iter().map(|p| (p.name.clone(), p.critical)),
         )
@@ -285,19 +387,18 @@ impl HealthTracker {
             critical,
             consecutive_failures: 0,
             consecutive_successes: 0,
+            streak_since: at,
             last_success: None,
             last_failure: None,
             latest: obs.clone(),
         });
+        let streak = state.streak().then(obs.is_ok(), at, obs.latency);
+        state.consecutive_failures = streak.failures;
+        state.consecutive_successes = streak.successes;
+        state.streak_since = streak.since;
         match &obs.outcome {
-            Outcome::Ok => {
-                state.consecutive_successes = state.consecutive_successes.saturating_add(1);
-                state.consecutive_failures = 0;
-                state.last_success = Some(at);
-            }
+            Outcome::Ok => state.last_success = Some(at),
             Outcome::Failed { reason } => {
-                state.consecutive_failures = state.consecutive_failures.saturating_add(1);
-                state.consecutive_successes = 0;
                 state.last_failure = Some(LastFailure {
                     at,
                     reason: reason.clone(),
@@ -346,10 +447,7 @@ impl HealthTracker {
         self.probes
             .values()
             .filter(|p| p.critical && p.region == *region)
-            .map(|p| Streak {
-                failures: p.consecutive_failures,
-                successes: p.consecutive_successes,
-            })
+            .map(ProbeState::streak)
             .collect()
     }
 

@@ -9,6 +9,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::time::fmt_duration;
 use serde::{Deserialize, Serialize};
 
 use super::kind::StepKind;
@@ -182,17 +183,86 @@ pub struct Detection {
     pub failure_threshold: u32,
     /// Consecutive successful rounds that declare a down region recovered.
     pub recovery_threshold: u32,
+    /// Time between the rounds of a critical probe that has just failed, until its failing
+    /// streak takes the region down or the probe passes again: fast confirmation. Between
+    /// `timeout` and `interval`; equal to `interval` when it is off.
+    pub confirm_interval: Duration,
+    /// A critical probe's failing streak takes its region down only once it also spans this
+    /// long, from the start of its first failed round to the end of its latest: rounds that
+    /// bunch up (after a stall, say) cannot add up to an outage.
+    pub min_failure_span: Duration,
+    /// The same for recovery: the passing streaks that end an outage must span this long.
+    pub min_recovery_span: Duration,
     pub mode: Mode,
 }
 
+/// How far (as a fraction of its gap) a probe round may move from its beat. The scheduler
+/// applies it; the policy's default spans allow for it.
+pub const ROUND_JITTER: f64 = 0.1;
+
 impl Detection {
-    /// The longest an outage can go unnoticed: a probe fails just after a success, then
-    /// needs `failure_threshold` rounds, the last of which may time out.
+    /// The longest an outage can go unnoticed: it starts just after a passing round, the
+    /// next round comes an interval later, then the confirmation rounds until the streak
+    /// has both its count and its span, the last of which may time out. (The ±10 % jitter
+    /// of each gap aside.)
     pub fn worst_case_detection(&self) -> Duration {
+        let confirm = self
+            .confirm_interval
+            .saturating_mul(self.failure_threshold.saturating_sub(1));
         self.interval
-            .saturating_mul(self.failure_threshold)
+            .saturating_add(confirm.max(self.min_failure_span))
             .saturating_add(self.timeout)
     }
+
+    /// Whether failed rounds come faster than the normal interval.
+    pub fn fast_confirmation(&self) -> bool {
+        self.confirm_interval < self.interval
+    }
+
+    /// The detection rule in words, for `plan`, `status` and the docs.
+    pub fn rule_in_words(&self) -> String {
+        let schedule = if self.fast_confirmation() {
+            format!(
+                "rounds every {}; after a failed round, that probe is re-checked every {} until it passes or its region is down",
+                fmt_duration(self.interval),
+                fmt_duration(self.confirm_interval)
+            )
+        } else {
+            format!(
+                "rounds every {} (no fast confirmation: confirm_interval = interval)",
+                fmt_duration(self.interval)
+            )
+        };
+        format!(
+            "a region is down when one of its critical probes fails {} rounds in a row spanning at least {}, and up again when every critical probe passes {} in a row spanning at least {}; {schedule}; a round fails after {}",
+            self.failure_threshold,
+            fmt_duration(self.min_failure_span),
+            self.recovery_threshold,
+            fmt_duration(self.min_recovery_span),
+            fmt_duration(self.timeout)
+        )
+    }
+
+    /// The default `min_failure_span`: what `failure_threshold` rounds at `confirm_interval`
+    /// take at the least (each gap may come 10 % early), so an on-time schedule is never
+    /// slowed down by it and only bunched rounds are.
+    pub fn default_failure_span(confirm_interval: Duration, failure_threshold: u32) -> Duration {
+        least_span(confirm_interval, failure_threshold)
+    }
+
+    /// The default `min_recovery_span`: the same for `recovery_threshold` rounds at `interval`.
+    pub fn default_recovery_span(interval: Duration, recovery_threshold: u32) -> Duration {
+        least_span(interval, recovery_threshold)
+    }
+}
+
+/// The least time `rounds` rounds `gap` apart (±`ROUND_JITTER`) take, first start to last
+/// start, rounded down to whole milliseconds.
+fn least_span(gap: Duration, rounds: u32) -> Duration {
+    let d = gap
+        .mul_f64(1.0 - ROUND_JITTER)
+        .saturating_mul(rounds.saturating_sub(1));
+    Duration::from_millis(crate::core::time::millis(d))
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

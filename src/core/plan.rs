@@ -56,13 +56,22 @@ pub struct Plan {
     pub detection: DetectionBound,
 }
 
-/// How long an outage can go unnoticed: interval × failure_threshold + timeout.
+/// How long an outage can go unnoticed: interval + max((failure_threshold − 1) ×
+/// confirm_interval, min_failure_span) + timeout, and the rule behind it in words.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DetectionBound {
     pub interval: Duration,
     pub failure_threshold: u32,
     pub timeout: Duration,
+    /// Plans journaled before fast confirmation existed have none: the interval.
+    #[serde(default)]
+    pub confirm_interval: Option<Duration>,
+    #[serde(default)]
+    pub min_failure_span: Option<Duration>,
     pub worst_case: Duration,
+    /// The detection rule as a sentence.
+    #[serde(default)]
+    pub rule: String,
 }
 
 impl Plan {
@@ -189,7 +198,10 @@ pub fn build(policy: &Policy, req: PlanRequest) -> Result<Plan, PlanError> {
             interval: policy.detection.interval,
             failure_threshold: policy.detection.failure_threshold,
             timeout: policy.detection.timeout,
+            confirm_interval: Some(policy.detection.confirm_interval),
+            min_failure_span: Some(policy.detection.min_failure_span),
             worst_case: policy.detection.worst_case_detection(),
+            rule: policy.detection.rule_in_words(),
         },
         service: policy.service.clone(),
         run_id: req.run_id,
@@ -369,10 +381,22 @@ fn guardrails(policy: &Policy, direction: Direction) -> Vec<String> {
                 Mode::Manual => "mode manual: the controller detects and alerts; an operator starts this run".to_string(),
                 Mode::Shadow => "mode shadow: the controller logs that it would start this run and never acts".to_string(),
             });
+            let confirm = if d.fast_confirmation() {
+                format!(
+                    "after a failed round that probe is re-checked every {} instead of every {}",
+                    fmt_duration(d.confirm_interval),
+                    fmt_duration(d.interval)
+                )
+            } else {
+                format!(
+                    "rounds every {} (no fast confirmation)",
+                    fmt_duration(d.interval)
+                )
+            };
             out.push(format!(
-                "automatic start needs {} consecutive failed rounds of a critical probe in the serving region (every {}, timeout {}; worst-case detection {})",
+                "automatic start needs a critical probe of the serving region to fail {} rounds in a row spanning at least {}, so rounds that bunch up never add up to an outage; {confirm}; a round fails after {}; worst-case detection {}",
                 d.failure_threshold,
-                fmt_duration(d.interval),
+                fmt_duration(d.min_failure_span),
                 fmt_duration(d.timeout),
                 fmt_duration(d.worst_case_detection())
             ));

@@ -181,10 +181,7 @@ mod tests {
 
     fn tracker() -> HealthTracker {
         HealthTracker::new(
-            Thresholds {
-                failure: 3,
-                recovery: 3,
-            },
+            Thresholds::counts(3, 3),
             vec![r("east"), r("west")],
             [("db".to_string(), true)],
         )
@@ -282,10 +279,7 @@ mod tests {
     #[test]
     fn other_probes_passing_after_the_writer_database_died_do_not_inflate_the_lag() {
         let mut tr = HealthTracker::new(
-            Thresholds {
-                failure: 3,
-                recovery: 3,
-            },
+            Thresholds::counts(3, 3),
             vec![r("east"), r("west")],
             [("db".to_string(), true), ("storage".to_string(), true)],
         );

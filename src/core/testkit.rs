@@ -38,6 +38,9 @@ pub fn policy(failover: Vec<StepSpec>) -> Policy {
             timeout: Duration::from_secs(2),
             failure_threshold: 3,
             recovery_threshold: 3,
+            confirm_interval: Duration::from_secs(10),
+            min_failure_span: Duration::from_secs(18),
+            min_recovery_span: Duration::from_secs(18),
             mode: Mode::Auto,
         },
         guardrails: Guardrails {

@@ -38,7 +38,10 @@ use crate::core::model::Policy;
 use crate::core::summary::LinkMemory;
 use crate::driver::{Alerter, Alerts, Driver, Observers, Parts};
 use crate::journal::Journal;
-use crate::probe::{self, scheduler::Scheduler};
+use crate::probe::{
+    self,
+    scheduler::{Cadence, Scheduler},
+};
 use crate::runbook::{Backoff, Cancel, RetrySettings, StepFactory};
 use auth::{Token, Tokens};
 use engine::{Engine, Event};
@@ -221,7 +224,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let (obs_tx, mut obs_rx) = mpsc::channel(1024);
     let scheduler = Scheduler::start(
         probes,
-        policy.detection.interval,
+        Cadence::for_policy(&policy),
         probe::Clock::system(),
         obs_tx,
         fastrand::u64(..),
@@ -296,7 +299,12 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     // read at start only, so it is not reloaded.
     let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     loop {
+        // The tick goes first when several events are ready: after a stall (the process
+        // stopped, the host starved it) the tick is what notices, and the freeze must be
+        // in place before the observations that piled up meanwhile are judged.
         let event = tokio::select! {
+            biased;
+            _ = ticker.tick() => Event::Tick,
             _ = sighup.recv() => {
                 if readiness.is_some() {
                     info!("SIGHUP: checking readiness now");
@@ -310,7 +318,6 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             Some(o) = obs_rx.recv() => Event::Observed(o),
             Some(p) = runs.progress.recv() => Event::Progress(p),
             Some(e) = runs.ended.recv() => Event::RunEnded(e),
-            _ = ticker.tick() => Event::Tick,
             _ = tokio::signal::ctrl_c() => Event::Shutdown,
             _ = sigterm.recv() => Event::Shutdown,
         };

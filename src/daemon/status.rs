@@ -10,8 +10,9 @@ use crate::core::controller::{Decision, Pause, Phase, State};
 use crate::core::health::{HealthTracker, Verdict};
 use crate::core::ids::RunId;
 use crate::core::model::{Direction, Mode, Policy, RegionName};
+use crate::core::reason::Hold;
 use crate::core::summary::{LinkMemory, summarize};
-use crate::core::time::Ts;
+use crate::core::time::{Ts, fmt_duration};
 use crate::journal::RunRecord;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -37,6 +38,9 @@ pub struct StatusView {
     pub current_run: Option<CurrentRun>,
     pub last_run: Option<RunRecord>,
     pub worst_case_detection: Duration,
+    /// The detection rule in words: rounds, span, fast confirmation, timeout.
+    #[serde(default)]
+    pub detection_rule: String,
     pub observed_at: Ts,
     /// Where this view comes from: the daemon, or one probe round of a standalone command.
     pub source: String,
@@ -54,6 +58,49 @@ pub struct StatusView {
 
 fn one() -> u32 {
     1
+}
+
+impl StatusView {
+    /// Why the quorum is short and what to do, when the controller holds a failover for
+    /// want of votes and some witness is silent: a witness that does not answer (stopped,
+    /// or cut off) is a different story from one that answers and sees the region up, and
+    /// calls for a different next step. `None` when the generic reason says it all.
+    pub fn quorum_explanation(&self) -> Option<(String, String)> {
+        let Phase::Blocked {
+            hold: Hold::NoQuorum { votes, quorum },
+            ..
+        } = &self.phase
+        else {
+            return None;
+        };
+        let silent: Vec<String> = self
+            .witnesses
+            .iter()
+            .filter(|w| !w.fresh)
+            .map(|w| {
+                let when = match w.answered_ago {
+                    None => "has never answered".to_string(),
+                    Some(ago) => format!("has not answered for {}", fmt_duration(ago)),
+                };
+                let err = w
+                    .last_error
+                    .as_ref()
+                    .map(|e| format!(" (last poll: {e})"))
+                    .unwrap_or_default();
+                format!("the witness {} {when}{err}", w.url)
+            })
+            .collect();
+        if silent.is_empty() {
+            return None;
+        }
+        let why = format!(
+            "only {votes} of the {quorum} observers the quorum needs see {} down, and {}: a silent witness never votes, so this controller will not fail over by itself",
+            self.active,
+            silent.join("; ")
+        );
+        let next = "if the region really is down, fail over by hand: lifeboat failover; then bring the witness back (lifeboat run --witness where it runs) so automatic failover can count its vote again".to_string();
+        Some((why, next))
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -208,10 +255,95 @@ pub fn build(
         current_run,
         last_run,
         worst_case_detection: policy.detection.worst_case_detection(),
+        detection_rule: policy.detection.rule_in_words(),
         observed_at: now,
         source,
         quorum: policy.guardrails.quorum,
         witnesses: Vec::new(),
         readiness: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::core::testkit;
+    use crate::daemon::witness::WitnessView;
+
+    fn blocked(hold: Hold, witnesses: Vec<WitnessView>) -> StatusView {
+        let mut policy = testkit::policy(vec![]);
+        policy.guardrails.quorum = 2;
+        let t = Ts::from_secs(100);
+        let state = State::new(&policy, RegionName::new("east"), t);
+        let tracker = HealthTracker::for_policy(&policy);
+        let v = build(
+            &policy,
+            &state,
+            &tracker,
+            &LinkMemory::default(),
+            None,
+            t,
+            "test".into(),
+        );
+        StatusView {
+            phase: Phase::Blocked { hold, since: t },
+            witnesses,
+            ..v
+        }
+    }
+
+    fn witness(answered_ago: Option<u64>, fresh: bool, error: Option<&str>) -> WitnessView {
+        WitnessView {
+            url: "http://w:7300".into(),
+            sees_down: vec![],
+            answered_ago: answered_ago.map(Duration::from_secs),
+            observed_ago: answered_ago.map(Duration::from_secs),
+            fresh,
+            last_error: error.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_silent_witness_is_named_as_why_the_quorum_is_short_with_what_to_do() {
+        let v = blocked(
+            Hold::NoQuorum {
+                votes: 1,
+                quorum: 2,
+            },
+            vec![witness(Some(12), false, Some("connection refused"))],
+        );
+        let (why, next) = v.quorum_explanation().expect("explained");
+        assert_eq!(
+            why,
+            "only 1 of the 2 observers the quorum needs see east down, and the witness http://w:7300 has not answered for 12s (last poll: connection refused): a silent witness never votes, so this controller will not fail over by itself"
+        );
+        assert!(
+            next.starts_with("if the region really is down, fail over by hand: lifeboat failover"),
+            "{next}"
+        );
+        let text = crate::cli::status_text::render(&v, false);
+        assert!(text.contains("has not answered for 12s"), "{text}");
+        assert!(!text.contains("the witnesses still reach"), "{text}");
+    }
+
+    #[test]
+    fn a_witness_that_answers_and_disagrees_keeps_the_generic_reason() {
+        let reason = Hold::NoQuorum {
+            votes: 1,
+            quorum: 2,
+        };
+        let v = blocked(reason.clone(), vec![witness(Some(1), true, None)]);
+        assert_eq!(v.quorum_explanation(), None);
+        let v = blocked(
+            Hold::ModeManual,
+            vec![witness(None, false, Some("refused"))],
+        );
+        assert_eq!(
+            v.quorum_explanation(),
+            None,
+            "only a quorum hold is explained"
+        );
     }
 }

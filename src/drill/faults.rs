@@ -4,9 +4,10 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::task::JoinHandle;
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use rustix::process::{Pid, Signal, kill_process};
 
-use super::scenario::{FaultKind, Side};
+use super::scenario::{Fault, FaultKind, Side};
 use crate::clients::aws::{AwsClients, describe_error};
 use crate::sandbox::postgres::StopMode;
 use crate::sandbox::world::{PRIMARY, SECONDARY, World};
@@ -37,24 +38,30 @@ async fn post(url: String, body: serde_json::Value) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The proxies the controller reaches a region's services through.
+const CONTROLLER_PROXIES: [&str; 4] = ["db", "api", "workers", "cache"];
+
 /// A fault in place, and what it needs to be undone.
 pub struct Injected {
     pub kind: FaultKind,
     pub region: String,
-    flapper: Option<JoinHandle<()>>,
+    /// The stopped controller, to continue on heal if the fault's own timer has not.
+    stopped: Option<u32>,
 }
 
-/// Breaks `region` of the sandbox the way `kind` says.
+/// Breaks `region` of the sandbox the way `fault` says. `controller` is the daemon's
+/// process id. A `pause_controller` fault returns once the controller runs again.
 pub async fn inject(
     world: &World,
-    kind: FaultKind,
+    fault: &Fault,
     region: &str,
-    period: Duration,
+    controller: u32,
 ) -> anyhow::Result<Injected> {
     let api = world
         .api_url(region)
         .context("no such region in the sandbox")?;
-    let mut flapper = None;
+    let kind = fault.kind;
+    let mut stopped = None;
     match kind {
         FaultKind::StopDatabase => {
             let pg = world.pg(region)?;
@@ -62,6 +69,14 @@ pub async fn inject(
         }
         FaultKind::ApiError => {
             post(format!("{api}/fault"), serde_json::json!({"mode": "error"})).await?
+        }
+        FaultKind::SlowApi => {
+            let ms = fault.delay.unwrap_or_default().as_millis() as u64;
+            post(
+                format!("{api}/fault"),
+                serde_json::json!({"mode": "slow", "delay_ms": ms}),
+            )
+            .await?
         }
         FaultKind::StopHeartbeats => {
             post(
@@ -74,36 +89,61 @@ pub async fn inject(
             let clients = AwsClients::for_emulator(&world.moto_url());
             let bucket = bucket(region);
             let s3 = clients.s3(region);
-            // Empty it first: a bucket with objects cannot be deleted.
-            let listed = s3
-                .list_objects_v2()
-                .bucket(bucket)
-                .send()
-                .await
-                .map_err(|e| anyhow::anyhow!("list {bucket}: {}", describe_error(&e)))?;
-            for o in listed.contents() {
-                if let Some(k) = o.key() {
-                    let _ = s3.delete_object().bucket(bucket).key(k).send().await;
+            // Empty it first: a bucket with objects cannot be deleted. The probes' canaries
+            // keep writing objects meanwhile, so a put can land between the listing and the
+            // delete: empty it again and retry.
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let listed = s3
+                    .list_objects_v2()
+                    .bucket(bucket)
+                    .send()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("list {bucket}: {}", describe_error(&e)))?;
+                for o in listed.contents() {
+                    if let Some(k) = o.key() {
+                        let _ = s3.delete_object().bucket(bucket).key(k).send().await;
+                    }
+                }
+                match s3.delete_bucket().bucket(bucket).send().await {
+                    Ok(_) => break,
+                    Err(e) if attempt < 20 && e.code() == Some("BucketNotEmpty") => {}
+                    Err(e) => anyhow::bail!("delete bucket {bucket}: {}", describe_error(&e)),
                 }
             }
-            s3.delete_bucket()
-                .bucket(bucket)
-                .send()
-                .await
-                .map_err(|e| anyhow::anyhow!("delete bucket {bucket}: {}", describe_error(&e)))?;
         }
         FaultKind::FlapApi => {
-            let url = format!("{api}/fault");
-            flapper = Some(tokio::spawn(async move {
-                // fail, fail, ok — never three failures in a row.
-                for mode in ["error", "error", "healthy"].iter().cycle() {
-                    let _ = post(url.clone(), serde_json::json!({"mode": mode})).await;
-                    tokio::time::sleep(period).await;
-                }
-            }));
+            // Counted per caller by the endpoint: fail, fail, ok for the controller's
+            // probe and, separately, for the witness's.
+            post(format!("{api}/fault"), serde_json::json!({"mode": "flap"})).await?
+        }
+        FaultKind::LossyLink => {
+            let percent = fault.percent.unwrap_or(30);
+            for proxy in CONTROLLER_PROXIES {
+                post(
+                    format!("{api}/proxies/{proxy}"),
+                    serde_json::json!({"mode": "reset_some", "percent": percent}),
+                )
+                .await?;
+            }
+        }
+        FaultKind::PauseController => {
+            signal(controller, Signal::STOP)?;
+            stopped = Some(controller);
+            tokio::time::sleep(fault.duration).await;
+            signal(controller, Signal::CONT)?;
+        }
+        FaultKind::KillWitness => {
+            let pid = world
+                .witness
+                .as_ref()
+                .map(|w| w.pid)
+                .context("this sandbox runs no witness")?;
+            signal(pid, Signal::KILL)?;
         }
         FaultKind::CutController => {
-            for proxy in ["db", "api", "workers", "cache"] {
+            for proxy in CONTROLLER_PROXIES {
                 post(
                     format!("{api}/proxies/{proxy}"),
                     serde_json::json!({"mode": "blackhole"}),
@@ -123,20 +163,30 @@ pub async fn inject(
     Ok(Injected {
         kind,
         region: region.to_string(),
-        flapper,
+        stopped,
     })
+}
+
+fn signal(pid: u32, sig: Signal) -> anyhow::Result<()> {
+    let p = i32::try_from(pid)
+        .ok()
+        .and_then(Pid::from_raw)
+        .with_context(|| format!("no such process {pid}"))?;
+    kill_process(p, sig).with_context(|| format!("send {sig:?} to process {pid}"))
 }
 
 /// Undoes a fault. Database faults are healed by the drill's rejoin (the stopped primary
 /// comes back as a standby of the new one), not here.
 pub async fn heal(world: &World, f: Injected) -> anyhow::Result<()> {
-    if let Some(task) = f.flapper {
-        task.abort();
+    if let Some(pid) = f.stopped {
+        // Already continued unless the drill was interrupted mid-pause; a second
+        // SIGCONT is harmless.
+        let _ = signal(pid, Signal::CONT);
     }
     let api = world.api_url(&f.region).context("no such region")?;
     match f.kind {
-        FaultKind::StopDatabase => {}
-        FaultKind::ApiError | FaultKind::FlapApi => {
+        FaultKind::StopDatabase | FaultKind::PauseController | FaultKind::KillWitness => {}
+        FaultKind::ApiError | FaultKind::FlapApi | FaultKind::SlowApi => {
             post(
                 format!("{api}/fault"),
                 serde_json::json!({"mode": "healthy"}),
@@ -169,8 +219,8 @@ pub async fn heal(world: &World, f: Injected) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| anyhow::anyhow!("recreate the bucket: {}", describe_error(&e)))?;
         }
-        FaultKind::CutController => {
-            for proxy in ["db", "api", "workers", "cache"] {
+        FaultKind::CutController | FaultKind::LossyLink => {
+            for proxy in CONTROLLER_PROXIES {
                 post(
                     format!("{api}/proxies/{proxy}"),
                     serde_json::json!({"mode": "pass"}),

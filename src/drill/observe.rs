@@ -223,6 +223,10 @@ pub struct Seen {
     pub state: String,
     pub why: Option<String>,
     pub primary_verdict: String,
+    /// The primary's failing critical probes, with their latest error: what a verdict
+    /// was based on.
+    #[serde(default)]
+    pub failing: Vec<String>,
 }
 
 /// Polls the daemon's status every 100 ms; keeps the changes and the latest view.
@@ -250,11 +254,18 @@ pub fn watch_daemon(
                     .find(|r| r.region.as_str() == primary)
                     .map(|r| r.verdict.to_string())
                     .unwrap_or_default();
+                let failing = v
+                    .probes
+                    .iter()
+                    .filter(|p| p.critical && !p.ok && p.region.as_str() == primary)
+                    .map(|p| format!("{}: {}", p.probe, p.last_error.clone().unwrap_or_default()))
+                    .collect();
                 let s = Seen {
                     at: ms(t0),
                     state: v.state.clone(),
                     why: v.why.clone(),
                     primary_verdict: verdict,
+                    failing,
                 };
                 if seen.last().is_none_or(|l| {
                     l.state != s.state || l.why != s.why || l.primary_verdict != s.primary_verdict

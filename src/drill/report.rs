@@ -41,6 +41,9 @@ pub struct Figures {
     pub detection: Option<f64>,
     /// From the fault to the failover being started.
     pub decision: Option<f64>,
+    /// A failover happened in a drill that expected none.
+    #[serde(default)]
+    pub unexpected_failover: bool,
     /// From the fault to the failover completed.
     pub failover: Option<f64>,
     /// From the first failed write after the fault to the first successful one after it.
@@ -100,10 +103,14 @@ impl Report {
             parts.push(format!("detected in {d:.2}s"));
         }
         match f.failover {
+            Some(t) if f.unexpected_failover => {
+                parts.push(format!("UNEXPECTED FAILOVER, completed after {t:.2}s"))
+            }
             Some(t) => parts.push(format!(
                 "failed over in {t:.2}s (clients saw {} of failed writes)",
                 secs(f.client_rto)
             )),
+            None if f.unexpected_failover => parts.push("UNEXPECTED FAILOVER".to_string()),
             None => parts.push("no failover".to_string()),
         }
         if let Some(n) = f.lost_writes {
@@ -138,6 +145,10 @@ impl Report {
         let f = &self.figures;
         let _ = writeln!(s, "| figure | value |\n|---|---|");
         let rows = [
+            (
+                "unexpected failover",
+                if f.unexpected_failover { "YES" } else { "no" }.to_string(),
+            ),
             ("time to detect", secs(f.detection)),
             ("time to decision", secs(f.decision)),
             ("failover completed", secs(f.failover)),
@@ -277,22 +288,39 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// min, median, max, and how many values were present.
-pub type Spread = (f64, f64, f64, usize);
+/// How a figure spread over repetitions.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Spread {
+    pub min: f64,
+    pub median: f64,
+    /// The 99th percentile by nearest rank: the largest value below 100 samples.
+    pub p99: f64,
+    pub max: f64,
+    /// How many repetitions had the figure.
+    pub n: usize,
+}
 
-/// min / median / max of the values that are present.
+/// min / median / p99 / max of the values that are present.
 pub fn spread(values: impl IntoIterator<Item = Option<f64>>) -> Option<Spread> {
     let mut v: Vec<f64> = values.into_iter().flatten().collect();
     if v.is_empty() {
         return None;
     }
     v.sort_by(f64::total_cmp);
-    let median = if v.len() % 2 == 1 {
-        v[v.len() / 2]
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
     } else {
-        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
     };
-    Some((v[0], median, v[v.len() - 1], v.len()))
+    let rank = (0.99 * n as f64).ceil() as usize;
+    Some(Spread {
+        min: v[0],
+        median,
+        p99: v[rank.clamp(1, n) - 1],
+        max: v[n - 1],
+        n,
+    })
 }
 
 #[cfg(test)]
@@ -362,11 +390,15 @@ mod tests {
     }
 
     #[test]
-    fn spread_gives_min_median_max() {
+    fn spread_gives_min_median_p99_max() {
+        let s = spread([Some(3.0), None, Some(1.0), Some(2.0)]).expect("values");
         assert_eq!(
-            spread([Some(3.0), None, Some(1.0), Some(2.0)]),
-            Some((1.0, 2.0, 3.0, 3))
+            (s.min, s.median, s.p99, s.max, s.n),
+            (1.0, 2.0, 3.0, 3.0, 3)
         );
         assert_eq!(spread([None, None]), None);
+        // Of 200 values 1..=200, the 99th percentile by nearest rank is the 198th.
+        let s = spread((1..=200).map(|i| Some(f64::from(i)))).expect("values");
+        assert_eq!((s.median, s.p99, s.max), (100.5, 198.0, 200.0));
     }
 }

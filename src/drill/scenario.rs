@@ -52,6 +52,42 @@ pub struct Meta {
     /// The policy the drill runs (relative to the scenario file).
     #[serde(default = "default_policy")]
     pub policy: PathBuf,
+    /// Probes this drill makes advisory (`critical = false`) in a scratch copy of the
+    /// policy, for drills about what a non-critical failure must not do.
+    #[serde(default)]
+    pub advisory: Vec<String>,
+    /// Detection settings this drill replaces in the same scratch copy, to measure one
+    /// rule against another on the same outage.
+    #[serde(default)]
+    pub detection: DetectionOverride,
+}
+
+/// Detection settings a drill runs with instead of the policy's; the policy loader
+/// checks them as it checks the policy's own.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DetectionOverride {
+    /// `confirm_interval` for this drill (equal to the interval: no fast confirmation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<DurationText>")]
+    pub confirm_interval: Option<String>,
+    /// `min_failure_span` for this drill.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<DurationText>")]
+    pub min_failure_span: Option<String>,
+}
+
+impl DetectionOverride {
+    /// The settings given, as (policy field, value).
+    pub fn settings(&self) -> Vec<(&'static str, String)> {
+        [
+            ("confirm_interval", &self.confirm_interval),
+            ("min_failure_span", &self.min_failure_span),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.clone().map(|v| (k, v)))
+        .collect()
+    }
 }
 
 fn default_policy() -> PathBuf {
@@ -105,10 +141,18 @@ pub struct Fault {
     #[serde(default, deserialize_with = "duration")]
     #[schemars(with = "DurationText")]
     pub at: Duration,
-    /// `flap_api`: how long each phase of the pattern lasts.
-    #[serde(default = "d1", deserialize_with = "duration")]
+    /// `slow_api`: how long the API takes to answer.
+    #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(with = "Option<DurationText>")]
+    pub delay: Option<Duration>,
+    /// `lossy_link`: the share of new connections the controller's proxies reset, in %.
+    #[serde(default)]
+    #[schemars(range(max = 100))]
+    pub percent: Option<u8>,
+    /// `pause_controller`: how long the controller stays stopped.
+    #[serde(default = "d5", deserialize_with = "duration")]
     #[schemars(with = "DurationText")]
-    pub period: Duration,
+    pub duration: Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -118,16 +162,25 @@ pub enum FaultKind {
     StopDatabase,
     /// The region's API answers 500.
     ApiError,
+    /// The region's API answers, healthy, after `delay`.
+    SlowApi,
     /// The region's workers stop sending heartbeats.
     StopHeartbeats,
     /// The region's bucket disappears (every S3 call fails).
     StorageFail,
-    /// The API fails two rounds, passes one, and again, for as long as the drill runs.
+    /// The API fails two requests, passes one, and again, by each caller's own count, for
+    /// as long as the drill runs: no caller ever sees three failures in a row.
     FlapApi,
     /// Every path from the controller to the region is cut; clients still reach it.
     CutController,
+    /// The controller's proxies to the region reset `percent` % of new connections.
+    LossyLink,
     /// The replication link to the standby is cut while the primary keeps taking writes.
     DegradeReplication,
+    /// The controller process is stopped (SIGSTOP) for `duration`, then continued.
+    PauseController,
+    /// The witness process dies (SIGKILL): the quorum loses its second observer.
+    KillWitness,
 }
 
 impl FaultKind {
@@ -135,13 +188,17 @@ impl FaultKind {
         match self {
             FaultKind::StopDatabase => "database stopped abruptly",
             FaultKind::ApiError => "API answering 500",
+            FaultKind::SlowApi => "API answering slowly",
             FaultKind::StopHeartbeats => "worker heartbeats stopped",
             FaultKind::StorageFail => "storage failing",
-            FaultKind::FlapApi => "API flapping (fail, fail, ok, …)",
+            FaultKind::FlapApi => "API flapping (fail, fail, ok, … by each caller's requests)",
             FaultKind::CutController => {
                 "controller cut off from the region (clients still reach it)"
             }
+            FaultKind::LossyLink => "lossy link from the controller (connections reset at random)",
             FaultKind::DegradeReplication => "replication link to the standby cut",
+            FaultKind::PauseController => "controller process stopped (SIGSTOP), then continued",
+            FaultKind::KillWitness => "the witness killed",
         }
     }
 }
@@ -171,8 +228,9 @@ pub struct Expect {
     /// Acknowledged writes allowed to be missing on the new primary.
     #[serde(default)]
     pub max_lost_writes: Option<u64>,
-    /// The controller must first hold the failover for this reason (a metric label such
-    /// as `replica_lag`), then an operator approves accepting data loss.
+    /// With `failover = true`: the controller must first hold the failover for this reason
+    /// (a metric label such as `replica_lag`), then an operator approves accepting data
+    /// loss. With `failover = false`: it must be holding for this reason at the end.
     #[serde(default)]
     pub blocked: Option<String>,
     /// How long the hold lasts before the drill approves it.
@@ -185,6 +243,14 @@ pub struct Expect {
     /// Fail back (verified, zero data loss) after the failover.
     #[serde(default)]
     pub failback: bool,
+    /// With `failover = false`: the controller must have frozen its automatic decisions
+    /// (a stall or clock jump noticed) after the faults.
+    #[serde(default)]
+    pub frozen: bool,
+    /// Text `lifeboat status` must show at the end of the watch (each, case-insensitive):
+    /// what an operator reads to learn why nothing happened and what to do.
+    #[serde(default)]
+    pub status_says: Vec<String>,
     /// From asking for the failback to it completing.
     #[serde(default, deserialize_with = "opt_duration")]
     #[schemars(with = "Option<DurationText>")]
@@ -194,9 +260,6 @@ pub struct Expect {
     pub readiness: Option<super::drift::ExpectReadiness>,
 }
 
-fn d1() -> Duration {
-    Duration::from_secs(1)
-}
 fn d5() -> Duration {
     Duration::from_secs(5)
 }
@@ -254,6 +317,25 @@ impl Scenario {
                 path.display()
             );
         }
+        for f in &s.faults {
+            let missing = match f.kind {
+                FaultKind::SlowApi if f.delay.is_none() => Some("`delay` (e.g. delay = \"300ms\")"),
+                FaultKind::LossyLink if f.percent.is_none_or(|p| p == 0 || p > 100) => {
+                    Some("`percent` between 1 and 100 (e.g. percent = 30)")
+                }
+                _ => None,
+            };
+            if let Some(what) = missing {
+                anyhow::bail!(
+                    "{}: a `{}` fault needs {what}",
+                    path.display(),
+                    serde_json::to_value(f.kind)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default()
+                );
+            }
+        }
         Ok(s)
     }
 
@@ -293,8 +375,8 @@ mod tests {
             }
         }
         assert!(
-            n >= 10,
-            "the drills cover the seven faults and three drifts the issues list, found {n}"
+            n >= 16,
+            "the drills cover the faults and drifts the issues list, found {n}"
         );
     }
 

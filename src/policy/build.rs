@@ -488,13 +488,112 @@ fn check_detection(report: &mut Report, d: raw::RawDetection) -> Option<Detectio
     if !ok {
         return None;
     }
+    let (failure_threshold, recovery_threshold) = (failure_threshold?, recovery_threshold?);
+    let confirm_interval = check_confirm(report, &d.confirm_interval, interval, timeout);
+    let min_failure_span = check_span(
+        report,
+        "min_failure_span",
+        &d.min_failure_span,
+        Detection::default_failure_span(confirm_interval.unwrap_or(interval), failure_threshold),
+        interval.saturating_mul(failure_threshold),
+        "the failures",
+    );
+    let min_recovery_span = check_span(
+        report,
+        "min_recovery_span",
+        &d.min_recovery_span,
+        Detection::default_recovery_span(interval, recovery_threshold),
+        interval.saturating_mul(recovery_threshold),
+        "the passes",
+    );
     Some(Detection {
         interval,
         timeout,
-        failure_threshold: failure_threshold?,
-        recovery_threshold: recovery_threshold?,
+        failure_threshold,
+        recovery_threshold,
+        confirm_interval: confirm_interval?,
+        min_failure_span,
+        min_recovery_span,
         mode,
     })
+}
+
+/// `confirm_interval`: between the timeout (a confirmation round must end before the next
+/// is due) and the interval (it is meant to be faster). Defaults to the interval: no fast
+/// confirmation unless the policy asks for it.
+fn check_confirm(
+    report: &mut Report,
+    value: &Option<toml::Spanned<RawDuration>>,
+    interval: Duration,
+    timeout: Duration,
+) -> Option<Duration> {
+    let Some(s) = value else {
+        return Some(interval);
+    };
+    let confirm = s.get_ref().0;
+    if confirm < timeout {
+        report.push(
+            Diagnostic::error(
+                "confirm-below-timeout",
+                format!(
+                    "`confirm_interval` ({}) is shorter than `timeout` ({})",
+                    fmt_duration(confirm),
+                    fmt_duration(timeout)
+                ),
+            )
+            .at(s.span())
+            .label("below the probe timeout")
+            .help("a confirmation round may take the whole timeout before the next is due; raise confirm_interval to at least the timeout, or lower the timeout"),
+        );
+        return None;
+    }
+    if confirm > interval {
+        report.push(
+            Diagnostic::error(
+                "confirm-above-interval",
+                format!(
+                    "`confirm_interval` ({}) is longer than `interval` ({})",
+                    fmt_duration(confirm),
+                    fmt_duration(interval)
+                ),
+            )
+            .at(s.span())
+            .label("slower than the normal rounds")
+            .help("confirm_interval re-checks a failed probe sooner than usual; set it between the timeout and the interval (e.g. a quarter of the interval), or leave it out to keep the interval"),
+        );
+        return None;
+    }
+    Some(confirm)
+}
+
+/// A minimum span: any length is valid; one longer than `threshold` whole intervals makes
+/// the span, not the rounds, decide how long detection takes, which deserves a word.
+fn check_span(
+    report: &mut Report,
+    field: &str,
+    value: &Option<toml::Spanned<RawDuration>>,
+    default: Duration,
+    rounds_take: Duration,
+    what: &str,
+) -> Duration {
+    let Some(s) = value else { return default };
+    let span = s.get_ref().0;
+    if span > rounds_take {
+        report.push(
+            Diagnostic::warning(
+                "span-dominates",
+                format!(
+                    "`{field}` ({}) is longer than the rounds it counts take at the normal interval ({})",
+                    fmt_duration(span),
+                    fmt_duration(rounds_take)
+                ),
+            )
+            .at(s.span())
+            .label("longer than the rounds")
+            .help(format!("{what} must span this long, so this, not the threshold, sets the pace; the default ({}) only discounts rounds that bunch up", fmt_duration(default))),
+        );
+    }
+    span
 }
 
 fn check_guardrails(

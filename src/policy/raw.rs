@@ -200,6 +200,15 @@ pub struct RawDetection {
     /// Consecutive passed rounds that declare it recovered (default 3).
     #[schemars(with = "Option<i64>", range(min = 1))]
     pub recovery_threshold: Option<Spanned<i64>>,
+    /// After a critical probe fails, how soon its next rounds come until the region is down or the probe passes (default the interval: no fast confirmation; never below the timeout).
+    #[schemars(with = "Option<RawDuration>")]
+    pub confirm_interval: Option<Spanned<RawDuration>>,
+    /// The least time a failing streak must span, first round's start to last round's end, to declare a region down (default what the rounds take at confirm_interval, less jitter).
+    #[schemars(with = "Option<RawDuration>")]
+    pub min_failure_span: Option<Spanned<RawDuration>>,
+    /// The same for a passing streak to declare a region recovered (default what the rounds take at the interval, less jitter).
+    #[schemars(with = "Option<RawDuration>")]
+    pub min_recovery_span: Option<Spanned<RawDuration>>,
     /// `auto` fails over by itself, `manual` detects and alerts, `shadow` logs what it would do and never acts.
     pub mode: RawMode,
 }

@@ -6,6 +6,12 @@
 //! channel): rounds never pile up. Rounds are `interval` apart ±10%, so probes that start
 //! together drift apart instead of hitting the same servers in lockstep; the first round
 //! comes within the first tenth of an interval.
+//!
+//! Fast confirmation: once a critical probe fails, its next rounds come `confirm_interval`
+//! apart (±10%) instead, until its failing streak meets the policy's rule (the rounds and
+//! the span that take a region down; `core::health::Thresholds::confirming`) or it passes
+//! again. Then the normal interval resumes. An outage is thus confirmed in a fraction of
+//! `failure_threshold` intervals, while a healthy service is probed no more often.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,10 +21,48 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::{Clock, RegionProbe};
-use crate::core::health::Observation;
+use crate::core::health::{Observation, Streak, Thresholds};
+use crate::core::model::{Policy, ROUND_JITTER};
 
-/// How far (as a fraction of the interval) a round may move from the beat.
-pub const JITTER: f64 = 0.1;
+/// How far (as a fraction of the gap) a round may move from the beat.
+pub const JITTER: f64 = ROUND_JITTER;
+
+/// When rounds come: every `interval`, and every `confirm_interval` while a critical
+/// probe's failing streak is still short of taking its region down under `rule`.
+#[derive(Clone, Copy, Debug)]
+pub struct Cadence {
+    pub interval: Duration,
+    pub confirm_interval: Duration,
+    pub rule: Thresholds,
+}
+
+impl Cadence {
+    pub fn for_policy(policy: &Policy) -> Cadence {
+        Cadence {
+            interval: policy.detection.interval,
+            confirm_interval: policy.detection.confirm_interval,
+            rule: Thresholds::for_policy(policy),
+        }
+    }
+
+    /// Every `interval`, failed or not.
+    pub fn steady(interval: Duration) -> Cadence {
+        Cadence {
+            interval,
+            confirm_interval: interval,
+            rule: Thresholds::default(),
+        }
+    }
+
+    /// The gap before the round after one that left `probe`'s streak at `streak`.
+    fn gap(&self, critical: bool, streak: &Streak) -> Duration {
+        if critical && self.rule.confirming(streak) {
+            self.confirm_interval
+        } else {
+            self.interval
+        }
+    }
+}
 
 /// The running probe loops. Dropping it (or `stop`) cancels every loop, including rounds
 /// in flight.
@@ -28,12 +72,12 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// Starts one loop per probe, each round every `interval` (±`JITTER`), results sent
-    /// to `tx`. `seed` makes the jitter reproducible. A loop ends when `tx`'s receiver
-    /// is dropped.
+    /// Starts one loop per probe, each round on `cadence` (±`JITTER`), results sent to
+    /// `tx`. `seed` makes the jitter reproducible. A loop ends when `tx`'s receiver is
+    /// dropped.
     pub fn start(
         probes: Vec<RegionProbe>,
-        interval: Duration,
+        cadence: Cadence,
         clock: Clock,
         tx: mpsc::Sender<Observation>,
         seed: u64,
@@ -41,7 +85,7 @@ impl Scheduler {
         let mut tasks = JoinSet::new();
         for (i, probe) in probes.into_iter().enumerate() {
             let rng = fastrand::Rng::with_seed(seed.wrapping_add(i as u64));
-            tasks.spawn(run_loop(Arc::new(probe), interval, clock, tx.clone(), rng));
+            tasks.spawn(run_loop(Arc::new(probe), cadence, clock, tx.clone(), rng));
         }
         Scheduler { tasks }
     }
@@ -55,20 +99,23 @@ impl Scheduler {
 
 async fn run_loop(
     probe: Arc<RegionProbe>,
-    interval: Duration,
+    cadence: Cadence,
     clock: Clock,
     tx: mpsc::Sender<Observation>,
     mut rng: fastrand::Rng,
 ) {
-    let mut next = Instant::now() + interval.mul_f64(JITTER * rng.f64());
+    let mut next = Instant::now() + cadence.interval.mul_f64(JITTER * rng.f64());
+    let mut streak = Streak::default();
     loop {
         tokio::time::sleep_until(next).await;
         let started = Instant::now();
         let obs = probe.run(&clock).await;
+        streak = streak.then(obs.is_ok(), obs.at, obs.latency);
         if tx.send(obs).await.is_err() {
             return;
         }
-        next = started + jittered(interval, &mut rng);
+        let gap = cadence.gap(probe.critical, &streak);
+        next = started + jittered(gap, &mut rng);
         // A round that overran its slot (a full channel held the send) is followed at once
         // by the next, not by a burst of catch-up rounds.
         let now = Instant::now();
@@ -78,14 +125,14 @@ async fn run_loop(
     }
 }
 
-/// `interval` moved by up to ±`JITTER` of itself.
-fn jittered(interval: Duration, rng: &mut fastrand::Rng) -> Duration {
-    interval.mul_f64(1.0 + JITTER * (2.0 * rng.f64() - 1.0))
+/// `gap` moved by up to ±`JITTER` of itself.
+fn jittered(gap: Duration, rng: &mut fastrand::Rng) -> Duration {
+    gap.mul_f64(1.0 + JITTER * (2.0 * rng.f64() - 1.0))
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     use async_trait::async_trait;
 
@@ -131,6 +178,202 @@ mod tests {
         })
     }
 
+    /// Passes, or fails at once while `failing` is set.
+    struct Switch {
+        failing: AtomicBool,
+    }
+
+    #[async_trait]
+    impl Probe for Switch {
+        fn endpoint(&self) -> String {
+            "switch".into()
+        }
+        async fn check(&self) -> Result<Facts, Failure> {
+            if self.failing.load(Ordering::SeqCst) {
+                Err(Failure::new("switched off"))
+            } else {
+                Ok(Facts::default())
+            }
+        }
+    }
+
+    fn switched(name: &str, critical: bool) -> (RegionProbe, Arc<Switch>) {
+        let sw = Arc::new(Switch {
+            failing: AtomicBool::new(false),
+        });
+        let spec = ProbeSpec {
+            critical,
+            ..spec(name)
+        };
+        let p = RegionProbe::new(
+            &spec,
+            RegionName::new("a"),
+            Duration::from_millis(200),
+            sw.clone(),
+        );
+        (p, sw)
+    }
+
+    /// 1 s rounds; after a failure, 250 ms rounds until three failures span 450 ms.
+    fn confirming() -> Cadence {
+        Cadence {
+            interval: Duration::from_secs(1),
+            confirm_interval: Duration::from_millis(250),
+            rule: Thresholds {
+                failure: 3,
+                recovery: 2,
+                failure_span: Duration::from_millis(450),
+                recovery_span: Duration::ZERO,
+            },
+        }
+    }
+
+    /// Each gap between two rounds, with the gap the rule asks for after the first of them.
+    fn gaps(
+        rounds: &[Observation],
+        cadence: &Cadence,
+        critical: bool,
+    ) -> Vec<(Duration, Duration)> {
+        let mut streak = Streak::default();
+        rounds
+            .windows(2)
+            .map(|w| {
+                streak = streak.then(w[0].is_ok(), w[0].at, w[0].latency);
+                (w[1].at.since(w[0].at), cadence.gap(critical, &streak))
+            })
+            .collect()
+    }
+
+    fn within_jitter(got: Duration, want: Duration) -> bool {
+        let ms = got.as_millis() as f64;
+        let want = want.as_millis() as f64;
+        ms >= want * (1.0 - JITTER) - 1.0 && ms <= want * (1.0 + JITTER) + 1.0
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_critical_probe_is_rechecked_at_the_confirmation_interval_until_its_region_is_down()
+     {
+        let (tx, mut rx) = mpsc::channel(64);
+        let (probe, sw) = switched("db", true);
+        let cadence = confirming();
+        let s = Scheduler::start(vec![probe], cadence, Clock::starting_at(Ts::ZERO), tx, 5);
+        let mut rounds = collect(&mut rx, 5).await;
+        sw.failing.store(true, Ordering::SeqCst);
+        rounds.extend(collect(&mut rx, 6).await);
+        s.stop().await;
+
+        for (i, (got, want)) in gaps(&rounds, &cadence, true).into_iter().enumerate() {
+            assert!(
+                within_jitter(got, want),
+                "gap {i}: {got:?}, the rule asks for {want:?}"
+            );
+        }
+        let failed: Vec<&Observation> = rounds.iter().filter(|o| !o.is_ok()).collect();
+        let first = failed.first().expect("the probe failed");
+        // The streak meets the rule (3 rounds over ≥ 450 ms) two or three short gaps after
+        // the first failure, where four normal rounds would have taken 2 s or more.
+        let mut streak = Streak::default();
+        let confirmed = failed
+            .iter()
+            .find(|o| {
+                streak = streak.then(false, o.at, o.latency);
+                cadence.rule.fails(&streak)
+            })
+            .expect("the failure was confirmed");
+        let took = confirmed.at.since(first.at);
+        assert!(
+            took >= Duration::from_millis(450) && took <= Duration::from_millis(3 * 275 + 2),
+            "confirmed {took:?} after the first failure"
+        );
+        // Then the normal interval again, although the probe still fails.
+        let after: Vec<&&Observation> = failed.iter().filter(|o| o.at > confirmed.at).collect();
+        assert!(
+            after.len() >= 3,
+            "{} rounds after the confirmation",
+            after.len()
+        );
+        for w in after.windows(2) {
+            assert!(within_jitter(
+                w[1].at.since(w[0].at),
+                Duration::from_secs(1)
+            ));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_that_passes_again_goes_back_to_the_normal_interval() {
+        let (tx, mut rx) = mpsc::channel(64);
+        let (probe, sw) = switched("db", true);
+        let cadence = confirming();
+        let s = Scheduler::start(vec![probe], cadence, Clock::starting_at(Ts::ZERO), tx, 9);
+        let mut rounds = collect(&mut rx, 3).await;
+        sw.failing.store(true, Ordering::SeqCst);
+        let blip = rx.recv().await.expect("a round");
+        assert!(!blip.is_ok());
+        sw.failing.store(false, Ordering::SeqCst);
+        rounds.push(blip.clone());
+        rounds.extend(collect(&mut rx, 5).await);
+        s.stop().await;
+        let next = rounds
+            .iter()
+            .find(|o| o.at > blip.at)
+            .expect("a round after the blip");
+        assert!(next.is_ok());
+        assert!(within_jitter(
+            next.at.since(blip.at),
+            Duration::from_millis(250)
+        ));
+        for (i, (got, want)) in gaps(&rounds, &cadence, true).into_iter().enumerate() {
+            assert!(
+                within_jitter(got, want),
+                "gap {i}: {got:?}, the rule asks for {want:?}"
+            );
+        }
+        let later: Vec<&Observation> = rounds.iter().filter(|o| o.at > next.at).collect();
+        assert!(later.len() >= 3);
+        for w in later.windows(2) {
+            assert!(within_jitter(
+                w[1].at.since(w[0].at),
+                Duration::from_secs(1)
+            ));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_advisory_probe_is_never_rushed() {
+        let (tx, mut rx) = mpsc::channel(64);
+        let (probe, sw) = switched("cache", false);
+        sw.failing.store(true, Ordering::SeqCst);
+        let s = Scheduler::start(
+            vec![probe],
+            confirming(),
+            Clock::starting_at(Ts::ZERO),
+            tx,
+            2,
+        );
+        let rounds = collect(&mut rx, 8).await;
+        s.stop().await;
+        assert!(rounds.iter().all(|o| !o.is_ok()));
+        assert!(rounds.len() >= 7);
+        for w in rounds.windows(2) {
+            assert!(within_jitter(
+                w[1].at.since(w[0].at),
+                Duration::from_secs(1)
+            ));
+        }
+    }
+
+    fn spec(name: &str) -> ProbeSpec {
+        ProbeSpec {
+            name: name.into(),
+            component: Component::Api,
+            critical: true,
+            target: None,
+            regions: vec![RegionName::new("a")],
+            check: ProbeCheck::Tcp,
+        }
+    }
+
     fn region_probe(name: &str, timeout: Duration, p: Arc<Fake>) -> RegionProbe {
         let spec = ProbeSpec {
             name: name.into(),
@@ -163,7 +406,7 @@ mod tests {
                 region_probe("hang", Duration::from_millis(800), hang.clone()),
                 region_probe("quick", Duration::from_millis(800), quick.clone()),
             ],
-            Duration::from_secs(1),
+            Cadence::steady(Duration::from_secs(1)),
             Clock::starting_at(Ts::ZERO),
             tx,
             7,
@@ -209,7 +452,7 @@ mod tests {
         let slow = fake(Duration::from_millis(2500));
         let s = Scheduler::start(
             vec![region_probe("slow", Duration::from_secs(10), slow.clone())],
-            Duration::from_secs(1),
+            Cadence::steady(Duration::from_secs(1)),
             Clock::starting_at(Ts::ZERO),
             tx,
             1,
@@ -234,7 +477,7 @@ mod tests {
             .collect();
         let s = Scheduler::start(
             probes,
-            Duration::from_secs(10),
+            Cadence::steady(Duration::from_secs(10)),
             Clock::starting_at(Ts::ZERO),
             tx,
             42,
@@ -263,7 +506,7 @@ mod tests {
                 Duration::from_millis(100),
                 fake(Duration::ZERO),
             )],
-            Duration::from_secs(1),
+            Cadence::steady(Duration::from_secs(1)),
             Clock::starting_at(Ts::ZERO),
             tx,
             3,

@@ -1,22 +1,25 @@
 //! A region's API and worker endpoints with fault switches: healthy, failing (500), slow,
-//! hanging, answering garbage, or with stopped heartbeats. Tests drive it in-process;
-//! the sandbox runs it as a server and drills flip the switches over HTTP.
+//! hanging, answering garbage, flapping, or with stopped heartbeats. Tests drive it
+//! in-process; the sandbox runs it as a server and drills flip the switches over HTTP.
 //!
 //! Routes: `GET /health` (the API's health, shaped like a real service's report),
 //! `GET /heartbeat` (the workers' newest heartbeat), `GET /fault` and `POST /fault`
-//! (read or set the switches: `{"mode": "healthy|error|slow|hang|garbage",
+//! (read or set the switches: `{"mode": "healthy|error|slow|hang|garbage|flap",
 //! "delay_ms": 800, "heartbeats": false}`).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+
+use super::proxy::Peers;
 
 /// How the API answers `/health`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -32,6 +35,20 @@ pub enum Mode {
     Hang,
     /// 200 with a body that is not JSON.
     Garbage,
+    /// Fails two requests, passes the third, and again: by each caller's own request
+    /// count, so no caller ever sees three failures in a row. Requests that come through
+    /// the sandbox's proxies (the controller's) are counted apart from the others (the
+    /// witness's, a client's).
+    Flap,
+}
+
+/// Which of the two flap counters a request advances.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Caller {
+    /// Through one of the region's fault proxies: the controller.
+    Proxied,
+    /// Straight to the endpoint: the witness, clients, tests.
+    Direct,
 }
 
 /// The switches, as `GET /fault` shows them and `POST /fault` sets them (fields left out
@@ -53,6 +70,8 @@ struct Inner {
     heartbeats: bool,
     /// When heartbeats stopped; the newest heartbeat then stays at this time.
     stopped_at: f64,
+    /// `/health` requests seen in `Flap` mode: proxied, direct.
+    flap_counts: [u64; 2],
 }
 
 /// The shared state behind one region's endpoint.
@@ -60,6 +79,8 @@ struct Inner {
 pub struct Faults {
     region: String,
     inner: Mutex<Inner>,
+    /// The proxies' upstream connections, to tell the controller's requests apart.
+    peers: Peers,
 }
 
 fn now_secs() -> f64 {
@@ -71,6 +92,11 @@ fn now_secs() -> f64 {
 
 impl Faults {
     pub fn new(region: &str) -> Arc<Faults> {
+        Faults::with_peers(region, Peers::default())
+    }
+
+    /// Knowing which connections come through the region's proxies (`Peers` they fill).
+    pub fn with_peers(region: &str, peers: Peers) -> Arc<Faults> {
         Arc::new(Faults {
             region: region.to_string(),
             inner: Mutex::new(Inner {
@@ -78,8 +104,27 @@ impl Faults {
                 delay: Duration::from_millis(800),
                 heartbeats: true,
                 stopped_at: 0.0,
+                flap_counts: [0, 0],
             }),
+            peers,
         })
+    }
+
+    /// Who is calling, from the connection's peer address.
+    pub fn caller(&self, peer: Option<SocketAddr>) -> Caller {
+        match peer {
+            Some(p) if self.peers.proxied(&p) => Caller::Proxied,
+            _ => Caller::Direct,
+        }
+    }
+
+    /// In `Flap` mode, whether this request of `caller` fails (its 1st and 2nd of every 3).
+    fn flap_fails(&self, caller: Caller) -> bool {
+        let mut i = self.lock();
+        let n = &mut i.flap_counts[caller as usize];
+        let fails = *n % 3 != 2;
+        *n += 1;
+        fails
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -88,7 +133,11 @@ impl Faults {
     }
 
     pub fn set_mode(&self, mode: Mode) {
-        self.lock().mode = mode;
+        let mut i = self.lock();
+        if mode == Mode::Flap && i.mode != Mode::Flap {
+            i.flap_counts = [0, 0];
+        }
+        i.mode = mode;
     }
 
     pub fn set_delay(&self, delay: Duration) {
@@ -134,28 +183,40 @@ pub fn router(faults: Arc<Faults>) -> Router {
         .with_state(faults)
 }
 
-async fn health(State(f): State<Arc<Faults>>) -> Response {
+async fn health(State(f): State<Arc<Faults>>, ext: axum::http::Extensions) -> Response {
     let (mode, delay) = {
         let i = f.lock();
         (i.mode, i.delay)
     };
+    let peer = ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
     match mode {
         Mode::Healthy => healthy(&f.region),
+        Mode::Flap if f.flap_fails(f.caller(peer)) => failing(&f.region),
+        Mode::Flap => healthy(&f.region),
         Mode::Slow => {
             tokio::time::sleep(delay).await;
             healthy(&f.region)
         }
-        Mode::Error => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Json(serde_json::json!({"status": "error", "region": f.region, "database": "unreachable"})),
-        )
-            .into_response(),
+        Mode::Error => failing(&f.region),
         Mode::Hang => {
             std::future::pending::<()>().await;
             StatusCode::OK.into_response()
         }
-        Mode::Garbage => (StatusCode::OK, [("content-type", "application/json")], "\u{1}<html>not json{{").into_response(),
+        Mode::Garbage => (
+            StatusCode::OK,
+            [("content-type", "application/json")],
+            "\u{1}<html>not json{{",
+        )
+            .into_response(),
     }
+}
+
+fn failing(region: &str) -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(serde_json::json!({"status": "error", "region": region, "database": "unreachable"})),
+    )
+        .into_response()
 }
 
 fn healthy(region: &str) -> Response {
@@ -190,7 +251,8 @@ pub async fn spawn(
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     let port = listener.local_addr()?.port();
     let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, router(faults)).await;
+        let app = router(faults).into_make_service_with_connect_info::<SocketAddr>();
+        let _ = axum::serve(listener, app).await;
     });
     Ok((port, task))
 }

@@ -1,7 +1,14 @@
 //! A TCP fault proxy: stands between the controller and a regional service so drills can
-//! add latency, reset connections or swallow them (blackhole). The kernel here has no
-//! netem, so faults are made in userspace.
+//! add latency, reset connections (all of them, or some at random: a lossy link) or
+//! swallow them (blackhole). The kernel here has no netem, so faults are made in userspace.
+//!
+//! The proxy also records the local address of every upstream connection it holds open
+//! (`Peers`), so a service in the same process can tell the controller's requests (which
+//! come through a proxy) from everyone else's (clients, the witness): the flapping fault
+//! counts each side's requests separately.
 
+use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,9 +28,39 @@ pub enum ProxyMode {
     Latency { ms: u64 },
     /// Accept and immediately reset new connections; cut existing ones.
     Reset,
+    /// A lossy link: reset each new connection with probability `percent` / 100, pass the
+    /// rest. Existing connections are left alone.
+    ResetSome { percent: u8 },
     /// Accept and never answer: the peer waits until its own timeout. Existing
     /// connections are cut.
     Blackhole,
+}
+
+/// The local addresses of the upstream connections proxies hold open: whoever receives a
+/// connection from one of them is talking to a proxy, not to a client.
+#[derive(Debug, Clone, Default)]
+pub struct Peers(Arc<Mutex<HashSet<SocketAddr>>>);
+
+impl Peers {
+    /// Whether a connection from `peer` comes through one of the proxies.
+    pub fn proxied(&self, peer: &SocketAddr) -> bool {
+        self.lock().contains(peer)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<SocketAddr>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Removes an upstream connection's address from `Peers` when the connection ends.
+struct Held(Peers, Option<SocketAddr>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(a) = self.1 {
+            self.0.lock().remove(&a);
+        }
+    }
 }
 
 /// A running proxy and the switch that changes its mode.
@@ -35,12 +72,23 @@ pub struct Proxy {
     mode: Arc<Mutex<ProxyMode>>,
     /// Bumped on each fault that must cut live connections.
     generation: watch::Sender<u64>,
+    peers: Peers,
 }
 
 impl Proxy {
     /// Listens on 127.0.0.1:`listen_port` (0 picks one) and forwards to
     /// 127.0.0.1:`upstream_port`.
     pub async fn start(name: &str, listen_port: u16, upstream_port: u16) -> anyhow::Result<Proxy> {
+        Proxy::start_with(name, listen_port, upstream_port, Peers::default()).await
+    }
+
+    /// The same, recording its upstream connections in `peers`.
+    pub async fn start_with(
+        name: &str,
+        listen_port: u16,
+        upstream_port: u16,
+        peers: Peers,
+    ) -> anyhow::Result<Proxy> {
         let listener = TcpListener::bind(("127.0.0.1", listen_port)).await?;
         let listen_port = listener.local_addr()?.port();
         let (generation, _) = watch::channel(0u64);
@@ -50,6 +98,7 @@ impl Proxy {
             upstream_port,
             mode: Arc::new(Mutex::new(ProxyMode::Pass)),
             generation,
+            peers,
         };
         let p = proxy.clone();
         tokio::spawn(async move {
@@ -90,13 +139,22 @@ impl Proxy {
                 let _ = cut.changed().await;
                 return;
             }
+            ProxyMode::ResetSome { percent } if fastrand::u8(0..100) < percent => {
+                let _ = client.set_zero_linger();
+                return;
+            }
             ProxyMode::Latency { ms } => tokio::time::sleep(Duration::from_millis(ms)).await,
-            ProxyMode::Pass => {}
+            ProxyMode::ResetSome { .. } | ProxyMode::Pass => {}
         }
         let Ok(mut upstream) = TcpStream::connect(("127.0.0.1", self.upstream_port)).await else {
             let _ = client.set_zero_linger();
             return;
         };
+        let local = upstream.local_addr().ok();
+        if let Some(a) = local {
+            self.peers.lock().insert(a);
+        }
+        let _held = Held(self.peers.clone(), local);
         let mut cut = self.generation.subscribe();
         tokio::select! {
             _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
@@ -164,6 +222,47 @@ mod tests {
 
         proxy.set_mode(ProxyMode::Pass);
         assert_eq!(roundtrip(proxy.listen_port).await.expect("healed"), b"ping");
+    }
+
+    #[tokio::test]
+    async fn a_lossy_link_resets_about_the_share_of_connections_it_is_told() {
+        let upstream = echo_server().await;
+        let proxy = Proxy::start("echo", 0, upstream).await.expect("proxy");
+        proxy.set_mode(ProxyMode::ResetSome { percent: 30 });
+        let mut reset = 0;
+        for _ in 0..300 {
+            if roundtrip(proxy.listen_port).await.is_err() {
+                reset += 1;
+            }
+        }
+        // 300 draws at p = 0.3: mean 90, standard deviation 8; 50..130 is five of them.
+        assert!((50..=130).contains(&reset), "{reset} of 300 reset");
+        proxy.set_mode(ProxyMode::ResetSome { percent: 0 });
+        for _ in 0..20 {
+            assert_eq!(roundtrip(proxy.listen_port).await.expect("0 %"), b"ping");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_upstream_side_knows_which_connections_come_through_a_proxy() {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let upstream = l.local_addr().expect("addr").port();
+        let peers = Peers::default();
+        let proxy = Proxy::start_with("svc", 0, upstream, peers.clone())
+            .await
+            .expect("proxy");
+        let _via = TcpStream::connect(("127.0.0.1", proxy.listen_port))
+            .await
+            .expect("connect via the proxy");
+        let (_s, from_proxy) = l.accept().await.expect("accept");
+        let _direct = TcpStream::connect(("127.0.0.1", upstream))
+            .await
+            .expect("connect directly");
+        let (_d, direct) = l.accept().await.expect("accept");
+        // The proxy records its side before it copies a byte; give its task a moment.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(peers.proxied(&from_proxy));
+        assert!(!peers.proxied(&direct));
     }
 
     #[tokio::test]

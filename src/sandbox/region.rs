@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use super::endpoint::{self, Faults};
-use super::proxy::{Proxy, ProxyMode};
+use super::proxy::{Peers, Proxy, ProxyMode};
 
 /// How one region server is wired, written by `sandbox up` and read by the process.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -57,10 +57,13 @@ pub async fn serve(config: RegionConfig) -> anyhow::Result<()> {
         .with_context(|| format!("read {}", config.db_password_file.display()))?
         .trim()
         .to_string();
-    let faults = Faults::new(&config.region);
+    // The proxies record their upstream connections, so the endpoints can tell the
+    // controller's requests (through a proxy) from the witness's and the clients'.
+    let peers = Peers::default();
+    let faults = Faults::with_peers(&config.region, peers.clone());
     let mut proxies = BTreeMap::new();
     for (name, ports) in &config.proxies {
-        let p = Proxy::start(name, ports.listen, ports.upstream)
+        let p = Proxy::start_with(name, ports.listen, ports.upstream, peers.clone())
             .await
             .with_context(|| format!("start the {name} proxy on port {}", ports.listen))?;
         proxies.insert(name.clone(), p);
@@ -82,6 +85,8 @@ pub async fn serve(config: RegionConfig) -> anyhow::Result<()> {
     let workers_listener =
         tokio::net::TcpListener::bind(("127.0.0.1", config.workers_port)).await?;
     let workers = endpoint::router(faults);
+    let api = api.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let workers = workers.into_make_service_with_connect_info::<std::net::SocketAddr>();
     tokio::select! {
         r = axum::serve(api_listener, api) => r?,
         r = axum::serve(workers_listener, workers) => r?,

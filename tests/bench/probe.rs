@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use lifeboat::core::model::{
     Component, Endpoint, ProbeCheck, ProbeSpec, RegionName, Target, TargetKind,
 };
-use lifeboat::probe::scheduler::Scheduler;
+use lifeboat::probe::scheduler::{Cadence, Scheduler};
 use lifeboat::probe::{self, Clock, Context, RegionProbe};
 use lifeboat::sandbox::endpoint::{self, Faults};
 
@@ -124,7 +124,7 @@ async fn bench(port: u16, server_pid: u32) -> anyhow::Result<()> {
     // Scheduled: the real scheduler, every probe once a second (±10%).
     let (tx, mut rx) = tokio::sync::mpsc::channel(PROBES * 2);
     let (cpu0, wall0) = (cpu(None)?, Instant::now());
-    let scheduler = Scheduler::start(all, Duration::from_secs(1), clock, tx, 1);
+    let scheduler = Scheduler::start(all, Cadence::steady(Duration::from_secs(1)), clock, tx, 1);
     let mut seen = 0usize;
     let deadline = tokio::time::Instant::now() + SCHEDULED_FOR;
     while let Ok(Some(obs)) = tokio::time::timeout_at(deadline, rx.recv()).await {

@@ -12,7 +12,7 @@ fn r(name: &str) -> RegionName {
 /// Regions `a` (primary) and `b`; critical probes `db` and `api`, advisory `cache`.
 fn tracker(failure: u32, recovery: u32) -> HealthTracker {
     HealthTracker::new(
-        Thresholds { failure, recovery },
+        Thresholds::counts(failure, recovery),
         vec![r("a"), r("b")],
         [
             ("db".to_string(), true),
@@ -27,7 +27,7 @@ fn short(v: Verdict) -> String {
         Verdict::Unknown => "unknown".into(),
         Verdict::Healthy => "healthy".into(),
         Verdict::Suspect { failures } => format!("suspect({failures})"),
-        Verdict::Down { since } => format!("down(since {})", since.as_millis() / 1000),
+        Verdict::Down { since } => format!("down(since {})", since.as_millis() as f64 / 1000.0),
         Verdict::Recovering { successes } => format!("recovering({successes})"),
         Verdict::ObserverIsolated { since } => {
             format!("isolated(since {})", since.as_millis() / 1000)
@@ -41,7 +41,8 @@ fn trace(t: &mut HealthTracker, script: &str) -> String {
     let mut out = String::new();
     for line in script.lines().map(str::trim).filter(|l| !l.is_empty()) {
         let f: Vec<&str> = line.split_whitespace().collect();
-        let at = Ts::from_secs(f[0].parse().expect("seconds"));
+        let secs: f64 = f[0].parse().expect("seconds");
+        let at = Ts::from_millis((secs * 1000.0).round() as u64);
         let lat = Duration::from_millis(5);
         let obs = match f[3] {
             "ok" => Observation::ok(f[1], &r(f[2]), at, lat),
@@ -138,6 +139,162 @@ fn a_flapping_probe_never_takes_its_region_down_at_threshold_three() {
         }
     }
     assert_eq!(t.verdict(&r("a")), Verdict::Healthy);
+}
+
+/// Threshold 3 over at least 2 s; recovery 2 over at least 1 s.
+fn spanning() -> HealthTracker {
+    HealthTracker::new(
+        Thresholds {
+            failure: 3,
+            recovery: 2,
+            failure_span: Duration::from_secs(2),
+            recovery_span: Duration::from_secs(1),
+        },
+        vec![r("a"), r("b")],
+        [("db".to_string(), true), ("api".to_string(), true)],
+    )
+}
+
+#[test]
+fn bunched_failures_take_a_region_down_only_once_they_span_the_minimum() {
+    // Five failures in 0.6 s (rounds run back to back after a stall) are not an outage;
+    // the streak becomes one when it covers 2 s, however many rounds that takes.
+    let mut t = spanning();
+    check(
+        &mut t,
+        "1.0 db a fail
+         1.1 db a fail
+         1.2 db a fail
+         1.4 db a fail
+         1.6 db a fail
+         2.5 db a fail
+         3.0 db a fail",
+        expect![[r#"
+            1.0 db a fail   → a=suspect(1) b=unknown  *
+            1.1 db a fail   → a=suspect(2) b=unknown  *
+            1.2 db a fail   → a=suspect(3) b=unknown  *
+            1.4 db a fail   → a=suspect(4) b=unknown  *
+            1.6 db a fail   → a=suspect(5) b=unknown  *
+            2.5 db a fail   → a=suspect(6) b=unknown  *
+            3.0 db a fail   → a=down(since 3) b=unknown  *
+        "#]],
+    );
+}
+
+#[test]
+fn the_span_runs_from_the_first_failed_rounds_start_so_a_slow_first_round_counts_whole() {
+    // The first failure took 0.5 s (a timeout): its round started at 0.5, so by the third
+    // failure at 2.5 the streak spans 2 s.
+    let mut t = spanning();
+    let lat = Duration::from_millis(500);
+    t.observe(Observation::failed(
+        "db",
+        &r("a"),
+        Ts::from_millis(1000),
+        lat,
+        "timeout",
+    ));
+    t.observe(Observation::failed(
+        "db",
+        &r("a"),
+        Ts::from_millis(1800),
+        Duration::ZERO,
+        "x",
+    ));
+    assert_eq!(t.verdict(&r("a")), Verdict::Suspect { failures: 2 });
+    t.observe(Observation::failed(
+        "db",
+        &r("a"),
+        Ts::from_millis(2500),
+        Duration::ZERO,
+        "x",
+    ));
+    assert_eq!(
+        t.verdict(&r("a")),
+        Verdict::Down {
+            since: Ts::from_millis(2500)
+        }
+    );
+    assert_eq!(
+        t.probe("db", &r("a")).map(|p| p.streak().span()),
+        Some(Duration::from_secs(2))
+    );
+}
+
+#[test]
+fn two_probes_failing_in_turn_never_add_up_to_one_streak() {
+    // Each probe's streak is its own: db and api alternating failures, each probe's
+    // streak reset by its own passes, never reach three rounds over 2 s.
+    let mut t = spanning();
+    check(
+        &mut t,
+        "1 db a fail
+         1.5 api a fail
+         2 db a fail
+         2.5 api a ok
+         3 db a ok
+         3.5 api a fail
+         4 db a fail",
+        expect![[r#"
+            1 db a fail     → a=suspect(1) b=unknown  *
+            1.5 api a fail  → a=suspect(1) b=unknown
+            2 db a fail     → a=suspect(2) b=unknown  *
+            2.5 api a ok    → a=suspect(2) b=unknown
+            3 db a ok       → a=healthy b=unknown  *
+            3.5 api a fail  → a=suspect(1) b=unknown  *
+            4 db a fail     → a=suspect(1) b=unknown
+        "#]],
+    );
+}
+
+#[test]
+fn recovery_needs_its_span_too() {
+    let mut t = spanning();
+    check(
+        &mut t,
+        "1 db a fail
+         2 db a fail
+         3 db a fail
+         4 db a ok
+         4.2 db a ok
+         4.4 db a ok
+         5.1 db a ok",
+        expect![[r#"
+            1 db a fail     → a=suspect(1) b=unknown  *
+            2 db a fail     → a=suspect(2) b=unknown  *
+            3 db a fail     → a=down(since 3) b=unknown  *
+            4 db a ok       → a=recovering(1) b=unknown  *
+            4.2 db a ok     → a=recovering(2) b=unknown  *
+            4.4 db a ok     → a=recovering(3) b=unknown  *
+            5.1 db a ok     → a=healthy b=unknown  *
+        "#]],
+    );
+}
+
+#[test]
+fn a_failing_probe_is_confirmed_until_its_streak_takes_the_region_down() {
+    let th = Thresholds {
+        failure: 3,
+        recovery: 2,
+        failure_span: Duration::from_millis(450),
+        recovery_span: Duration::ZERO,
+    };
+    let lat = Duration::from_millis(5);
+    let mut s = Streak::default().then(true, Ts::from_millis(1000), lat);
+    assert!(
+        !th.confirming(&s),
+        "a passing probe keeps the normal interval"
+    );
+    s = s.then(false, Ts::from_millis(2000), lat);
+    assert!(th.confirming(&s));
+    s = s.then(false, Ts::from_millis(2250), lat);
+    s = s.then(false, Ts::from_millis(2400), lat);
+    assert!(th.confirming(&s), "three rounds, but over 405 ms only");
+    s = s.then(false, Ts::from_millis(2650), lat);
+    assert!(
+        th.fails(&s) && !th.confirming(&s),
+        "down: back to the normal interval"
+    );
 }
 
 #[test]
@@ -367,13 +524,11 @@ type Row = (&'static str, Vec<Streak>, Option<Ts>, Option<Ts>, Verdict);
 
 #[test]
 fn the_verdict_table() {
-    let th = Thresholds {
-        failure: 3,
-        recovery: 2,
-    };
+    let th = Thresholds::counts(3, 2);
     let s = |failures, successes| Streak {
         failures,
         successes,
+        ..Streak::default()
     };
     let t5 = Ts::from_secs(5);
     let t1 = Ts::from_secs(1);
