@@ -52,7 +52,7 @@ fn drill(name: &str) -> (bool, Report) {
     (run.status.success(), report)
 }
 
-fn check<'r>(report: &'r Report, starts_with: &str) -> &'r lifeboat::drill::report::Check {
+fn check<'r>(report: &'r Report, starts_with: &str) -> &'r lifeboat::drill::report::Assertion {
     report
         .checks
         .iter()

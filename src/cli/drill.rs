@@ -225,7 +225,7 @@ pub fn summary_table(s: &Summary) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::drill::report::{Check, Figures};
+    use crate::drill::report::{Assertion, Figures};
 
     fn rep(n: u32, passed: bool, decision: Option<f64>, unexpected: bool) -> Report {
         Report {
@@ -238,7 +238,7 @@ mod tests {
                 lost_writes: Some(if unexpected { 7 } else { 0 }),
                 ..Figures::default()
             },
-            checks: vec![Check {
+            checks: vec![Assertion {
                 what: "does not fail over".into(),
                 passed,
                 detail: "x".into(),

@@ -25,7 +25,7 @@ use aws_sdk_route53::types::{
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::report::{Check, Mark, Report};
+use super::report::{Assertion, Mark, Report};
 use super::scenario::Scenario;
 use crate::clients::aws::{AwsClients, describe_error};
 use crate::core::model::Direction;
@@ -357,7 +357,7 @@ pub async fn exercise(
     let started = now();
 
     let green = until_round(api, Ts::from_millis(0), Duration::from_secs(60), |r| r.ok()).await;
-    report.checks.push(Check {
+    report.checks.push(Assertion {
         what: "readiness is green on the healthy sandbox".into(),
         passed: green.is_ok(),
         detail: match &green {
@@ -402,7 +402,7 @@ pub async fn exercise(
             what: format!("readiness red: {} {}", want.direction, want.step),
         });
     }
-    report.checks.push(Check {
+    report.checks.push(Assertion {
         what: format!(
             "readiness goes red within {}s naming {} step `{}` and a fix about \"{}\"",
             want.within.as_secs(),
@@ -429,7 +429,7 @@ pub async fn exercise(
     });
     if red.is_ok() {
         let m = metric(&api.url, want.direction, &want.step).await;
-        report.checks.push(Check {
+        report.checks.push(Assertion {
             what: format!(
                 "the metric lifeboat_readiness_ok{{direction=\"{}\",step=\"{}\"}} reads 0",
                 want.direction, want.step
@@ -455,7 +455,7 @@ pub async fn exercise(
             what: "readiness green".into(),
         });
     }
-    report.checks.push(Check {
+    report.checks.push(Assertion {
         what: format!(
             "readiness is green within {}s of the repair",
             want.within.as_secs()
@@ -478,7 +478,7 @@ pub async fn exercise(
         .filter(|r| r.created_at >= started)
         .map(|r| format!("{} {}", r.direction, r.run_id))
         .collect();
-    report.checks.push(Check {
+    report.checks.push(Assertion {
         what: "no failover (or any run) starts".into(),
         passed: started_runs.is_empty(),
         detail: if started_runs.is_empty() {

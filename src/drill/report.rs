@@ -14,7 +14,7 @@ pub struct Report {
     pub description: String,
     pub repetition: u32,
     pub passed: bool,
-    pub checks: Vec<Check>,
+    pub checks: Vec<Assertion>,
     pub figures: Figures,
     /// Seconds since the (first) fault; negative before it.
     pub timeline: Vec<Mark>,
@@ -28,7 +28,7 @@ pub struct Report {
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Check {
+pub struct Assertion {
     pub what: String,
     pub passed: bool,
     pub detail: String,
@@ -333,7 +333,7 @@ mod tests {
             description: "test".into(),
             repetition: 1,
             passed: true,
-            checks: vec![Check {
+            checks: vec![Assertion {
                 what: "fails over within 30s".into(),
                 passed: true,
                 detail: "5.1s".into(),

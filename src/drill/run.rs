@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use super::accounting;
 use super::faults::{self, Injected};
 use super::observe::{self, Seen, Write};
-use super::report::{Check, Figures, Mark, Report, Span, WritePoint};
+use super::report::{Assertion, Figures, Mark, Report, Span, WritePoint};
 use super::scenario::Scenario;
 use super::scratch;
 use crate::contract::{ApproveBody, FailbackBody, Reply};
@@ -141,7 +141,7 @@ pub async fn once(setup: &Setup, repetition: u32) -> Report {
     }
     // Rollback: whatever happened above, the sandbox is taken down.
     if let Err(e) = world::down(&dir) {
-        report.checks.push(Check {
+        report.checks.push(Assertion {
             what: "rollback leaves nothing running".into(),
             passed: false,
             detail: format!("{e:#}"),
@@ -431,7 +431,7 @@ async fn scenario(
         serving_region_healthy,
     )
     .await;
-    report.checks.push(Check {
+    report.checks.push(Assertion {
         what: "steady state after: the serving region's critical probes pass".into(),
         passed: after.is_ok(),
         detail: match &after {
@@ -478,7 +478,7 @@ async fn expectations(
             matches!(&v.phase, crate::core::controller::Phase::Blocked { hold: r, .. } if r.label() == reason)
         })
         .await;
-        report.checks.push(Check {
+        report.checks.push(Assertion {
             what: format!("holds the failover for {reason} until approved"),
             passed: held.is_ok(),
             detail: match &held {
@@ -517,7 +517,7 @@ async fn expectations(
     let fo = match fo {
         Ok(r) => r,
         Err(err) => {
-            report.checks.push(Check {
+            report.checks.push(Assertion {
                 what: format!("fails over within {}s", within.as_secs()),
                 passed: false,
                 detail: format!("{err:#}"),
@@ -529,7 +529,7 @@ async fn expectations(
     spans(report, &detail, fault_wall);
     if origin.last > origin.first {
         let early = fo.created_at < origin.last;
-        report.checks.push(Check {
+        report.checks.push(Assertion {
             what: "does not fail over before the last fault".into(),
             passed: !early,
             detail: format!(
@@ -563,7 +563,7 @@ async fn expectations(
             what: format!("failover {}", fo.status),
         });
     }
-    report.checks.push(Check {
+    report.checks.push(Assertion {
         what: format!("fails over by itself within {}s", within.as_secs()),
         passed: completed && took.is_some_and(|t| t <= within.as_secs_f64()),
         detail: format!(
@@ -581,14 +581,14 @@ async fn expectations(
     let lost_fo = loss.total();
     report.figures.lost_writes = Some(lost_fo);
     if let Some(max) = e.max_lost_writes {
-        report.checks.push(Check {
+        report.checks.push(Assertion {
             what: format!("at most {max} acknowledged writes lost on failover"),
             passed: lost_fo <= max,
             detail: loss.to_string(),
         });
     }
     if e.data_loss {
-        report.checks.push(Check {
+        report.checks.push(Assertion {
             what: "reports the data loss it was allowed".into(),
             passed: lost_fo > 0 && fo.allow_data_loss,
             detail: format!(
@@ -720,7 +720,7 @@ async fn failback(
             what: format!("failback {}", fb.status),
         });
     }
-    report.checks.push(Check {
+    report.checks.push(Assertion {
         what: format!("fails back within {}s", within.as_secs()),
         passed: fb.status == RunStatus::Completed
             && took.is_some_and(|t| t <= within.as_secs_f64()),
@@ -741,7 +741,7 @@ async fn failback(
         .collect();
     let lost_fb = accounting::lost(world, PRIMARY, &after).await?.total();
     report.figures.failback_lost_writes = Some(lost_fb);
-    report.checks.push(Check {
+    report.checks.push(Assertion {
         what: "no acknowledged write lost on the failback".into(),
         passed: lost_fb == 0,
         detail: format!(
@@ -809,7 +809,7 @@ fn finish_figures(
         s.start -= fault;
         s.end -= fault;
     }
-    report.checks.push(Check {
+    report.checks.push(Assertion {
         what: "never two writable primaries".into(),
         passed: writable.both_writable_at.is_empty() && writable.samples > 0,
         detail: format!(

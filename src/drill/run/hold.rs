@@ -13,7 +13,7 @@ use crate::core::model::Direction;
 
 use crate::drill::accounting;
 use crate::drill::observe::WriteLog;
-use crate::drill::report::{Check, Mark, Report};
+use crate::drill::report::{Assertion, Mark, Report};
 use crate::drill::scenario::Expect;
 use crate::sandbox::world::{PRIMARY, World};
 
@@ -51,7 +51,7 @@ impl Held<'_> {
         let loss = accounting::lost(self.world, &serving, &snapshot).await;
         report.figures.lost_writes = loss.as_ref().ok().map(accounting::Loss::total);
         if let Some(max) = e.max_lost_writes {
-            report.checks.push(Check {
+            report.checks.push(Assertion {
                 what: format!("at most {max} acknowledged writes lost"),
                 passed: loss.as_ref().is_ok_and(|l| l.total() <= max),
                 detail: match &loss {
@@ -73,7 +73,7 @@ impl Held<'_> {
             |v| v.frozen_until.is_some(),
         )
         .await;
-        report.checks.push(Check {
+        report.checks.push(Assertion {
             what: "freezes automatic decisions when it wakes".into(),
             passed: v.is_ok(),
             detail: match &v {
@@ -105,7 +105,7 @@ impl Held<'_> {
                     )
                 })
                 .unwrap_or_default();
-            report.checks.push(Check {
+            report.checks.push(Assertion {
                 what: format!(
                     "does not fail over (watched {}s)",
                     self.expect.watch_for.as_secs()
@@ -130,7 +130,7 @@ impl Held<'_> {
             .await
             .map(|v| v.active.as_str().to_string())
             .unwrap_or_else(|_| run.to.as_str().to_string());
-        report.checks.push(Check {
+        report.checks.push(Assertion {
             what: format!("does not fail over (watched {}s)", self.expect.watch_for.as_secs()),
             passed: false,
             detail: format!(
@@ -150,7 +150,7 @@ impl Held<'_> {
         let holds = v.as_ref().is_ok_and(
             |v| matches!(&v.phase, Phase::Blocked { hold: r, .. } if r.label() == reason),
         );
-        report.checks.push(Check {
+        report.checks.push(Assertion {
             what: format!("holds for {reason}"),
             passed: holds,
             detail: match &v {
@@ -193,7 +193,7 @@ impl Held<'_> {
             .map(str::trim)
             .filter(|l| l.starts_with("why:") || l.starts_with("next:"))
             .collect();
-        report.checks.push(Check {
+        report.checks.push(Assertion {
             what: "lifeboat status says why and what to do".into(),
             passed: out.is_ok() && missing.is_empty(),
             detail: match (&out, missing.is_empty()) {
