@@ -105,7 +105,9 @@ impl Executor {
     /// Errors: the journal's (`RunInProgress`, I/O, damage). Step failures are not
     /// errors: they come back as `RunOutcome::Failed`.
     pub async fn start(&self, plan: Plan, started_by: &str) -> Result<RunOutcome, JournalError> {
-        // The shared record first: a controller that takes over finds the run there.
+        // The shared record first: a controller that takes over finds the run there. If
+        // the local journal then refuses the run, the shared record names a run nobody
+        // drives; the next leader adopts it from its plan, which is what a takeover is for.
         if let Err(e) = self.authority.begin(&plan, started_by).await {
             warn!("the run was not started: the shared record refused it: {e}");
             return Ok(RunOutcome::Superseded(format!(
