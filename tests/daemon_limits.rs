@@ -8,8 +8,10 @@
 
 mod support;
 
+use support::Proc;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -64,15 +66,6 @@ kind = "wait_healthy"
     let path = dir.join("policy.toml");
     std::fs::write(&path, text).expect("write policy");
     path
-}
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// One slowloris client: half a request, then a header line every 500 ms, forever;

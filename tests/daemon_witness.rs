@@ -5,8 +5,10 @@
 
 mod support;
 
+use support::Proc;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -72,15 +74,6 @@ kind = "wait_healthy"
     let path = dir.join("policy.toml");
     std::fs::write(&path, text).expect("write policy");
     path
-}
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn run(policy: &Path, extra: &[&str], hook: &str, log: &Path) -> Proc {

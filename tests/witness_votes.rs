@@ -8,8 +8,10 @@
 
 mod support;
 
+use support::Proc;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -269,15 +271,6 @@ kind = "wait_healthy"
     let path = dir.join("policy.toml");
     std::fs::write(&path, text).expect("write policy");
     path
-}
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 async fn status(url: &str) -> serde_json::Value {

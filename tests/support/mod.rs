@@ -108,3 +108,13 @@ pub fn control_calls() -> Vec<(&'static str, serde_json::Value)> {
         ("/v1/runs/x/abort", json!({"by": "t", "reason": why})),
     ]
 }
+
+/// A child process killed and reaped when the test lets go of it, even on a panic.
+pub struct Proc(pub std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
