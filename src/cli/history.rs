@@ -146,49 +146,8 @@ pub fn render_decisions(list: &[Decision]) -> String {
     for d in list {
         let _ = writeln!(out, "{}  {:<24} {}", d.at, d.reason.label(), d.summary);
         let _ = writeln!(out, "    why: {}", d.reason);
-        let e = &d.evidence;
-        if let Some(g) = &e.guardrail {
-            let _ = writeln!(out, "    guardrail: {g}");
-        }
-        for f in &e.failing {
-            let _ = writeln!(
-                out,
-                "    failing: {} in {} ({} in a row): {}",
-                f.probe, f.region, f.failures, f.error
-            );
-        }
-        if !e.observers.is_empty() {
-            let down = e.observers.iter().filter(|o| o.sees_down).count();
-            let who: Vec<String> = e
-                .observers
-                .iter()
-                .map(|o| {
-                    let says = if o.sees_down { "down" } else { "not down" };
-                    format!("{} says {says}", o.observer)
-                })
-                .collect();
-            let quorum = e
-                .quorum
-                .map(|q| format!(", quorum {q}"))
-                .unwrap_or_default();
-            let _ = writeln!(
-                out,
-                "    votes: {down} of {}{quorum}: {}",
-                e.observers.len(),
-                who.join("; ")
-            );
-        }
-        if let Some(l) = &e.lag {
-            let lag = l
-                .lag
-                .map(fmt_duration)
-                .unwrap_or_else(|| "not measured".into());
-            let _ = writeln!(
-                out,
-                "    replica lag in {}: {lag} (RPO budget {})",
-                l.region,
-                fmt_duration(l.budget)
-            );
+        for line in d.evidence.lines() {
+            let _ = writeln!(out, "    {line}");
         }
         if let Some(n) = d.reason.next_step() {
             let _ = writeln!(out, "    next: {n}");

@@ -13,47 +13,10 @@ fn took(r: &RunReport) -> String {
     fmt_duration(r.run.duration())
 }
 
+/// The decision's evidence in words, with the target it names.
 fn evidence_lines(d: &Decision) -> Vec<String> {
-    let e = &d.evidence;
-    let mut out = Vec::new();
-    if let Some(g) = &e.guardrail {
-        out.push(format!("guardrail: {g}"));
-    }
-    for f in &e.failing {
-        out.push(format!(
-            "failing: {} in {} ({} in a row): {}",
-            f.probe, f.region, f.failures, f.error
-        ));
-    }
-    if !e.observers.is_empty() {
-        let who: Vec<String> = e
-            .observers
-            .iter()
-            .map(|o| {
-                format!(
-                    "{} says {}",
-                    o.observer,
-                    if o.sees_down { "down" } else { "not down" }
-                )
-            })
-            .collect();
-        let quorum = e
-            .quorum
-            .map(|q| format!(" (quorum {q})"))
-            .unwrap_or_default();
-        out.push(format!("votes{quorum}: {}", who.join("; ")));
-    }
-    if let Some(l) = &e.lag {
-        out.push(format!(
-            "replica lag in {}: {} (RPO budget {})",
-            l.region,
-            l.lag
-                .map(fmt_duration)
-                .unwrap_or_else(|| "not measured".into()),
-            fmt_duration(l.budget)
-        ));
-    }
-    if let Some(t) = &e.target {
+    let mut out = d.evidence.lines();
+    if let Some(t) = &d.evidence.target {
         out.push(format!("target: {t}"));
     }
     out

@@ -233,6 +233,56 @@ pub struct Evidence {
     pub target: Option<RegionName>,
 }
 
+impl Evidence {
+    /// The evidence in words, a line per fact (the guardrail, each failing probe, the
+    /// votes, the lag), for `history --decisions` and run reports. The target is left
+    /// to the reader that wants it.
+    pub fn lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(g) = &self.guardrail {
+            out.push(format!("guardrail: {g}"));
+        }
+        for f in &self.failing {
+            out.push(format!(
+                "failing: {} in {} ({} in a row): {}",
+                f.probe, f.region, f.failures, f.error
+            ));
+        }
+        if !self.observers.is_empty() {
+            let down = self.observers.iter().filter(|o| o.sees_down).count();
+            let who: Vec<String> = self
+                .observers
+                .iter()
+                .map(|o| {
+                    let says = if o.sees_down { "down" } else { "not down" };
+                    format!("{} says {says}", o.observer)
+                })
+                .collect();
+            let quorum = self
+                .quorum
+                .map(|q| format!(", quorum {q}"))
+                .unwrap_or_default();
+            out.push(format!(
+                "votes: {down} of {}{quorum}: {}",
+                self.observers.len(),
+                who.join("; ")
+            ));
+        }
+        if let Some(l) = &self.lag {
+            let lag = l
+                .lag
+                .map(crate::core::time::fmt_duration)
+                .unwrap_or_else(|| "not measured".into());
+            out.push(format!(
+                "replica lag in {}: {lag} (RPO budget {})",
+                l.region,
+                crate::core::time::fmt_duration(l.budget)
+            ));
+        }
+        out
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LagEvidence {
     pub region: RegionName,
