@@ -388,52 +388,9 @@ async fn an_aurora_cluster_outside_its_global_database_is_not_ready() {
 
 #[tokio::test]
 async fn a_cloudfront_distribution_and_an_sns_topic_are_ready_while_they_exist() {
-    use aws_sdk_cloudfront::types::{
-        DefaultCacheBehavior, DistributionConfig, Origin, Origins, S3OriginConfig,
-        ViewerProtocolPolicy,
-    };
     let moto = support::moto();
     let aws = AwsClients::for_emulator(&moto.url());
-    let config = DistributionConfig::builder()
-        .caller_reference(support::unique("dist"))
-        .comment("lifeboat test")
-        .enabled(true)
-        .origins(
-            Origins::builder()
-                .quantity(1)
-                .items(
-                    Origin::builder()
-                        .id("assets")
-                        .domain_name("assets.s3.amazonaws.com")
-                        .s3_origin_config(
-                            S3OriginConfig::builder().origin_access_identity("").build(),
-                        )
-                        .build()
-                        .expect("origin"),
-                )
-                .build()
-                .expect("origins"),
-        )
-        .default_cache_behavior(
-            DefaultCacheBehavior::builder()
-                .target_origin_id("assets")
-                .viewer_protocol_policy(ViewerProtocolPolicy::AllowAll)
-                .build()
-                .expect("behaviour"),
-        )
-        .build()
-        .expect("config");
-    let id = aws
-        .cloudfront()
-        .create_distribution()
-        .distribution_config(config)
-        .send()
-        .await
-        .expect("distribution")
-        .distribution()
-        .expect("distribution")
-        .id()
-        .to_string();
+    let id = support::cloudfront_distribution(&aws).await;
     let ctx = ready_ctx("purge-cdn", SECONDARY, true);
     let cdn = CloudfrontInvalidate::new(aws.cloudfront(), &id, vec!["/*".into()], "cdn");
     let r = cdn.readiness(&ctx).await;

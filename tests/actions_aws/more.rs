@@ -100,50 +100,6 @@ async fn a_read_replica_promotion_is_accepted_and_a_missing_instance_is_named() 
     );
 }
 
-async fn distribution(aws: &AwsClients) -> String {
-    use aws_sdk_cloudfront::types::{
-        DefaultCacheBehavior, DistributionConfig, Origin, Origins, S3OriginConfig,
-        ViewerProtocolPolicy,
-    };
-    let config = DistributionConfig::builder()
-        .caller_reference(support::unique("dist"))
-        .comment("lifeboat test")
-        .enabled(true)
-        .origins(
-            Origins::builder()
-                .quantity(1)
-                .items(
-                    Origin::builder()
-                        .id("assets")
-                        .domain_name("assets.s3.amazonaws.com")
-                        .s3_origin_config(
-                            S3OriginConfig::builder().origin_access_identity("").build(),
-                        )
-                        .build()
-                        .expect("origin"),
-                )
-                .build()
-                .expect("origins"),
-        )
-        .default_cache_behavior(
-            DefaultCacheBehavior::builder()
-                .target_origin_id("assets")
-                .viewer_protocol_policy(ViewerProtocolPolicy::AllowAll)
-                .build()
-                .expect("behaviour"),
-        )
-        .build()
-        .expect("config");
-    let out = aws
-        .cloudfront()
-        .create_distribution()
-        .distribution_config(config)
-        .send()
-        .await
-        .expect("create distribution");
-    out.distribution().expect("distribution").id().to_string()
-}
-
 /// moto creates a new invalidation for every request, whatever its caller reference
 /// (CloudFront returns the existing one): this test checks the caller reference is the
 /// same per run and step; the repeat answered with the same invalidation is covered with
@@ -152,7 +108,7 @@ async fn distribution(aws: &AwsClients) -> String {
 async fn a_cloudfront_invalidation_completes_and_carries_a_caller_reference_fixed_per_step() {
     let moto = support::moto();
     let aws = AwsClients::for_emulator(&moto.url());
-    let id = distribution(&aws).await;
+    let id = support::cloudfront_distribution(&aws).await;
     let paths = vec!["/api/*".to_string(), "/config.json".to_string()];
     let step = CloudfrontInvalidate::new(aws.cloudfront(), &id, paths, "cdn");
     let c = ctx("purge-cdn", SECONDARY);

@@ -118,3 +118,48 @@ impl Drop for Proc {
         let _ = self.0.wait();
     }
 }
+
+/// A CloudFront distribution in moto (one S3 origin, the default behaviour); its id.
+pub async fn cloudfront_distribution(aws: &lifeboat::clients::aws::AwsClients) -> String {
+    use aws_sdk_cloudfront::types::{
+        DefaultCacheBehavior, DistributionConfig, Origin, Origins, S3OriginConfig,
+        ViewerProtocolPolicy,
+    };
+    let config = DistributionConfig::builder()
+        .caller_reference(unique("dist"))
+        .comment("lifeboat test")
+        .enabled(true)
+        .origins(
+            Origins::builder()
+                .quantity(1)
+                .items(
+                    Origin::builder()
+                        .id("assets")
+                        .domain_name("assets.s3.amazonaws.com")
+                        .s3_origin_config(
+                            S3OriginConfig::builder().origin_access_identity("").build(),
+                        )
+                        .build()
+                        .expect("origin"),
+                )
+                .build()
+                .expect("origins"),
+        )
+        .default_cache_behavior(
+            DefaultCacheBehavior::builder()
+                .target_origin_id("assets")
+                .viewer_protocol_policy(ViewerProtocolPolicy::AllowAll)
+                .build()
+                .expect("behaviour"),
+        )
+        .build()
+        .expect("config");
+    let out = aws
+        .cloudfront()
+        .create_distribution()
+        .distribution_config(config)
+        .send()
+        .await
+        .expect("create distribution");
+    out.distribution().expect("distribution").id().to_string()
+}
