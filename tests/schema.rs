@@ -176,18 +176,17 @@ fn taplo_refuses_policies_of_the_wrong_shape() {
     for f in &files {
         assert!(f.exists(), "{} is gone from the corpus", f.display());
     }
-    // One run for all: taplo names each file it finds invalid.
-    let out = taplo(&["--schema", &schema], &files);
-    assert!(!out.status.success(), "{}", text(&out));
-    let report = text(&out);
+    // One run per file, judged by its exit status: with several files in one run, taplo
+    // sometimes exits before logging the last file it found invalid (about 2 runs in 15
+    // here), so its log cannot say which files it refused.
+    let mut report = String::new();
     let accepted: Vec<&str> = bad
         .iter()
         .zip(&files)
         .filter(|(_, f)| {
-            let name = f.file_name().and_then(|n| n.to_str()).expect("name");
-            !report
-                .lines()
-                .any(|l| l.contains("invalid file") && l.contains(&format!("{name}\"")))
+            let out = taplo(&["--schema", &schema], std::slice::from_ref(*f));
+            report.push_str(&text(&out));
+            out.status.success()
         })
         .map(|(name, _)| *name)
         .collect();
