@@ -15,7 +15,7 @@ use super::ids::{Epoch, RunId};
 use super::model::{Direction, RegionName};
 use super::time::{Ts, fmt_duration};
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     Trigger(Trigger),
@@ -24,7 +24,7 @@ pub enum Reason {
 }
 
 /// What started a run.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Trigger {
     /// The serving region's critical probes failed `failures` rounds in a row.
@@ -44,7 +44,7 @@ pub enum Trigger {
 }
 
 /// What keeps the controller from acting, or stops an operator's command.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Hold {
     /// Every region looked down at once: more likely the controller's own network.
@@ -105,7 +105,7 @@ pub enum Hold {
 }
 
 /// Other things worth recording: how runs end, recoveries, notices from steps.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Note {
     /// The journal accepted a run and raised the fencing epoch for it.
@@ -148,7 +148,7 @@ pub enum Note {
 }
 
 /// What a step tells the controller beside its result.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Notice {
     /// The fence step could not reach the old primary: it was not fenced, and must not
@@ -162,7 +162,7 @@ pub enum Notice {
     },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FreezeCause {
     /// The wall clock moved differently from the monotonic clock.

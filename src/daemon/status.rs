@@ -14,7 +14,7 @@ use crate::core::summary::{LinkMemory, summarize};
 use crate::core::time::Ts;
 use crate::journal::RunRecord;
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StatusView {
     pub service: String,
     pub mode: Mode,
@@ -52,7 +52,7 @@ fn one() -> u32 {
     1
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RegionView {
     pub region: RegionName,
     pub verdict: Verdict,
@@ -63,7 +63,7 @@ pub struct RegionView {
     pub role: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ProbeView {
     pub probe: String,
     pub region: RegionName,
@@ -77,7 +77,7 @@ pub struct ProbeView {
     pub last_error: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CurrentRun {
     pub run_id: RunId,
     pub direction: Direction,

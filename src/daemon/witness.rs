@@ -33,7 +33,7 @@ pub struct Poll {
 }
 
 /// A witness as `lifeboat status` shows it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WitnessView {
     pub url: String,
     /// The regions it sees down, as of its last answer.
