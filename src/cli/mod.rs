@@ -7,6 +7,7 @@ mod docs;
 mod drill;
 mod history;
 mod journal_args;
+mod outputs;
 mod plan;
 mod probe;
 mod progress;
@@ -133,7 +134,7 @@ pub enum Command {
     Resume(control::ResumeArgs),
     /// Rehearse a failure on the local sandbox and measure what lifeboat does
     Drill(drill::Args),
-    /// Print the JSON Schema of policy files, for editors and CI
+    /// Print the JSON Schema of policy files (or of drills, the --json outputs, the API)
     Schema(schema::Args),
     /// Print shell completions (bash, zsh, fish, elvish, powershell)
     Completions(docs::CompletionsArgs),
