@@ -29,7 +29,8 @@ the controller asks its /v1/status before an automatic failover when the policy 
 targets (for example addresses that do not cross the controller's network).
 
 The daemon probes every region, decides, and runs the runbooks the policy allows it to.
-It serves GET /healthz, /metrics, /v1/status, /v1/runs and the control calls on
+It serves GET /healthz, /metrics, /v1/status, /v1/runs, /v1/openapi.json (the API
+described) and the control calls on
 127.0.0.1 (a free port by default; the CLI finds it through a file beside the journal).
 Control calls need a bearer token: --token-file or LIFEBOAT_API_TOKEN, or one the daemon
 generates into a file beside the journal readable only by its user. It refuses to listen

@@ -1,7 +1,8 @@
-//! The daemon's HTTP API: read-only views (health, metrics, status, runs, decisions) open
-//! to anyone who can reach the loopback port, and control calls (failover, failback,
-//! pause, resume, approve, abort) that need the bearer token. The request and reply
-//! bodies are `crate::contract`'s.
+//! The daemon's HTTP API: read-only views (health, metrics, status, runs, decisions, the
+//! OpenAPI document) open to anyone who can reach the loopback port, and control calls
+//! (failover, failback, pause, resume, approve, abort) that need the bearer token. The
+//! request and reply bodies are `crate::contract`'s; each handler's `#[utoipa::path]`
+//! describes it for `super::openapi`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -9,9 +10,9 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Query, Request as HttpRequest, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -25,10 +26,10 @@ use crate::clients::secret::Secret;
 use crate::contract::{
     AbortBody, ApproveBody, ErrorBody, FailbackBody, FailoverBody, PauseBody, Reply, ResumeBody,
 };
-use crate::core::controller::OperatorCommand;
+use crate::core::controller::{Decision, OperatorCommand};
 use crate::core::ids::RunId;
 use crate::driver::Request;
-use crate::journal::Journal;
+use crate::journal::{Journal, RunDetail, RunRecord};
 
 #[derive(Clone)]
 pub struct ApiState {
@@ -45,21 +46,38 @@ pub struct ApiState {
     pub stale_after: Duration,
 }
 
+/// Every route: the router is built from this list alone, so the test that compares it
+/// with the OpenAPI document (`super::openapi`) sees every route the daemon serves.
+fn routes() -> Vec<(Method, &'static str, MethodRouter<ApiState>)> {
+    vec![
+        (Method::GET, "/healthz", get(healthz)),
+        (Method::GET, "/metrics", get(metrics)),
+        (Method::GET, "/v1/openapi.json", get(openapi)),
+        (Method::GET, "/v1/status", get(status)),
+        (Method::GET, "/v1/runs", get(runs)),
+        (Method::GET, "/v1/runs/{id}", get(run)),
+        (Method::GET, "/v1/decisions", get(decisions)),
+        (Method::POST, "/v1/failover", post(failover)),
+        (Method::POST, "/v1/failback", post(failback)),
+        (Method::POST, "/v1/pause", post(pause)),
+        (Method::POST, "/v1/resume", post(resume)),
+        (Method::POST, "/v1/approve", post(approve_hold)),
+        (Method::POST, "/v1/runs/{id}/approve", post(approve_run)),
+        (Method::POST, "/v1/runs/{id}/abort", post(abort_run)),
+    ]
+}
+
+/// The method and path of every route the router serves.
+pub fn endpoints() -> Vec<(Method, &'static str)> {
+    routes().into_iter().map(|(m, p, _)| (m, p)).collect()
+}
+
 pub fn router(state: ApiState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .route("/v1/status", get(status))
-        .route("/v1/runs", get(runs))
-        .route("/v1/runs/{id}", get(run))
-        .route("/v1/decisions", get(decisions))
-        .route("/v1/failover", post(failover))
-        .route("/v1/failback", post(failback))
-        .route("/v1/pause", post(pause))
-        .route("/v1/resume", post(resume))
-        .route("/v1/approve", post(approve_hold))
-        .route("/v1/runs/{id}/approve", post(approve_run))
-        .route("/v1/runs/{id}/abort", post(abort_run))
+    routes()
+        .into_iter()
+        .fold(Router::new(), |r, (_, path, handler)| {
+            r.route(path, handler)
+        })
         .with_state(state)
 }
 
@@ -70,6 +88,11 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// Liveness: whether the control loop turned recently.
+#[utoipa::path(get, path = "/healthz", tag = "views", responses(
+    (status = 200, description = "The control loop turned recently: `ok`.", body = String, content_type = "text/plain"),
+    (status = 503, description = "The control loop has not turned for longer than allowed.", body = ErrorBody),
+))]
 async fn healthz(State(s): State<ApiState>) -> Response {
     let last = Duration::from_millis(s.heartbeat.load(Ordering::Relaxed));
     let age = s.started.elapsed().saturating_sub(last);
@@ -82,6 +105,10 @@ async fn healthz(State(s): State<ApiState>) -> Response {
     (StatusCode::OK, "ok\n").into_response()
 }
 
+/// Prometheus metrics: the controller's state, the regions' verdicts, the probes, the runs.
+#[utoipa::path(get, path = "/metrics", tag = "views", responses(
+    (status = 200, description = "Prometheus text exposition format 0.0.4.", body = String, content_type = "text/plain; version=0.0.4; charset=utf-8"),
+))]
 async fn metrics(State(s): State<ApiState>) -> Response {
     (
         [(
@@ -93,6 +120,19 @@ async fn metrics(State(s): State<ApiState>) -> Response {
         .into_response()
 }
 
+/// This API's OpenAPI 3.1 document.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "views", responses(
+    (status = 200, description = "This document, as `deploy/openapi.json` keeps it (`lifeboat schema --openapi`).", body = Object),
+))]
+async fn openapi() -> Response {
+    Json(super::openapi::document()).into_response()
+}
+
+/// The controller's state and why, each region's and probe's health, the current and last run.
+#[utoipa::path(get, path = "/v1/status", tag = "views", responses(
+    (status = 200, description = "What `lifeboat status --json` prints.", body = StatusView),
+    (status = 500, description = "The status could not be read.", body = ErrorBody),
+))]
 async fn status(State(s): State<ApiState>) -> Response {
     match s.status.read() {
         Ok(v) => Json(v.clone()).into_response(),
@@ -114,10 +154,23 @@ async fn read<T: serde::Serialize + Send + 'static>(
     }
 }
 
+/// The last 100 runs, newest first.
+#[utoipa::path(get, path = "/v1/runs", tag = "views", responses(
+    (status = 200, description = "What `lifeboat history --json` prints.", body = [RunRecord]),
+    (status = 500, description = "The journal could not be read.", body = ErrorBody),
+))]
 async fn runs(State(s): State<ApiState>) -> Response {
     read(&s, StatusCode::INTERNAL_SERVER_ERROR, |j| j.runs(100)).await
 }
 
+/// One run: its plan, steps, attempts, approvals and audit trail.
+#[utoipa::path(get, path = "/v1/runs/{id}", tag = "views",
+    params(("id" = String, Path, description = "The run's id, e.g. `fo-20261123-153012-7f3a`.")),
+    responses(
+        (status = 200, description = "What `lifeboat show RUN --json` prints.", body = RunDetail),
+        (status = 404, description = "No run has this id.", body = ErrorBody),
+    ),
+)]
 async fn run(State(s): State<ApiState>, Path(id): Path<String>) -> Response {
     read(&s, StatusCode::NOT_FOUND, move |j| j.detail(&RunId(id))).await
 }
@@ -127,6 +180,15 @@ struct Limit {
     limit: Option<usize>,
 }
 
+/// The controller's decisions, newest first, each with its reason and evidence.
+#[utoipa::path(get, path = "/v1/decisions", tag = "views",
+    params(("limit" = Option<u32>, Query, description = "How many decisions (default 50, at most 1000).")),
+    responses(
+        (status = 200, description = "What `lifeboat history --decisions --json` prints.", body = [Decision]),
+        (status = 400, description = "`limit` is not a number.", body = String, content_type = "text/plain"),
+        (status = 500, description = "The journal could not be read.", body = ErrorBody),
+    ),
+)]
 async fn decisions(State(s): State<ApiState>, Query(q): Query<Limit>) -> Response {
     let limit = q.limit.unwrap_or(50).min(1000);
     let service = s.service.clone();
@@ -219,6 +281,17 @@ fn operator(cmd: OperatorCommand) -> Request {
     }
 }
 
+/// Fail over to a secondary, or (`dry_run`) preview the plan the controller would run.
+#[utoipa::path(post, path = "/v1/failover", tag = "control", security(("bearer" = [])),
+    request_body(content = FailoverBody, description = "Every field may be left out (an empty body means every field's default)."),
+    responses(
+        (status = 200, description = "Accepted (`result` is `accepted`), or a dry run's plan (`preview`).", body = Reply),
+        (status = 400, description = "The body is not a valid request.", body = ErrorBody),
+        (status = 401, description = "The bearer token is missing or wrong.", body = ErrorBody),
+        (status = 409, description = "Refused (`result` is `refused`): why, the guardrail's typed reason (`hold`) and the next step.", body = Reply),
+        (status = 503, description = "The daemon is shutting down or its control loop did not answer in 30 s.", body = ErrorBody),
+    ),
+)]
 async fn failover(State(s): State<ApiState>, Authed(b): Authed<FailoverBody>) -> Response {
     let cmd = OperatorCommand::Failover {
         to: b.to,
@@ -234,6 +307,17 @@ async fn failover(State(s): State<ApiState>, Authed(b): Authed<FailoverBody>) ->
     send(&s, req).await
 }
 
+/// Fail back to the primary, or (`dry_run`) preview the plan.
+#[utoipa::path(post, path = "/v1/failback", tag = "control", security(("bearer" = [])),
+    request_body(content = FailbackBody, description = "Every field may be left out (an empty body means every field's default)."),
+    responses(
+        (status = 200, description = "Accepted (`result` is `accepted`), or a dry run's plan (`preview`).", body = Reply),
+        (status = 400, description = "The body is not a valid request.", body = ErrorBody),
+        (status = 401, description = "The bearer token is missing or wrong.", body = ErrorBody),
+        (status = 409, description = "Refused (`result` is `refused`): why, the guardrail's typed reason (`hold`) and the next step.", body = Reply),
+        (status = 503, description = "The daemon is shutting down or its control loop did not answer in 30 s.", body = ErrorBody),
+    ),
+)]
 async fn failback(State(s): State<ApiState>, Authed(b): Authed<FailbackBody>) -> Response {
     let cmd = OperatorCommand::Failback {
         by: b.by,
@@ -247,6 +331,17 @@ async fn failback(State(s): State<ApiState>, Authed(b): Authed<FailbackBody>) ->
     send(&s, req).await
 }
 
+/// Pause the controller: it keeps probing and reporting but starts nothing by itself.
+#[utoipa::path(post, path = "/v1/pause", tag = "control", security(("bearer" = [])),
+    request_body(content = PauseBody, description = "Every field may be left out (an empty body means every field's default)."),
+    responses(
+        (status = 200, description = "Accepted (`result` is `accepted`), or a dry run's plan (`preview`).", body = Reply),
+        (status = 400, description = "The body is not a valid request.", body = ErrorBody),
+        (status = 401, description = "The bearer token is missing or wrong.", body = ErrorBody),
+        (status = 409, description = "Refused (`result` is `refused`): why, the guardrail's typed reason (`hold`) and the next step.", body = Reply),
+        (status = 503, description = "The daemon is shutting down or its control loop did not answer in 30 s.", body = ErrorBody),
+    ),
+)]
 async fn pause(State(s): State<ApiState>, Authed(b): Authed<PauseBody>) -> Response {
     let reason = if b.reason.trim().is_empty() {
         "no reason given".to_string()
@@ -256,10 +351,32 @@ async fn pause(State(s): State<ApiState>, Authed(b): Authed<PauseBody>) -> Respo
     send(&s, operator(OperatorCommand::Pause { by: b.by, reason })).await
 }
 
+/// Resume a paused controller.
+#[utoipa::path(post, path = "/v1/resume", tag = "control", security(("bearer" = [])),
+    request_body(content = ResumeBody, description = "Every field may be left out (an empty body means every field's default)."),
+    responses(
+        (status = 200, description = "Accepted (`result` is `accepted`), or a dry run's plan (`preview`).", body = Reply),
+        (status = 400, description = "The body is not a valid request.", body = ErrorBody),
+        (status = 401, description = "The bearer token is missing or wrong.", body = ErrorBody),
+        (status = 409, description = "Refused (`result` is `refused`): why, the guardrail's typed reason (`hold`) and the next step.", body = Reply),
+        (status = 503, description = "The daemon is shutting down or its control loop did not answer in 30 s.", body = ErrorBody),
+    ),
+)]
 async fn resume(State(s): State<ApiState>, Authed(b): Authed<ResumeBody>) -> Response {
     send(&s, operator(OperatorCommand::Resume { by: b.by })).await
 }
 
+/// Approve the failover the controller holds for an operator.
+#[utoipa::path(post, path = "/v1/approve", tag = "control", security(("bearer" = [])),
+    request_body(content = ApproveBody, description = "Every field may be left out (an empty body means every field's default)."),
+    responses(
+        (status = 200, description = "Accepted (`result` is `accepted`), or a dry run's plan (`preview`).", body = Reply),
+        (status = 400, description = "The body is not a valid request.", body = ErrorBody),
+        (status = 401, description = "The bearer token is missing or wrong.", body = ErrorBody),
+        (status = 409, description = "Refused (`result` is `refused`): why, the guardrail's typed reason (`hold`) and the next step.", body = Reply),
+        (status = 503, description = "The daemon is shutting down or its control loop did not answer in 30 s.", body = ErrorBody),
+    ),
+)]
 async fn approve_hold(State(s): State<ApiState>, Authed(b): Authed<ApproveBody>) -> Response {
     let cmd = OperatorCommand::Approve {
         allow_data_loss: b.allow_data_loss,
@@ -268,6 +385,18 @@ async fn approve_hold(State(s): State<ApiState>, Authed(b): Authed<ApproveBody>)
     send(&s, operator(cmd)).await
 }
 
+/// Approve the manual step a run waits at.
+#[utoipa::path(post, path = "/v1/runs/{id}/approve", tag = "control", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The run's id, e.g. `fo-20261123-153012-7f3a`.")),
+    request_body(content = ApproveBody, description = "Every field may be left out (an empty body means every field's default)."),
+    responses(
+        (status = 200, description = "Accepted (`result` is `accepted`), or a dry run's plan (`preview`).", body = Reply),
+        (status = 400, description = "The body is not a valid request.", body = ErrorBody),
+        (status = 401, description = "The bearer token is missing or wrong.", body = ErrorBody),
+        (status = 409, description = "Refused (`result` is `refused`): why, the guardrail's typed reason (`hold`) and the next step.", body = Reply),
+        (status = 503, description = "The daemon is shutting down or its control loop did not answer in 30 s.", body = ErrorBody),
+    ),
+)]
 async fn approve_run(
     State(s): State<ApiState>,
     Path(id): Path<String>,
@@ -281,6 +410,18 @@ async fn approve_run(
     send(&s, req).await
 }
 
+/// Abort an unfinished run; the reason goes in the audit trail.
+#[utoipa::path(post, path = "/v1/runs/{id}/abort", tag = "control", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The run's id, e.g. `fo-20261123-153012-7f3a`.")),
+    request_body(content = AbortBody, description = "Every field may be left out (an empty body means every field's default)."),
+    responses(
+        (status = 200, description = "Accepted (`result` is `accepted`), or a dry run's plan (`preview`).", body = Reply),
+        (status = 400, description = "The body is not a valid request, or gives no reason.", body = ErrorBody),
+        (status = 401, description = "The bearer token is missing or wrong.", body = ErrorBody),
+        (status = 409, description = "Refused (`result` is `refused`): why, the guardrail's typed reason (`hold`) and the next step.", body = Reply),
+        (status = 503, description = "The daemon is shutting down or its control loop did not answer in 30 s.", body = ErrorBody),
+    ),
+)]
 async fn abort_run(
     State(s): State<ApiState>,
     Path(id): Path<String>,

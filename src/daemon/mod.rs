@@ -10,6 +10,7 @@ pub mod client;
 pub mod discovery;
 pub mod engine;
 pub mod metrics;
+pub mod openapi;
 pub mod status;
 pub mod witness;
 
