@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 LIFEBOAT := ./target/debug/lifeboat
 
-.PHONY: demo test deps deps-sandbox build lint fmt package schemas
+.PHONY: demo test deps deps-sandbox build lint fmt package fuzz schemas
 
 ## Install the system and Python packages the tests and the sandbox use.
 deps:
@@ -49,6 +49,23 @@ package:
 ## deploy/openapi.json (the HTTP API). tests/schema.rs fails when one is stale.
 schemas:
 	UPDATE_EXPECT=1 $(CARGO) test --locked --test schema -- what_lifeboat_schema_prints
+
+## Fuzz the policy loader and the API's requests (fuzz/, cargo-fuzz on nightly) for
+## FUZZ_SECONDS each, then shrink each corpus back (cmin). Not part of `make test`, which
+## replays the saved corpus and every crash on stable (tests/fuzz_replay.rs). A crash
+## lands in fuzz/artifacts/TARGET/: commit it (and a policy crash also as a case in
+## tests/policies/bad/) with its fix. Without sanitizers: the crate forbids unsafe code,
+## and what the fuzzers look for is panics, overflows (debug assertions are on) and the
+## invariants lifeboat::fuzzing checks.
+FUZZ_SECONDS ?= 300
+FUZZ_TARGETS ?= policy api_request
+FUZZ_FLAGS := --sanitizer none --debug-assertions
+fuzz:
+	@command -v cargo-fuzz >/dev/null || { echo "cargo-fuzz is missing: cargo install cargo-fuzz (and rustup toolchain install nightly)"; exit 1; }
+	set -e; for t in $(FUZZ_TARGETS); do \
+	  $(CARGO) +nightly fuzz run $(FUZZ_FLAGS) $$t -- -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 -print_final_stats=1; \
+	  $(CARGO) +nightly fuzz cmin $(FUZZ_FLAGS) $$t; \
+	done
 
 lint:
 	$(CARGO) clippy --locked --all-targets --features failpoints -- -D warnings

@@ -88,6 +88,30 @@ pub struct AbortBody {
     pub reason: String,
 }
 
+/// A control call's body names who asks (`by`); the server records it beside the name
+/// of the token that made the call.
+pub trait Claimed {
+    fn by(&self) -> &str;
+}
+
+macro_rules! claimed {
+    ($($t:ty),*) => {$(
+        impl Claimed for $t {
+            fn by(&self) -> &str {
+                &self.by
+            }
+        }
+    )*};
+}
+claimed!(
+    FailoverBody,
+    FailbackBody,
+    PauseBody,
+    ResumeBody,
+    ApproveBody,
+    AbortBody
+);
+
 /// The answer to a control call.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "result", rename_all = "snake_case")]

@@ -8,10 +8,13 @@ pub mod cli;
 pub mod clients;
 pub mod clock;
 pub mod contract;
+pub mod coord;
 pub mod core;
 pub mod daemon;
 pub mod drill;
 pub mod driver;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod journal;
 pub mod policy;
 pub mod probe;

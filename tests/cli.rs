@@ -417,3 +417,36 @@ fn the_journal_is_found_from_the_policy_or_the_state_dir_and_never_created_by_re
         "{err}"
     );
 }
+
+#[test]
+fn a_policy_on_the_etcd_backend_validates_but_no_controller_acts_on_it_alone() {
+    let dir = support::tempdir();
+    let state = dir.path().to_str().expect("utf-8");
+    let policy = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/policies/examples/aurora-global-ha.toml"
+    );
+    let out = lifeboat(&["validate", policy]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    for args in [
+        vec!["run", "--policy", policy, "--state-dir", state],
+        vec![
+            "failover",
+            "--policy",
+            policy,
+            "--state-dir",
+            state,
+            "--by",
+            "alice",
+            "--yes",
+        ],
+    ] {
+        let out = lifeboat(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("backend = \"etcd\"") && err.contains("Remove the [coordination] section"),
+            "{args:?}: {err}"
+        );
+    }
+}

@@ -38,6 +38,7 @@ mode = "auto"
 [guardrails]
 quorum = 2
 witnesses = ["http://127.0.0.1:${{witness_port}}"]
+witness_key = {{ env = "WITNESS_KEY" }}
 
 [journal]
 path = "journal.db"
@@ -90,6 +91,7 @@ fn run(policy: &Path, extra: &[&str], hook: &str, log: &Path) -> Proc {
             .args(extra)
             .env("LIFEBOAT_API_TOKEN", "")
             .env("ONCALL_HOOK", hook)
+            .env("WITNESS_KEY", "a-shared-witness-key-for-this-test-0123")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(log).expect("log"))
             .spawn()

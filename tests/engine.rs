@@ -17,7 +17,7 @@ use lifeboat::core::summary::LinkMemory;
 use lifeboat::daemon::engine::{Engine, Event};
 use lifeboat::daemon::metrics::Metrics;
 use lifeboat::daemon::status;
-use lifeboat::daemon::witness::{Poll, Witnesses};
+use lifeboat::daemon::witness::{Answer, Poll, Witnesses};
 use lifeboat::driver::{Alerts, Driver, Events, Parts, Request};
 use lifeboat::journal::Journal;
 use lifeboat::runbook::{Cancel, RetrySettings, StepError};
@@ -106,7 +106,7 @@ fn rig(policy: &Arc<Policy>, journal: &Path, target: &Arc<Target>) -> Rig {
         source: "engine test".into(),
         started: tokio::time::Instant::now(),
     };
-    engine.restore().expect("restore");
+    engine.restore(true).expect("restore");
     Rig {
         engine,
         events,
@@ -276,7 +276,7 @@ async fn the_no_quorum_alert_is_held_then_sent() {
     // The witness still reaches the primary.
     r.engine.handle(Event::Witness(Poll {
         url: WITNESS.into(),
-        result: Ok(vec![]),
+        result: Ok(Answer::default()),
     }));
     r.seconds(3, false).await;
     assert!(
@@ -307,7 +307,7 @@ async fn the_no_quorum_alert_is_held_then_sent() {
     // Still held back just before two intervals have passed…
     r.engine.handle(Event::Witness(Poll {
         url: WITNESS.into(),
-        result: Ok(vec![]),
+        result: Ok(Answer::default()),
     }));
     r.round(EAST, false);
     r.half_tick().await;
@@ -319,7 +319,7 @@ async fn the_no_quorum_alert_is_held_then_sent() {
     // …and sent, once, with its evidence, after them.
     r.engine.handle(Event::Witness(Poll {
         url: WITNESS.into(),
-        result: Ok(vec![]),
+        result: Ok(Answer::default()),
     }));
     r.seconds(3, false).await;
     let sent: Vec<Decision> = r.alerts.0.lock().expect("lock").clone();
@@ -365,7 +365,7 @@ async fn a_quorum_that_agrees_in_time_never_pages_blocked() {
     // The witness agrees within the grace: the failover starts, and the held page is dropped.
     r.engine.handle(Event::Witness(Poll {
         url: WITNESS.into(),
-        result: Ok(vec![RegionName::new(EAST)]),
+        result: Ok(Answer::down_now(vec![RegionName::new(EAST)])),
     }));
     r.until("the failover completes", |s| s.active.as_str() == WEST)
         .await;

@@ -168,7 +168,11 @@ validate(doc)
             "no {code} for failover"
         );
     }
-    assert!(doc["paths"]["/v1/status"]["get"].get("security").is_none());
+    // Views: open on loopback (the empty requirement), a token beyond it.
+    assert_eq!(
+        doc["paths"]["/v1/status"]["get"]["security"],
+        serde_json::json!([{}, {"bearer": []}])
+    );
     assert_eq!(
         doc["components"]["securitySchemes"]["bearer"]["scheme"],
         "bearer"

@@ -3,6 +3,7 @@
 
 mod approve;
 mod control;
+mod control_args;
 mod docs;
 mod drill;
 mod history;

@@ -9,8 +9,8 @@ use anyhow::Context;
 
 use super::FactoryFn;
 use super::standalone::aws_for;
-use crate::clients::secret::{self, Secret};
-use crate::core::model::SecretRef;
+use crate::daemon::auth::{self, Access};
+use crate::daemon::role::Role;
 use crate::daemon::{self, Options};
 use crate::journal;
 use crate::policy;
@@ -24,18 +24,26 @@ Examples:
       --journal /var/lib/lifeboat/orders-witness.db --listen 10.0.3.5:7300 --token-file t
 
 A witness (--witness) runs in a third place, probes the same service and acts on nothing;
-the controller asks its /v1/status before an automatic failover when the policy sets
-[guardrails] quorum = 2 and lists it under witnesses. --vars gives it its own view of the
-targets (for example addresses that do not cross the controller's network).
+the controller asks it for a vote before an automatic failover when the policy sets
+[guardrails] quorum = 2 and lists it under witnesses. Both sign and check the votes with
+[guardrails] witness_key. --vars gives the witness its own view of the targets (for
+example addresses that do not cross the controller's network).
+
+--shadow and --witness never act: no automatic run, no operator run. They serve no
+control call (failover, failback, pause, resume, approve, abort answer 405), and every
+step they could build is refused. A run left unfinished in their journal is not resumed.
 
 The daemon probes every region, decides, and runs the runbooks the policy allows it to.
-It serves GET /healthz, /metrics, /v1/status, /v1/runs, /v1/openapi.json (the API
-described) and the control calls on
-127.0.0.1 (a free port by default; the CLI finds it through a file beside the journal).
-Control calls need a bearer token: --token-file or LIFEBOAT_API_TOKEN, or one the daemon
-generates into a file beside the journal readable only by its user. It refuses to listen
-on a non-loopback address without a token. SIGTERM or Ctrl-C stop it cleanly: no new
-step starts and the running one reaches a journaled point; the next start resumes.")]
+It serves GET /healthz, /metrics, /v1/status, /v1/runs, /v1/decisions, /v1/openapi.json
+(the API described) and the control calls on 127.0.0.1 (a free port by default; the CLI finds it through a file beside the
+journal). Control calls need a bearer token: --token-file or LIFEBOAT_API_TOKEN, or one
+the daemon generates into a file beside the journal readable only by its user. A token
+file holds one token, or `name: token` lines; the journal records the token's name beside
+the name a caller gives. It refuses to listen on a non-loopback address without a token,
+and there the views need a token too (a --read-token-file token or a control token)
+unless --open-reads. A request without a token must name the daemon by address,
+localhost or an --allow-host name. SIGTERM or Ctrl-C stop it cleanly: no new step starts
+and the running one reaches a journaled point; the next start resumes.")]
 pub struct Args {
     /// The service's policy file
     #[arg(long, short = 'p')]
@@ -45,9 +53,24 @@ pub struct Args {
     #[arg(long, env = "LIFEBOAT_LISTEN", default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
 
-    /// A file holding the API's bearer token
+    /// A file holding the API's bearer token, or `name: token` lines
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+
+    /// A file of tokens (one, or `name: token` lines) that may read the views but not
+    /// control
+    #[arg(long, value_name = "FILE")]
+    pub read_token_file: Option<PathBuf>,
+
+    /// Serve the views without a token on a non-loopback address (on loopback they always
+    /// are)
+    #[arg(long)]
+    pub open_reads: bool,
+
+    /// A host name requests without a token may use (besides addresses and localhost);
+    /// repeat for several
+    #[arg(long, value_name = "NAME")]
+    pub allow_host: Vec<String>,
 
     /// Read [vars] values from this file instead of the one the policy names
     #[arg(long, value_name = "FILE")]
@@ -57,7 +80,8 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub journal: Option<PathBuf>,
 
-    /// Decide and log, never act, whatever the policy's mode
+    /// Decide and log, never act, whatever the policy's mode: no automatic or operator
+    /// run, no control call
     #[arg(long)]
     pub shadow: bool,
 
@@ -101,12 +125,23 @@ pub fn run(
         None => journal::location(&policy, state_dir),
     };
     let policy = Arc::new(policy);
-    let token = match (&args.token_file, std::env::var("LIFEBOAT_API_TOKEN")) {
-        (Some(f), _) => {
-            Some(secret::resolve(&SecretRef::File(f.clone())).context("read the API token")?)
+    let tokens = match (&args.token_file, std::env::var("LIFEBOAT_API_TOKEN")) {
+        (Some(f), _) => auth::read(f, Access::Control).context("read the API tokens")?,
+        (None, Ok(t)) if !t.trim().is_empty() => {
+            auth::parse(&t, "$LIFEBOAT_API_TOKEN", Access::Control)?
         }
-        (None, Ok(t)) if !t.trim().is_empty() => Some(Secret::new(t.trim())),
-        _ => None,
+        _ => Vec::new(),
+    };
+    let read_tokens = match &args.read_token_file {
+        Some(f) => auth::read(f, Access::Read).context("read the read tokens")?,
+        None => Vec::new(),
+    };
+    let role = if args.witness {
+        Role::Witness
+    } else if args.shadow {
+        Role::Shadow
+    } else {
+        Role::Controller
     };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
@@ -116,8 +151,13 @@ pub fn run(
             policy,
             journal_path,
             listen: args.listen,
-            token,
+            tokens,
+            read_tokens,
+            open_reads: args.open_reads,
+            hosts: args.allow_host,
+            role,
             aws,
+            limits: daemon::serve::Limits::default(),
         })
         .await
     })?;

@@ -56,6 +56,7 @@ impl Standalone {
         journal_path: &Path,
         factory: &FactoryFn,
     ) -> anyhow::Result<Standalone> {
+        crate::coord::embedded_only(&policy, "this command without a daemon")?;
         let lock = discovery::lock(journal_path, "lifeboat CLI")?;
         let journal = Arc::new(
             Journal::open_or_create(journal_path)

@@ -123,7 +123,7 @@ impl fmt::Display for SecretRef {
 }
 
 /// One protected service, validated.
-#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Policy {
     pub service: String,
     pub description: Option<String>,
@@ -134,6 +134,8 @@ pub struct Policy {
     pub aws: AwsSettings,
     #[serde(default)]
     pub commands: CommandSettings,
+    #[serde(default)]
+    pub coordination: Coordination,
     pub channels: Vec<Channel>,
     pub targets: Vec<Target>,
     pub probes: Vec<ProbeSpec>,
@@ -227,6 +229,44 @@ pub struct Guardrails {
     /// run --witness`, typically in the `[regions] witness` location), asked for their view
     /// before an automatic failover. Each that also sees the serving region down adds a vote.
     pub witnesses: Vec<String>,
+    /// The key witness votes are signed with (HMAC-SHA256), shared by the controller and
+    /// its witnesses; required when `witnesses` is not empty.
+    pub witness_key: Option<SecretRef>,
+}
+
+/// How the controllers of a service agree on who acts.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "backend")]
+pub enum Coordination {
+    /// One controller; its SQLite journal is the only record and its epoch the fence.
+    #[default]
+    Embedded,
+    /// Several controllers and observers on etcd: one leader per service, fenced by the
+    /// leader key's revision.
+    Etcd(EtcdCoordination),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EtcdCoordination {
+    /// The `<cluster>` segment of the keys, `/lifeboat/v1/<cluster>/`.
+    pub cluster: String,
+    /// Client URLs of the etcd members.
+    pub members: Vec<String>,
+    /// The region of each member, in `members`' order.
+    pub member_regions: Vec<String>,
+    /// Every controller and observer whose vote counts.
+    pub observers: Vec<Observer>,
+    pub lease_ttl: Duration,
+    pub safety_margin: Duration,
+    /// Fresh `down` votes an automatic failover needs: at least a majority of `observers`.
+    pub quorum: u32,
+}
+
+/// A controller or observer, by the name it runs under and where it probes from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observer {
+    pub name: String,
+    pub region: String,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]

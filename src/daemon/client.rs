@@ -56,9 +56,12 @@ impl Client {
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.url))
+        let mut req = self.http.get(format!("{}{path}", self.url));
+        // Beyond loopback the views need a token; on loopback it is ignored.
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        let r = req
             .send()
             .await
             .with_context(|| format!("reach the daemon at {}", self.url))?;
@@ -140,6 +143,11 @@ impl Client {
             );
         }
         let text = r.text().await.unwrap_or_default();
+        if status == reqwest::StatusCode::METHOD_NOT_ALLOWED
+            && let Ok(e) = serde_json::from_str::<crate::contract::ErrorBody>(&text)
+        {
+            bail!("the daemon at {} refused: {}", self.url, e.error);
+        }
         serde_json::from_str(&text)
             .with_context(|| format!("the daemon answered {status} to POST {path}: {text}"))
     }

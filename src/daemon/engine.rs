@@ -53,10 +53,11 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Restores the controller from the journal and resumes an unfinished run (a run
-    /// waiting for an approval stays waiting).
-    pub fn restore(&mut self) -> Result<(), JournalError> {
+    /// Restores the controller from the journal and, when `resume`, resumes an unfinished
+    /// run (a run waiting for an approval stays waiting).
+    pub fn restore(&mut self, resume: bool) -> Result<(), JournalError> {
         if let Some(run) = self.driver.restore()?
+            && resume
             && run.status == crate::core::step::RunStatus::Running
         {
             info!(run_id = %run.run_id, "resuming the unfinished run left by a previous process");

@@ -6,12 +6,16 @@
 //! the daemon never acts on a journal it cannot read.
 
 pub mod api;
+pub mod auth;
 pub mod client;
 pub mod discovery;
 pub mod engine;
 pub mod metrics;
 pub mod openapi;
+pub mod role;
+pub mod serve;
 pub mod status;
+pub mod vote;
 pub mod witness;
 
 use std::net::SocketAddr;
@@ -26,7 +30,6 @@ use tokio::time::Instant;
 use tracing::info;
 
 use crate::clients::aws::AwsClients;
-use crate::clients::secret::Secret;
 use crate::clock::WallClock;
 use crate::core::controller::State;
 use crate::core::health::HealthTracker;
@@ -36,18 +39,31 @@ use crate::driver::{Alerter, Alerts, Driver, Parts};
 use crate::journal::Journal;
 use crate::probe::{self, scheduler::Scheduler};
 use crate::runbook::{Backoff, Cancel, RetrySettings, StepFactory};
+use auth::{Token, Tokens};
 use engine::{Engine, Event};
+use role::Role;
+use vote::VoteKey;
 
 pub struct Options {
     pub policy: Arc<Policy>,
     pub journal_path: PathBuf,
     /// Where the API listens; port 0 picks a free one (published beside the journal).
     pub listen: SocketAddr,
-    /// The bearer token control calls need. `None`: generate one and keep it in a file
-    /// beside the journal that only this user can read (loopback only).
-    pub token: Option<Secret>,
+    /// The named bearer tokens control calls (and reads) accept. Empty: generate one and
+    /// keep it in a file beside the journal that only this user can read (loopback only).
+    pub tokens: Vec<Token>,
+    /// Tokens that may only read the views.
+    pub read_tokens: Vec<Token>,
+    /// Serve the views without a token on a non-loopback address too (on loopback they
+    /// always are).
+    pub open_reads: bool,
+    /// Host names, besides addresses and `localhost`, a request without a token may name.
+    pub hosts: Vec<String>,
+    pub role: Role,
     pub aws: Option<AwsClients>,
+    /// The steps of a controller's runs; a daemon that does not act uses `NeverAct`.
     pub factory: Arc<dyn StepFactory>,
+    pub limits: serve::Limits,
 }
 
 /// Retries sized to the policy: a policy that probes every second wants steps re-checked
@@ -70,33 +86,70 @@ pub fn retry_settings(policy: &Policy) -> RetrySettings {
     }
 }
 
+/// The key votes are signed with: a witness signs with it, a controller with witnesses
+/// checks with it.
+///
+/// Errors: a witness or a controller with witnesses and no key in the policy, or a key
+/// that cannot be read or is too short.
+fn vote_key(policy: &Policy, role: Role) -> anyhow::Result<Option<VoteKey>> {
+    let needed = role == Role::Witness || !policy.guardrails.witnesses.is_empty();
+    let Some(r) = policy.guardrails.witness_key.as_ref().filter(|_| needed) else {
+        if role == Role::Witness {
+            bail!(
+                "a witness signs its votes with [guardrails] witness_key, and the policy has none; add witness_key = {{ env = \"LIFEBOAT_WITNESS_KEY\" }} (the controller reads the same key)"
+            );
+        }
+        return Ok(None);
+    };
+    let secret = crate::clients::secret::resolve(r).context("read [guardrails] witness_key")?;
+    Ok(Some(VoteKey::new(secret).map_err(anyhow::Error::msg)?))
+}
+
 /// Runs until SIGTERM or SIGINT, then stops cleanly: no new step starts, the running one
 /// reaches a journaled point, and the process exits 0.
 ///
-/// Errors: a non-loopback address without a token; a journal it cannot read (it then acts
-/// on nothing); another process holding the journal's lock; a port it cannot bind.
+/// A daemon whose role does not act (a witness, a shadow) serves no control call and
+/// builds every step with `role::NeverAct`.
+///
+/// Errors: a non-loopback address without a token; a witness key missing or unreadable;
+/// a journal it cannot read (it then acts on nothing); another process holding the
+/// journal's lock; a port it cannot bind.
 pub async fn run(opts: Options) -> anyhow::Result<()> {
     let policy = opts.policy.clone();
-    if !opts.listen.ip().is_loopback() && opts.token.is_none() {
+    crate::coord::embedded_only(&policy, "lifeboat run")?;
+    let loopback = opts.listen.ip().is_loopback();
+    if !loopback && opts.tokens.is_empty() {
         bail!(
             "refusing to listen on {} without an API token: anyone who reaches it could start a failover; give one with --token-file or LIFEBOAT_API_TOKEN, or listen on 127.0.0.1",
             opts.listen
         );
     }
+    let vote_key = vote_key(&policy, opts.role)?;
     let journal = Arc::new(
         Journal::open_or_create(&opts.journal_path)
             .context("open the journal; lifeboat acts on nothing it cannot read")?,
     );
     let _lock = discovery::lock(&opts.journal_path, "lifeboat run")?;
-    let token = match opts.token {
-        Some(t) => (t, None),
-        None => {
-            let t = crate::clients::secret::random_token()?;
-            let path = discovery::token_path(&opts.journal_path);
-            crate::clients::secret::write_private(&path, t.expose())?;
-            (t, Some(path))
-        }
+    let (tokens, token_file) = if opts.tokens.is_empty() {
+        let t = crate::clients::secret::random_token()?;
+        let path = discovery::token_path(&opts.journal_path);
+        crate::clients::secret::write_private(&path, t.expose())?;
+        let generated = Token {
+            name: auth::DEFAULT_NAME.to_string(),
+            secret: t,
+            access: auth::Access::Control,
+        };
+        (vec![generated], Some(path))
+    } else {
+        (opts.tokens, None)
     };
+    let tokens = Tokens::new(
+        tokens,
+        opts.read_tokens,
+        loopback || opts.open_reads,
+        opts.hosts,
+    )?;
+    let factory = role::factory_for(opts.role, opts.factory);
 
     let (events_tx, mut events_rx) = mpsc::channel::<Event>(1024);
     let cancel = Cancel::new();
@@ -107,7 +160,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let (driver, mut runs) = Driver::new(Parts {
         policy: policy.clone(),
         journal: journal.clone(),
-        factory: opts.factory.clone(),
+        factory,
         alerts,
         observer: metrics.clone(),
         clock: clock.clone(),
@@ -144,8 +197,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         source,
         started,
     };
+    // A daemon that never acts leaves an unfinished run alone: the controller resumes it.
     engine
-        .restore()
+        .restore(opts.role.acts())
         .context("read the service's state from the journal")?;
 
     let ctx = probe::Context::new(
@@ -167,6 +221,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let tick = engine::tick_every(&policy);
     let pollers = witness::spawn_pollers(
         &policy.guardrails.witnesses,
+        &policy.service,
+        vote_key.clone(),
         tick,
         policy.detection.timeout,
         &engine.witnesses.ask_now,
@@ -178,26 +234,34 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         journal: journal.clone(),
         service: policy.service.clone(),
         events: events_tx.clone(),
-        token: token.0,
+        role: opts.role,
+        tokens: Arc::new(tokens),
+        vote_key: vote_key.filter(|_| opts.role == Role::Witness),
+        clock: WallClock::system(),
         heartbeat: heartbeat.clone(),
         started,
         stale_after: (tick * 10).max(Duration::from_secs(5)),
+        readers: api::journal_readers(),
     };
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .with_context(|| format!("listen on {}", opts.listen))?;
     let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, api::router(api_state)).await;
-    });
+    tokio::spawn(serve::serve(listener, api::router(api_state), opts.limits));
     discovery::publish(
         &opts.journal_path,
         &discovery::Published {
             url: format!("http://{addr}"),
             pid: std::process::id(),
-            token_file: token.1,
+            token_file,
         },
     )?;
+    if !opts.role.acts() {
+        info!(
+            "this daemon is {}: it never acts and serves no control call",
+            opts.role.describe()
+        );
+    }
     info!(service = %policy.service, "lifeboat is watching `{}` (serving region {}); API on http://{addr}", policy.service, engine.driver.state().active);
 
     let mut ticker = tokio::time::interval(tick);

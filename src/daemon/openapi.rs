@@ -10,16 +10,19 @@
 //! `document` puts schemars' definitions under `components.schemas`.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use schemars::generate::{Contract, SchemaSettings};
 use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{Map, Value};
 use utoipa::OpenApi;
+use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{RefOr, schema::Schema};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, schema::Schema};
 
 use super::api;
 use super::status::StatusView;
+use super::vote::Vote;
 use crate::contract::{
     AbortBody, ApproveBody, ErrorBody, FailbackBody, FailoverBody, PauseBody, Reply, ResumeBody,
 };
@@ -56,6 +59,7 @@ by_reference!(
     RunRecord,
     RunDetail,
     Decision,
+    Vote,
 );
 
 /// The bodies the API reads: their schemas say what a client may send (fields with
@@ -78,6 +82,7 @@ const REPLIES: &[fn(&mut SchemaGenerator)] = &[
     add::<RunRecord>,
     add::<RunDetail>,
     add::<Decision>,
+    add::<Vote>,
 ];
 
 fn add<T: JsonSchema>(g: &mut SchemaGenerator) {
@@ -88,12 +93,13 @@ fn add<T: JsonSchema>(g: &mut SchemaGenerator) {
 #[openapi(
     info(
         title = "lifeboat",
-        description = "The API `lifeboat run` serves on loopback (`--listen`; by default a free \
-port, published with the token file's path in `<journal>.api` beside the journal). Views \
-(`GET`) are open to anyone who can reach the port. Control calls (`POST`) need \
-`Authorization: Bearer <token>`; the lifeboat CLI sends it for you. Errors are \
-`{\"error\": \"...\"}`; a control call the controller refuses is a 409 with the reason and \
-the next step.",
+        description = "The API `lifeboat run` serves (`--listen`; by default a free port on \
+loopback, published with the token file's path in `<journal>.api` beside the journal). \
+`/healthz` is open. The views (`GET`) are open on loopback and need a read or control \
+token beyond it. Control calls (`POST`) need `Authorization: Bearer <token>` with a control \
+token; the lifeboat CLI sends it for you. A witness or shadow daemon serves no control call. \
+Errors are `{\"error\": \"...\"}`; a control call the controller refuses is a 409 with the \
+reason and the next step.",
     ),
     paths(
         api::healthz,
@@ -110,11 +116,13 @@ the next step.",
         api::approve_hold,
         api::approve_run,
         api::abort_run,
+        api::answer_vote,
     ),
     modifiers(&BearerToken),
     tags(
         (name = "views", description = "Read-only; no token needed."),
-        (name = "control", description = "Act on the controller; each needs the bearer token and is recorded in the journal's audit trail."),
+        (name = "control", description = "Act on the controller; each needs a control token and is recorded in the journal's audit trail."),
+        (name = "witness", description = "Served by a witness to its controller, signed with the policy's witness key."),
     ),
 )]
 struct ApiDoc;
@@ -126,7 +134,7 @@ impl utoipa::Modify for BearerToken {
         let scheme = HttpBuilder::new()
             .scheme(HttpAuthScheme::Bearer)
             .description(Some(
-                "The daemon's API token: the one it was started with (`--token-file` or `$LIFEBOAT_API_TOKEN`), or the one it generated into `<journal>.token`, readable only by its user.",
+                "A control token (the daemon's `--token-file` or `$LIFEBOAT_API_TOKEN`, or the one it generated into `<journal>.token`, readable only by its user), or for the views a read token (`--read-token-file`).",
             ))
             .build();
         doc.components
@@ -135,6 +143,89 @@ impl utoipa::Modify for BearerToken {
         // utoipa names the crate's licence, and the crate declares none (it is not
         // published); an empty name says nothing.
         doc.info.license = None;
+    }
+}
+
+fn json(description: &str, schema: &str) -> RefOr<Response> {
+    let content = ContentBuilder::new()
+        .schema(Some(Ref::from_schema_name(schema)))
+        .build();
+    let response = ResponseBuilder::new()
+        .description(description)
+        .content("application/json", content)
+        .build();
+    RefOr::T(response)
+}
+
+fn answers(list: &[(&str, &str, &str)]) -> BTreeMap<String, RefOr<Response>> {
+    list.iter()
+        .map(|(code, description, schema)| (code.to_string(), json(description, schema)))
+        .collect()
+}
+
+/// What every control call may answer (`responses(ControlReplies)` on each).
+pub struct ControlReplies;
+
+impl utoipa::IntoResponses for ControlReplies {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        answers(&[
+            (
+                "200",
+                "Accepted (`result` is `accepted`), or a dry run's plan (`preview`).",
+                "Reply",
+            ),
+            (
+                "400",
+                "The body is not a valid request (or an abort gives no reason).",
+                "ErrorBody",
+            ),
+            (
+                "401",
+                "No token, or one this daemon does not accept.",
+                "ErrorBody",
+            ),
+            (
+                "403",
+                "A read token: control calls need a control token.",
+                "ErrorBody",
+            ),
+            (
+                "405",
+                "A witness or shadow daemon: it never acts.",
+                "ErrorBody",
+            ),
+            ("408", "The body did not arrive within 5 s.", "ErrorBody"),
+            (
+                "409",
+                "Refused (`result` is `refused`): why, the guardrail's typed reason (`hold`) and the next step.",
+                "Reply",
+            ),
+            (
+                "503",
+                "The daemon is shutting down, or its control loop did not answer in 30 s.",
+                "ErrorBody",
+            ),
+        ])
+    }
+}
+
+/// How a view refuses a caller (`ViewRefusals` among each view's responses).
+pub struct ViewRefusals;
+
+impl utoipa::IntoResponses for ViewRefusals {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        answers(&[
+            (
+                "401",
+                "Beyond loopback without a read or control token, or with a token this daemon does not accept.",
+                "ErrorBody",
+            ),
+            (
+                "421",
+                "No token, and the request names a host this daemon does not answer to (DNS rebinding).",
+                "ErrorBody",
+            ),
+        ])
     }
 }
 

@@ -61,6 +61,10 @@ pub struct RegionView {
     pub replica_lag: Option<Duration>,
     pub in_sync: Option<bool>,
     pub role: Option<String>,
+    /// The newest observation of the region's critical probes (what a witness's vote
+    /// about it is dated by).
+    #[serde(default)]
+    pub observed_at: Option<Ts>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
@@ -108,6 +112,11 @@ pub fn build(
             replica_lag: h.replica_lag,
             in_sync: h.in_sync,
             role: tracker.role(&h.region).map(|r| r.role.to_string()),
+            observed_at: tracker
+                .probes()
+                .filter(|p| p.critical && p.region == h.region)
+                .map(|p| p.latest.at)
+                .max(),
         })
         .collect();
     let probes = tracker

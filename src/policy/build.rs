@@ -13,10 +13,12 @@ use toml::de::DeTable;
 use super::diag::{Diagnostic, Report};
 use super::raw::{self, RawDuration, RawMode};
 use super::spans::{self, Value, closest, de, key_str};
-use super::{channels, checks, commands, limits, probes, runbooks, targets, vars};
+use super::{
+    channels, checks, commands, coordination, limits, probes, runbooks, targets, vars, witnesses,
+};
 use crate::core::model::{
     AwsSettings, Detection, Direction, Guardrails, JournalSettings, Mode, Policy, RegionName,
-    Regions,
+    Regions, SecretRef,
 };
 use crate::core::time::fmt_duration;
 
@@ -29,6 +31,7 @@ const SECTIONS: &[&str] = &[
     "journal",
     "aws",
     "commands",
+    "coordination",
     "channels",
     "targets",
     "probes",
@@ -97,6 +100,8 @@ pub fn build(report: &mut Report, base_dir: &Path, vars_file: Option<&Path>) -> 
     let aws: raw::RawAws = optional(report, &mut sections, "aws").unwrap_or_default();
     let raw_commands: raw::RawCommands =
         optional(report, &mut sections, "commands").unwrap_or_default();
+    let raw_coordination: coordination::RawCoordination =
+        optional(report, &mut sections, "coordination").unwrap_or_default();
 
     let service = service.and_then(|s| check_service(report, s));
     let region_spans: Vec<(String, Range<usize>)> = regions
@@ -110,7 +115,20 @@ pub fn build(report: &mut Report, base_dir: &Path, vars_file: Option<&Path>) -> 
         .unwrap_or_default();
     let regions = regions.and_then(|r| check_regions(report, r));
     let detection = detection.and_then(|d| check_detection(report, d));
+    let witnesses_at = guardrails
+        .witnesses
+        .as_ref()
+        .map(|w| w.span())
+        .unwrap_or(0..0);
     let guardrails = check_guardrails(report, guardrails, detection.as_ref());
+    let coordination = coordination::check(
+        report,
+        raw_coordination,
+        service.as_ref().map(|(s, _)| s.as_str()),
+        detection.as_ref().map(|d| d.mode),
+        &guardrails,
+        witnesses_at,
+    );
     let journal = check_journal(journal, base_dir);
     let aws = check_aws(report, aws);
 
@@ -167,13 +185,24 @@ pub fn build(report: &mut Report, base_dir: &Path, vars_file: Option<&Path>) -> 
         }
     }
 
-    let commands = commands::build(report, raw_commands, &targets, &channels);
+    let commands = commands::build(
+        report,
+        raw_commands,
+        &targets,
+        &channels,
+        guardrails.witness_key.as_ref(),
+    );
     if report.has_errors() {
         return None;
     }
     let (service, description) = service?;
-    let (mut targets, mut channels) = (targets, channels);
+    let (mut targets, mut channels, mut guardrails) = (targets, channels, guardrails);
     resolve_secret_files(&mut targets, &mut channels, base_dir);
+    if let Some(SecretRef::File(p)) = &mut guardrails.witness_key
+        && p.is_relative()
+    {
+        *p = base_dir.join(&*p);
+    }
     Some(Policy {
         service,
         description,
@@ -183,6 +212,7 @@ pub fn build(report: &mut Report, base_dir: &Path, vars_file: Option<&Path>) -> 
         journal,
         aws,
         commands,
+        coordination,
         channels,
         targets,
         probes,
@@ -468,40 +498,13 @@ fn check_guardrails(
     let why_q = "quorum is how many observers must agree before an automatic failover; 1 when a single controller runs";
     let quorum_at = g.quorum.as_ref().map(|q| q.span()).unwrap_or(0..0);
     let quorum = count(report, "quorum", g.quorum, 1, 1, 9, why_q).unwrap_or(1);
-    let mut witnesses = Vec::new();
-    for w in g
-        .witnesses
-        .as_ref()
-        .map(|l| l.get_ref().as_slice())
-        .unwrap_or_default()
-    {
-        let url = w.get_ref();
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            report.push(
-                Diagnostic::error(
-                    "bad-url",
-                    format!("witness \"{url}\" is not an http(s) URL"),
-                )
-                .at(w.span())
-                .label("not a URL")
-                .help("name the witness daemon's API, e.g. \"http://witness.internal:7300\""),
-            );
-        }
-        checks::inline_credentials(report, url, w.span());
-        witnesses.push(url.clone());
-    }
-    if quorum as usize > witnesses.len() + 1 {
-        let at = quorum_at;
-        report.push(
-            Diagnostic::error(
-                "quorum-unreachable",
-                format!("a quorum of {quorum} needs at least {} witness(es), the policy lists {}", quorum - 1, witnesses.len()),
-            )
-            .at(at)
-            .label("too many votes needed")
-            .help("list the other observers under [guardrails] witnesses = [\"http://…\"], or lower the quorum"),
-        );
-    }
+    let (witnesses, witness_key) = witnesses::check(
+        report,
+        g.witnesses.as_ref(),
+        g.witness_key,
+        quorum,
+        quorum_at,
+    );
     // Each ceiling is reported where it is broken; the value itself is still used below
     // (the report has an error, so no policy is built from it).
     for (field, value, max, why) in [
@@ -631,6 +634,7 @@ fn check_guardrails(
         freeze_for,
         quorum,
         witnesses,
+        witness_key,
     }
 }
 

@@ -14,8 +14,9 @@ pub fn build(
     raw: RawCommands,
     targets: &[Target],
     channels: &[Channel],
+    witness_key: Option<&SecretRef>,
 ) -> CommandSettings {
-    let mut refs: Vec<&SecretRef> = Vec::new();
+    let mut refs: Vec<&SecretRef> = witness_key.into_iter().collect();
     for ep in targets.iter().flat_map(|t| t.regions.values()) {
         match ep {
             Endpoint::Postgres(p) => refs.extend(&p.password),

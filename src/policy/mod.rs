@@ -9,6 +9,7 @@ mod build;
 mod channels;
 mod checks;
 mod commands;
+mod coordination;
 pub mod diag;
 mod limits;
 mod probes;
@@ -19,6 +20,7 @@ mod spans;
 mod targets;
 mod tls;
 mod vars;
+mod witnesses;
 
 use std::path::{Path, PathBuf};
 

@@ -237,6 +237,10 @@ pub struct RawGuardrails {
     /// URLs of `lifeboat run --witness` daemons asked before an automatic failover.
     #[schemars(with = "Option<Vec<String>>")]
     pub witnesses: Option<Spanned<Vec<Spanned<String>>>>,
+    /// The secret witness votes are signed with (HMAC-SHA256), as `{ env = … }` or
+    /// `{ file = … }`; required with `witnesses`, at least 32 characters.
+    #[schemars(with = "Option<RawSecret>")]
+    pub witness_key: Option<Spanned<RawSecret>>,
 }
 
 #[derive(Deserialize, JsonSchema, Debug, Default)]

@@ -227,6 +227,10 @@ pub fn policy() -> Value {
     sections.insert("aws".into(), of::<raw::RawAws>(&mut g));
     sections.insert("commands".into(), of::<raw::RawCommands>(&mut g));
     sections.insert(
+        "coordination".into(),
+        of::<super::coordination::RawCoordination>(&mut g),
+    );
+    sections.insert(
         "channels".into(),
         json!({
             "type": "object",

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use thiserror::Error;
 
 use crate::core::ids::RunId;
+use crate::core::plan::Plan;
 
 /// How a step ended, as the shared record keeps it (once per step, whatever the epoch).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,6 +40,17 @@ pub enum AuthorityError {
 /// in this session, `done` once after the step's end is journaled locally.
 #[async_trait]
 pub trait Authority: Send + Sync {
+    /// Records that this epoch starts `plan`, before the local journal does: the record
+    /// another controller resumes the run from. Refused when another run is current.
+    async fn begin(&self, _plan: &Plan, _started_by: &str) -> Result<(), AuthorityError> {
+        Ok(())
+    }
+
+    /// Records that the run ended (`completed` or `failed`), so no controller resumes it.
+    async fn end(&self, _run: &RunId, _status: &str) -> Result<(), AuthorityError> {
+        Ok(())
+    }
+
     /// Whether this executor may cause side effects now. `Err(why)`: stop before the next
     /// apply, leaving the run resumable (the acting rule: do not resign, re-check).
     fn may_act(&self) -> Result<(), String>;

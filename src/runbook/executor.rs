@@ -105,7 +105,45 @@ impl Executor {
     /// Errors: the journal's (`RunInProgress`, I/O, damage). Step failures are not
     /// errors: they come back as `RunOutcome::Failed`.
     pub async fn start(&self, plan: Plan, started_by: &str) -> Result<RunOutcome, JournalError> {
+        // The shared record first: a controller that takes over finds the run there.
+        if let Err(e) = self.authority.begin(&plan, started_by).await {
+            warn!("the run was not started: the shared record refused it: {e}");
+            return Ok(RunOutcome::Superseded(format!(
+                "the run was not started: the shared record refused it: {e}"
+            )));
+        }
         let (plan, fence) = self.begin(plan, started_by)?;
+        self.drive(plan, fence).await
+    }
+
+    /// Takes over a run another controller started and recorded in the shared record:
+    /// records it in this journal with the plan it started with, marks the steps the
+    /// shared record says ended (`ended`: step name and who ended it) as done, and
+    /// drives the rest. Steps with an intent but no outcome go through `check` first, as
+    /// in any resume: an effect already in place is adopted, not applied again.
+    pub async fn adopt(
+        &self,
+        plan: Plan,
+        started_by: &str,
+        ended: &[(String, String)],
+    ) -> Result<RunOutcome, JournalError> {
+        let now = self.clock.now();
+        let (plan, fence) = self.journal.begin_run(plan, started_by, now)?;
+        let fence = fence.acting_as(&self.actor);
+        for (step, who) in ended {
+            for to in [StepState::Started, StepState::Skipped] {
+                let detail = (to == StepState::Skipped).then_some(who.as_str());
+                self.journal
+                    .mark_step(&fence, step, to, detail, None, now)?;
+            }
+        }
+        info!(service = %plan.service, run_id = %plan.run_id, epoch = %fence.epoch,
+              "taking over a run another controller started ({} step(s) already done)", ended.len());
+        self.run_event(
+            &plan.run_id,
+            ProgressKind::RunResumed,
+            "taking over a run another controller started",
+        );
         self.drive(plan, fence).await
     }
 
@@ -225,7 +263,7 @@ impl Executor {
             })
             .collect();
         if !unbuildable.is_empty() {
-            return self.fail_unbuildable(&session, &unbuildable);
+            return self.fail_unbuildable(&session, &unbuildable).await;
         }
 
         for stage in &plan.stages {
@@ -271,7 +309,7 @@ impl Executor {
                 .collect();
             match step::stage_verdict(&ends) {
                 StageVerdict::Next => {}
-                verdict => return self.conclude(&session, verdict),
+                verdict => return self.conclude(&session, verdict).await,
             }
         }
         let now = self.clock.now();
@@ -279,13 +317,17 @@ impl Executor {
             Ok(()) => {}
             Err(e) => return superseded_or(e),
         }
+        if let Err(e) = self.authority.end(&plan.run_id, "completed").await {
+            // Journaled here; the next leader finds every step done and ends it.
+            warn!("the run's end could not be shared: {e}");
+        }
         info!("run completed: `{}` now runs in {}", plan.service, plan.to);
         self.run_event(&plan.run_id, ProgressKind::RunCompleted, "every step done");
         Ok(RunOutcome::Completed)
     }
 
     /// Journals a stage's verdict on the run and returns the session's outcome.
-    fn conclude(
+    async fn conclude(
         &self,
         session: &Session,
         verdict: StageVerdict,
@@ -304,6 +346,11 @@ impl Executor {
         };
         if let Err(e) = written {
             return superseded_or(e);
+        }
+        if matches!(verdict, StageVerdict::Fail(_))
+            && let Err(e) = self.authority.end(run_id, "failed").await
+        {
+            warn!("the run's end could not be shared: {e}");
         }
         Ok(match verdict {
             StageVerdict::Next => RunOutcome::Completed,
@@ -334,7 +381,7 @@ impl Executor {
 
     /// Fails the run before any side effect of this session because required steps
     /// cannot be built.
-    fn fail_unbuildable(
+    async fn fail_unbuildable(
         &self,
         session: &Session,
         unbuildable: &[(String, String)],
@@ -365,7 +412,7 @@ impl Executor {
                 }
             }
         }
-        self.conclude(session, StageVerdict::Fail(failures))
+        self.conclude(session, StageVerdict::Fail(failures)).await
     }
 
     fn run_event(&self, run_id: &RunId, kind: ProgressKind, message: &str) {

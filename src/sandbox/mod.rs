@@ -5,7 +5,9 @@
 
 pub mod aws;
 pub mod endpoint;
+pub mod etcd;
 pub mod moto;
+pub mod peer_gate;
 pub mod postgres;
 pub mod process;
 pub mod proxy;

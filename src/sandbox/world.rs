@@ -161,6 +161,10 @@ pub async fn up(dir: &Path, policy: &Path) -> anyhow::Result<World> {
     let dir = dir.canonicalize()?;
     let password = format!("sbx-{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
     crate::clients::secret::write_private(&dir.join("pg-password"), &password)?;
+    // The key the witness signs its votes with and the controller checks them with
+    // (policies/sandbox.toml: [guardrails] witness_key).
+    let key = crate::clients::secret::random_token()?;
+    crate::clients::secret::write_private(&dir.join("witness.key"), key.expose())?;
 
     // Record what is started as it starts, so `down` can clean up after a failed `up`.
     let mut started: Vec<u32> = Vec::new();

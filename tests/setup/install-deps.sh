@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Installs what the test suite and the sandbox need, from this repository's own lists:
-# Debian packages (PostgreSQL, Redis, python3-venv, ca-certificates; for the packaging
-# checks promtool from `prometheus`, systemd-analyze, man and groff), Python packages
-# (moto's server, taplo; checkov in its own virtualenv under .lifeboat/tools),
-# cargo-nextest, cargo-deny and cargo-deb. Idempotent: does nothing that is already in
-# place.
+# Debian packages (PostgreSQL, Redis, etcd, protoc, python3-venv, ca-certificates; for
+# the packaging checks promtool from `prometheus`, systemd-analyze, man and groff),
+# Python packages (moto's server, taplo; checkov in its own virtualenv under
+# .lifeboat/tools), cargo-nextest, cargo-deny and cargo-deb. Idempotent: does nothing
+# that is already in place.
 #
 #   install-deps.sh            everything `make test` needs
 #   install-deps.sh --sandbox  only what the sandbox and drills need (`make demo`):
-#                              PostgreSQL, Redis and moto's server
+#                              PostgreSQL, Redis, moto's server, and protoc for the build
 #   install-deps.sh --package  only what `make package` needs: cargo-deb
 set -euo pipefail
 only_sandbox=false
@@ -25,6 +25,12 @@ install_cargo_deb() {
   fi
 }
 if [ "${1:-}" = "--package" ]; then
+  # The build itself needs protoc (the etcd-client crate compiles etcd's protos).
+  if ! command -v protoc >/dev/null 2>&1 || [ ! -f /usr/include/google/protobuf/descriptor.proto ]; then
+    sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends protobuf-compiler libprotobuf-dev >/dev/null
+  fi
   install_cargo_deb
   echo "install-deps: ok (package)"
   exit 0
@@ -39,6 +45,12 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 # The system's CA roots: verify-full connections without a ca_file trust them, and
 # `validate` warns about policies that would need them on a machine without any.
 [ -s /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
+# The etcd-client crate compiles etcd's protos at build time, so every build needs protoc
+# and the well-known types it imports (descriptor.proto, a mere recommendation of protoc).
+command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+[ -f /usr/include/google/protobuf/descriptor.proto ] || missing+=(libprotobuf-dev)
+# The coordination tests (src/coord) run a real 3-member etcd cluster on loopback.
+$only_sandbox || command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 # checkov gets its own virtualenv (below); Debian's python3 makes one only with python3-venv.
 $only_sandbox || "$python" -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 if ! $only_sandbox; then
@@ -63,7 +75,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # The packages start system-wide services; the tests run their own on other ports
   # (and need no Prometheus server, only its promtool).
-  for unit in postgresql redis-server prometheus; do
+  for unit in postgresql redis-server prometheus etcd; do
     $sudo systemctl disable --now "$unit" >/dev/null 2>&1 || true
   done
 fi

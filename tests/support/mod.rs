@@ -87,3 +87,25 @@ pub mod contract;
 mod runbook;
 #[allow(unused_imports)]
 pub use runbook::*;
+
+/// Every control call of the API, each with a body a controller would accept, so a
+/// refusal cannot come from a malformed body.
+pub fn control_calls() -> Vec<(&'static str, serde_json::Value)> {
+    use serde_json::json;
+    let why = "a test's try";
+    vec![
+        (
+            "/v1/failover",
+            json!({"by": "t", "note": why, "allow_data_loss": true}),
+        ),
+        ("/v1/failback", json!({"by": "t", "note": why})),
+        ("/v1/pause", json!({"by": "t", "reason": why})),
+        ("/v1/resume", json!({"by": "t"})),
+        ("/v1/approve", json!({"by": "t", "allow_data_loss": true})),
+        (
+            "/v1/runs/x/approve",
+            json!({"by": "t", "allow_data_loss": true}),
+        ),
+        ("/v1/runs/x/abort", json!({"by": "t", "reason": why})),
+    ]
+}
