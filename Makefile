@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 LIFEBOAT := ./target/debug/lifeboat
 
-.PHONY: demo test deps deps-sandbox build lint fmt package fuzz
+.PHONY: demo test deps deps-sandbox build lint fmt package fuzz schemas
 
 ## Install the system and Python packages the tests and the sandbox use.
 deps:
@@ -43,6 +43,12 @@ package:
 	tests/setup/install-deps.sh --package
 	$(CARGO) build --locked --release
 	deploy/debian/build-deb.sh "$${CARGO_TARGET_DIR:-target}/release/lifeboat" "$${CARGO_TARGET_DIR:-target}/debian"
+
+## Regenerate every generated contract from the types: deploy/policy.schema.json,
+## deploy/drill.schema.json, deploy/schemas/*.schema.json (the --json outputs) and
+## deploy/openapi.json (the HTTP API). tests/schema.rs fails when one is stale.
+schemas:
+	UPDATE_EXPECT=1 $(CARGO) test --locked --test schema -- what_lifeboat_schema_prints
 
 ## Fuzz the policy loader and the API's requests (fuzz/, cargo-fuzz on nightly) for
 ## FUZZ_SECONDS each, then shrink each corpus back (cmin). Not part of `make test`, which

@@ -15,7 +15,7 @@ fn api() -> String {
 }
 
 /// `POST /v1/failover`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FailoverBody {
     /// The secondary to move to; the controller picks the first healthy one when absent.
@@ -38,7 +38,7 @@ pub struct FailoverBody {
 }
 
 /// `POST /v1/failback`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FailbackBody {
     #[serde(default = "api")]
@@ -50,7 +50,7 @@ pub struct FailbackBody {
 }
 
 /// `POST /v1/pause`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PauseBody {
     #[serde(default = "api")]
@@ -60,7 +60,7 @@ pub struct PauseBody {
 }
 
 /// `POST /v1/resume`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResumeBody {
     #[serde(default = "api")]
@@ -68,7 +68,7 @@ pub struct ResumeBody {
 }
 
 /// `POST /v1/approve` (a held failover) and `POST /v1/runs/{id}/approve` (a paused run).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApproveBody {
     #[serde(default = "api")]
@@ -78,7 +78,7 @@ pub struct ApproveBody {
 }
 
 /// `POST /v1/runs/{id}/abort`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AbortBody {
     #[serde(default = "api")]
@@ -113,7 +113,7 @@ claimed!(
 );
 
 /// The answer to a control call.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Reply {
     /// Done, or started: `run_id` names the run a failover or failback started.
@@ -151,7 +151,7 @@ impl Reply {
 }
 
 /// The body of every error answer (4xx, 5xx other than a refusal).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ErrorBody {
     pub error: String,
 }

@@ -165,6 +165,7 @@ async fn show_prints_the_timeline_of_a_resumed_run() {
 
     let out = lifeboat(&["show", RUN, "--journal", j, "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
+    support::contract::assert_output_valid("show", &out.stdout);
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(doc["run"]["status"], "completed");
     assert_eq!(doc["run"]["epoch"], 2);
@@ -219,6 +220,7 @@ async fn history_lists_runs_newest_first_with_why_and_how_they_ended() {
         path.to_str().expect("utf-8"),
         "--json",
     ]);
+    support::contract::assert_output_valid("history", &out.stdout);
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(doc[0]["status"], "aborted");
     assert_eq!(doc[1]["run_id"], RUN);

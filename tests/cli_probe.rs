@@ -170,6 +170,7 @@ async fn probe_prints_a_table_and_exits_by_the_primarys_critical_probes() {
     east_faults.set_mode(Mode::Garbage);
     let (code, json) = lifeboat(&["probe", "--policy", file, "--json"]).await;
     assert_eq!(code, 1, "now the primary fails too");
+    support::contract::assert_output_valid("probe", json.as_bytes());
     let doc: serde_json::Value = serde_json::from_str(&json).expect("one JSON document");
     assert_eq!(doc["observations"].as_array().map(Vec::len), Some(6));
     // Each observation says which component its probe stands for, as the table does.

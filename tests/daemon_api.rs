@@ -292,6 +292,126 @@ async fn the_api_serves_views_openly_and_control_only_with_the_token() {
     assert_eq!(status["state"], "primary");
 }
 
+/// The body of a real control call to `path`: one that acts (or previews) rather than
+/// fails to parse.
+fn real_body(path: &str) -> serde_json::Value {
+    let by = "contract test";
+    match path.rsplit('/').next() {
+        Some("failover" | "failback") => serde_json::json!({"dry_run": true, "by": by}),
+        Some("pause" | "abort") => serde_json::json!({"by": by, "reason": "checking the API"}),
+        _ => serde_json::json!({"by": by}),
+    }
+}
+
+/// `/` is `~1` in a JSON pointer.
+fn pointer_part(s: &str) -> String {
+    s.replace('~', "~0").replace('/', "~1")
+}
+
+/// The daemon serves the document `deploy/openapi.json` keeps, and every documented
+/// operation answers with a status the document lists for it and a body its schema
+/// describes: with and without the token, with a body it cannot read, and with a real one.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_serves_its_openapi_document_and_answers_as_it_describes() {
+    let dir = support::tempdir();
+    let (east, _t1) = endpoint::spawn(Faults::new("us-east-1"), 0)
+        .await
+        .expect("east");
+    let (west, _t2) = endpoint::spawn(Faults::new("us-west-2"), 0)
+        .await
+        .expect("west");
+    let policy = policy(dir.path(), east, west);
+    let d = start(&policy);
+    let http = reqwest::Client::new();
+    let kept: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string("deploy/openapi.json").expect("deploy/openapi.json"),
+    )
+    .expect("json");
+    let served: serde_json::Value = http
+        .get(format!("{}/v1/openapi.json", d.url))
+        .send()
+        .await
+        .expect("openapi.json")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        served == kept,
+        "the daemon serves another document than deploy/openapi.json: run `make schemas`"
+    );
+    // One probe round, so the status has regions and a dry run has a plan.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    let mut seen = Vec::new();
+    for (path, item) in kept["paths"].as_object().expect("paths") {
+        let url = format!("{}{}", d.url, path.replace("{id}", "no-such-run"));
+        for (method, op) in item.as_object().expect("path item") {
+            let calls = if method == "get" {
+                vec![("no token", http.get(&url))]
+            } else {
+                let bad = serde_json::json!({"no_such_field": 1});
+                vec![
+                    ("no token", http.post(&url).json(&real_body(path))),
+                    (
+                        "unreadable body",
+                        http.post(&url).bearer_auth(&d.token).json(&bad),
+                    ),
+                    (
+                        "real call",
+                        http.post(&url).bearer_auth(&d.token).json(&real_body(path)),
+                    ),
+                ]
+            };
+            for (what, req) in calls {
+                let r = req.send().await.expect("call");
+                let code = r.status().as_u16().to_string();
+                let content_type = r
+                    .headers()
+                    .get(reqwest::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                let body = r.bytes().await.expect("body");
+                let call = format!("{method} {path} ({what})");
+                let Some(response) = op["responses"].get(&code) else {
+                    panic!(
+                        "{call} answered {code}, which the document does not list: {}",
+                        String::from_utf8_lossy(&body)
+                    );
+                };
+                let (documented, _) = response["content"]
+                    .as_object()
+                    .and_then(|c| c.iter().next())
+                    .unwrap_or_else(|| panic!("{call}: {code} documents no content"));
+                let essence = |t: &str| t.split(';').next().unwrap_or("").trim().to_string();
+                assert_eq!(essence(&content_type), essence(documented), "{call}");
+                if documented == "application/json" {
+                    let pointer = format!(
+                        "/paths/{}/{method}/responses/{code}/content/application~1json/schema",
+                        pointer_part(path)
+                    );
+                    support::contract::assert_valid_at(&pointer, &body);
+                }
+                seen.push(format!("{method} {path} {code}"));
+            }
+        }
+    }
+    // The answers the walk must have met, so it cannot pass by meeting none of them.
+    for want in [
+        "get /v1/status 200",
+        "get /v1/runs/{id} 404",
+        "get /v1/openapi.json 200",
+        "post /v1/failover 200",
+        "post /v1/failback 409",
+        "post /v1/pause 401",
+        "post /v1/pause 400",
+        "post /v1/pause 200",
+        "post /v1/runs/{id}/abort 409",
+    ] {
+        assert!(seen.iter().any(|s| s == want), "no {want} in {seen:#?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn only_one_runner_acts_on_a_journal_and_sigterm_stops_cleanly() {
     let dir = support::tempdir();

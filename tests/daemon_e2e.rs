@@ -58,8 +58,11 @@ impl Fixture {
         })
     }
 
-    /// `lifeboat status` as an operator reads it, printed under a heading.
+    /// `lifeboat status` as an operator reads it, printed under a heading; and, at the
+    /// same moment, `status --json` checked against its published schema.
     fn show_status(&self, heading: &str) -> String {
+        let json = lifeboat(&["status", "--policy", &self.policy, "--json"]);
+        support::contract::assert_output_valid("status", &json.stdout);
         let out = lifeboat(&["status", "--policy", &self.policy]);
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         println!("\n===== lifeboat status — {heading}\n{text}");

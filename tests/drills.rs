@@ -28,6 +28,7 @@ fn drill(name: &str) -> (bool, Report) {
     let text = std::fs::read_to_string(out.join(format!("{name}-1.json")))
         .unwrap_or_else(|e| panic!("no report for {name} ({e}); stderr:\n{stderr}"));
     let report: Report = serde_json::from_str(&text).expect("the report is JSON");
+    contracts(&text, &report);
     let daemon_log =
         std::fs::read_to_string(out.join(format!("{name}-1-daemon.log"))).unwrap_or_default();
     if !run.status.success() {
@@ -50,6 +51,37 @@ fn drill(name: &str) -> (bool, Report) {
         "the drill's rollback takes the sandbox down"
     );
     (run.status.success(), report)
+}
+
+/// The drill's report, and what `history` and `show` print from the journal it kept,
+/// match the schemas published for `--json` outputs: real runs, decisions and evidence.
+fn contracts(text: &str, report: &Report) {
+    support::contract::assert_output_valid("drill", text.as_bytes());
+    let Some(journal) = &report.journal else {
+        return;
+    };
+    let lifeboat = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+            .args(args)
+            .args(["--journal", journal, "--json"])
+            .env_remove("LIFEBOAT_STATE_DIR")
+            .output()
+            .expect("run lifeboat");
+        assert!(
+            out.status.success(),
+            "lifeboat {args:?} --journal {journal}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    support::contract::assert_output_valid("decisions", &lifeboat(&["history", "--decisions"]));
+    let history = lifeboat(&["history"]);
+    support::contract::assert_output_valid("history", &history);
+    let runs: serde_json::Value = serde_json::from_slice(&history).expect("history is JSON");
+    for run in runs.as_array().into_iter().flatten() {
+        let id = run["run_id"].as_str().expect("run_id");
+        support::contract::assert_output_valid("show", &lifeboat(&["show", id]));
+    }
 }
 
 fn check<'r>(report: &'r Report, starts_with: &str) -> &'r lifeboat::drill::report::Assertion {

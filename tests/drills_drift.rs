@@ -25,6 +25,7 @@ fn lifeboat(args: &[&str]) -> Output {
 
 fn readiness(policy: &str) -> (Option<i32>, ReadinessReport) {
     let out = lifeboat(&["readiness", "--policy", policy, "--json"]);
+    support::contract::assert_output_valid("readiness", &out.stdout);
     let report: ReadinessReport = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "readiness --json is a report ({e}): {}{}",

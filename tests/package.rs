@@ -103,6 +103,11 @@ fn the_debian_package_installs_the_binary_its_docs_and_a_hardened_unit_that_syst
     );
     has("/usr/share/lifeboat/policy.schema.json", "-rw-r--r--");
     has(
+        "/usr/share/lifeboat/schemas/status.schema.json",
+        "-rw-r--r--",
+    );
+    has("/usr/share/lifeboat/openapi.json", "-rw-r--r--");
+    has(
         "/usr/share/lifeboat/prometheus/lifeboat-rules.yml",
         "-rw-r--r--",
     );

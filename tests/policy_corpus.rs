@@ -13,6 +13,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+#[path = "support/contract.rs"]
+mod contract;
+
 fn lifeboat(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lifeboat"))
         .args(args)
@@ -56,9 +59,12 @@ fn every_broken_policy_is_refused_with_its_expected_errors_at_the_right_place() 
         files.len()
     );
     let mut failures = Vec::new();
+    // Every output, checked against `validate --json`'s schema in one go at the end.
+    let mut outputs = Vec::new();
     for f in &files {
         let path = f.to_str().expect("utf-8 path");
         let out = lifeboat(&["validate", "--json", path]);
+        outputs.extend_from_slice(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         if out.status.code() != Some(1) || stderr.contains("panicked") {
             failures.push(format!(
@@ -96,6 +102,7 @@ fn every_broken_policy_is_refused_with_its_expected_errors_at_the_right_place() 
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    contract::assert_output_valid("validate", &outputs);
 }
 
 #[test]
@@ -112,6 +119,8 @@ fn broken_policies_read_like_rustc_diagnostics() {
 
 #[test]
 fn shipped_policies_validate() {
+    let json = lifeboat(&["validate", "--json", "policies/", "tests/policies/good/"]);
+    contract::assert_output_valid("validate", &json.stdout);
     let out = lifeboat(&["validate", "policies/", "tests/policies/good/"]);
     assert_eq!(
         out.status.code(),
@@ -127,10 +136,12 @@ fn every_shipped_policy_plans_in_both_directions() {
     let mut files = toml_files("policies");
     files.extend(toml_files("policies/examples"));
     assert!(files.len() >= 3);
+    let mut outputs = Vec::new();
     for f in files {
         let path = f.to_str().expect("utf-8 path");
         for direction in ["failover", "failback"] {
             let out = lifeboat(&["plan", direction, "--policy", path, "--json"]);
+            outputs.extend_from_slice(&out.stdout);
             assert_eq!(
                 out.status.code(),
                 Some(0),
@@ -149,6 +160,7 @@ fn every_shipped_policy_plans_in_both_directions() {
             assert!(steps > 0, "{path} {direction} plans no steps");
         }
     }
+    contract::assert_output_valid("plan", &outputs);
 }
 
 #[test]

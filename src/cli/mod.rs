@@ -9,6 +9,7 @@ mod drill;
 mod history;
 mod journal;
 mod journal_args;
+mod outputs;
 mod plan;
 mod probe;
 mod progress;
@@ -140,7 +141,7 @@ pub enum Command {
     Readiness(readiness::Args),
     /// Back up the journal (SQLite's online backup) or restore it from a backup
     Journal(journal::Args),
-    /// Print the JSON Schema of policy files, for editors and CI
+    /// Print the JSON Schema of policy files (or of drills, the --json outputs, the API)
     Schema(schema::Args),
     /// Print shell completions (bash, zsh, fish, elvish, powershell)
     Completions(docs::CompletionsArgs),

@@ -214,15 +214,15 @@ async fn watch(policy: &Policy, probes: Vec<RegionProbe>, view: &View) -> anyhow
     Ok(exit_status(&probes, &tracker, &view.judged))
 }
 
-#[derive(serde::Serialize)]
-struct JsonRound<'a> {
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(super) struct JsonRound<'a> {
     observations: Vec<JsonObservation<'a>>,
     health: Snapshot,
 }
 
 /// An observation with the component its probe stands for, as the table shows it.
-#[derive(serde::Serialize)]
-struct JsonObservation<'a> {
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(super) struct JsonObservation<'a> {
     component: Option<Component>,
     #[serde(flatten)]
     observation: &'a Observation,

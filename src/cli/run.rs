@@ -34,8 +34,8 @@ control call (failover, failback, pause, resume, approve, abort answer 405), and
 step they could build is refused. A run left unfinished in their journal is not resumed.
 
 The daemon probes every region, decides, and runs the runbooks the policy allows it to.
-It serves GET /healthz, /metrics, /v1/status, /v1/runs, /v1/decisions and the control
-calls on 127.0.0.1 (a free port by default; the CLI finds it through a file beside the
+It serves GET /healthz, /metrics, /v1/status, /v1/runs, /v1/decisions, /v1/openapi.json
+(the API described) and the control calls on 127.0.0.1 (a free port by default; the CLI finds it through a file beside the
 journal). Control calls need a bearer token: --token-file or LIFEBOAT_API_TOKEN, or one
 the daemon generates into a file beside the journal readable only by its user. A token
 file holds one token, or `name: token` lines; the journal records the token's name beside

@@ -26,8 +26,8 @@ pub struct Args {
     pub json: bool,
 }
 
-#[derive(Serialize)]
-struct JsonFile<'a> {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(super) struct JsonFile<'a> {
     file: String,
     valid: bool,
     errors: usize,
@@ -35,8 +35,8 @@ struct JsonFile<'a> {
     diagnostics: Vec<JsonDiagnostic<'a>>,
 }
 
-#[derive(Serialize)]
-struct JsonOut<'a> {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(super) struct JsonOut<'a> {
     valid: bool,
     files: Vec<JsonFile<'a>>,
 }

@@ -16,7 +16,7 @@ use super::model::{
     RegionName, Route53Endpoint, SecretRef, Target, TargetKind,
 };
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Binding {
     RdsPromoteReplica {
@@ -112,7 +112,7 @@ pub enum Binding {
 }
 
 /// One bucket of an S3 sync check.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct S3Bucket {
     pub bucket: String,
     /// The s3 probe's canary prefix, whose short-lived objects are not compared.
@@ -123,7 +123,7 @@ pub struct S3Bucket {
 
 /// A probe a `wait_healthy` step runs: its spec, and its target with the settings of the
 /// step's region only.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BoundProbe {
     pub spec: ProbeSpec,
     pub target: Option<Target>,

@@ -28,7 +28,7 @@ mod tests;
 pub use observation::{Lag, Observation, Outcome, Role};
 
 /// A region's health, from its critical probes.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "verdict", rename_all = "snake_case")]
 pub enum Verdict {
     /// No critical probe of the region has reported yet. Not the same as healthy: a
@@ -84,7 +84,9 @@ impl fmt::Display for Verdict {
 /// jitter) therefore cannot add up to an outage however many there are. Recovery is the
 /// same, both ways: every critical probe's passing streak needs `recovery` rounds spanning
 /// `recovery_span`.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct Thresholds {
     /// Consecutive failed rounds of one critical probe that take its region down.
     pub failure: u32,
@@ -233,14 +235,14 @@ pub fn isolate(verdicts: &[Verdict]) -> Vec<Verdict> {
 }
 
 /// The last failed round of a probe.
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LastFailure {
     pub at: Ts,
     pub reason: String,
 }
 
 /// What the tracker knows about one probe in one region.
-#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ProbeState {
     pub probe: String,
     pub region: RegionName,
@@ -269,7 +271,7 @@ impl ProbeState {
 }
 
 /// A region's verdict changed because of an observation.
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VerdictChange {
     pub region: RegionName,
     pub from: Verdict,
@@ -278,7 +280,7 @@ pub struct VerdictChange {
 }
 
 /// The newest lag a region's probes reported.
-#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LagReading {
     pub probe: String,
     pub at: Ts,
@@ -286,7 +288,7 @@ pub struct LagReading {
 }
 
 /// The newest role a region's probes reported.
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RoleReading {
     pub probe: String,
     pub at: Ts,
@@ -294,7 +296,7 @@ pub struct RoleReading {
 }
 
 /// One serving region in a snapshot.
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RegionHealth {
     pub region: RegionName,
     #[serde(flatten)]
@@ -303,7 +305,7 @@ pub struct RegionHealth {
 }
 
 /// Everything the tracker knows, for `--json`, the status API and the journal.
-#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Snapshot {
     pub regions: Vec<RegionHealth>,
     pub probes: Vec<ProbeState>,

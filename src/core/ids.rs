@@ -10,7 +10,18 @@ use super::time::Ts;
 /// The fencing epoch: raised durably before a run's first side effect. Anything stamped
 /// with a smaller epoch than the journal's current one is refused.
 #[derive(
-    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default, Serialize, Deserialize,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Debug,
+    Default,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(transparent)]
 pub struct Epoch(pub u64);
@@ -29,7 +40,9 @@ impl fmt::Display for Epoch {
 
 /// A run's identifier, e.g. `fo-20261123-153012-7f3a`. Built by the caller (which owns
 /// the clock and the randomness); `core` only carries it.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+#[derive(
+    Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(transparent)]
 pub struct RunId(pub String);
 

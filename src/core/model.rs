@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 use super::kind::StepKind;
 
 /// A region's name as the policy spells it; by convention an AWS region code.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+#[derive(
+    Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(transparent)]
 pub struct RegionName(pub String);
 
@@ -35,7 +37,7 @@ impl fmt::Display for RegionName {
 }
 
 /// How much the controller may do on its own.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// Detect, decide and run the failover runbook without a human.
@@ -57,7 +59,19 @@ impl Mode {
 }
 
 /// The four parts of an application a probe can stand for.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Debug,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Component {
     Database,
@@ -91,7 +105,7 @@ impl fmt::Display for Component {
 
 /// A secret, named by where it lives; its value is read only when it is used and is never
 /// printed, journaled or logged.
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SecretRef {
     /// The value of an environment variable.
@@ -153,7 +167,7 @@ impl Policy {
 }
 
 /// The regions of a service. Which one is active is state (in the journal), not policy.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Regions {
     /// Where the service normally runs.
     pub primary: RegionName,
@@ -173,7 +187,7 @@ impl Regions {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Detection {
     /// Time between two rounds of the same probe.
     pub interval: Duration,
@@ -265,7 +279,7 @@ fn least_span(gap: Duration, rounds: u32) -> Duration {
     Duration::from_millis(crate::core::time::millis(d))
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Guardrails {
     /// Largest replica lag an automatic promotion accepts; beyond it the failover waits
     /// for an operator who accepts the data loss.
@@ -329,7 +343,7 @@ pub struct Observer {
     pub region: String,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct JournalSettings {
     /// The SQLite file; relative paths were resolved against the policy's directory.
     /// `None`: `<state dir>/<service>.db`.
@@ -432,7 +446,7 @@ impl fmt::Display for S3Location {
     }
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AwsSettings {
     /// Region for global services (Route 53, CloudFront) and the default for the rest.
     pub region: Option<String>,
@@ -444,14 +458,14 @@ pub struct AwsSettings {
 
 /// `[commands]`: what command probes and steps see of lifeboat's environment beyond
 /// the basics (`PATH`, `HOME`, the locale) and their `LIFEBOAT_*` variables.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct CommandSettings {
     /// Variables passed through by name. Never `AWS_*`, `LIFEBOAT_*` or a variable a
     /// secret reference of the policy names.
     pub pass_env: Vec<String>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct Channel {
     pub name: String,
     pub kind: ChannelKind,
@@ -460,7 +474,7 @@ pub struct Channel {
     pub alerts: bool,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum ChannelKind {
     Sns { topic_arn: String },
@@ -469,7 +483,7 @@ pub enum ChannelKind {
 
 /// A named resource that exists once per region (a database pair, an API, a DNS record…),
 /// which probes watch and steps act on.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct Target {
     pub name: String,
     pub kind: TargetKind,
@@ -483,7 +497,7 @@ impl Target {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TargetKind {
     Postgres,
@@ -537,7 +551,7 @@ impl fmt::Display for TargetKind {
 }
 
 /// A target's settings in one region.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Endpoint {
     Postgres(PostgresEndpoint),
@@ -581,7 +595,7 @@ pub enum Endpoint {
     },
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct PostgresEndpoint {
     pub host: String,
     pub port: u16,
@@ -611,7 +625,7 @@ impl fmt::Display for PostgresEndpoint {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct AuroraEndpoint {
     /// The regional cluster's identifier (or ARN).
     pub cluster_id: String,
@@ -621,7 +635,7 @@ pub struct AuroraEndpoint {
 }
 
 /// How a Route 53 switch moves traffic.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DnsStyle {
     /// A pre-created PRIMARY/SECONDARY failover record pair; the switch changes the
@@ -644,7 +658,7 @@ impl DnsStyle {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct Route53Endpoint {
     pub zone_id: String,
     /// Fully qualified, e.g. `api.example.com.`
@@ -675,7 +689,7 @@ impl Route53Endpoint {
 }
 
 /// One region's Route 53 record, by style, with exactly the settings the style needs.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "style")]
 pub enum DnsRecord {
     /// A record of a pre-created PRIMARY/SECONDARY failover pair.
@@ -692,7 +706,7 @@ pub enum DnsRecord {
 }
 
 /// One probe: what it watches, in which regions, and what counts as healthy.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct ProbeSpec {
     pub name: String,
     pub component: Component,
@@ -711,7 +725,7 @@ impl ProbeSpec {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum ProbeCheck {
     Http {
@@ -763,7 +777,7 @@ impl ProbeCheck {
 }
 
 /// Which way a run moves the service.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     /// Primary (or current) region to a secondary.
@@ -788,13 +802,13 @@ impl fmt::Display for Direction {
 }
 
 /// An ordered list of steps. Adjacent steps with the same `stage` label run in parallel.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Runbook {
     pub steps: Vec<StepSpec>,
 }
 
 /// Where a step acts: a named region, or the region the run moves to or away from.
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RegionRef {
     Named(RegionName),
@@ -814,7 +828,7 @@ impl fmt::Display for RegionRef {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StepSpec {
     pub name: String,
     pub region: RegionRef,
@@ -828,7 +842,7 @@ pub struct StepSpec {
 }
 
 /// What a Redis invalidation removes.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CacheScope {
     /// Keys matching a glob pattern (`orders:*`).
@@ -839,7 +853,7 @@ pub enum CacheScope {
 
 /// What a step does, as the policy says it. Each variant names the target or channel it
 /// acts on; planning resolves those into a `core::binding::Binding`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Action {
     /// PromoteReadReplica on a cross-region RDS read replica.

@@ -34,7 +34,7 @@ pub struct PlanRequest {
     pub allow_data_loss: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Plan {
     pub run_id: RunId,
     pub service: String,
@@ -58,7 +58,7 @@ pub struct Plan {
 
 /// How long an outage can go unnoticed: interval + max((failure_threshold − 1) ×
 /// confirm_interval, min_failure_span) + timeout, and the rule behind it in words.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DetectionBound {
     pub interval: Duration,
     pub failure_threshold: u32,
@@ -89,13 +89,13 @@ impl Plan {
 }
 
 /// Steps that run at the same time. The next stage starts when all of them are done.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Stage {
     pub label: Option<String>,
     pub steps: Vec<PlannedStep>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PlannedStep {
     /// Unique within the runbook; the journal keys step records by it.
     pub name: String,

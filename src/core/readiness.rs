@@ -16,7 +16,7 @@ use super::reason::{Note, Reason};
 use super::time::Ts;
 
 /// What a readiness check found.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "state")]
 pub enum Readiness {
     /// Everything the check could look at is as the step needs it; the detail says what
@@ -30,7 +30,19 @@ pub enum Readiness {
 }
 
 /// The three answers without their words: for metrics, exit codes and comparisons.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ReadyState {
     Ready,
@@ -120,7 +132,7 @@ impl fmt::Display for ReadyState {
 }
 
 /// One step of one runbook, and what its check found.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StepReadiness {
     pub step: String,
     pub kind: StepKind,
@@ -130,7 +142,7 @@ pub struct StepReadiness {
 }
 
 /// One runbook, planned as it would run from the serving region.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RunbookReadiness {
     pub direction: Direction,
     pub from: RegionName,
@@ -148,7 +160,7 @@ pub struct RunbookReadiness {
 pub const PLAN: &str = "plan";
 
 /// One round of readiness checks.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReadinessReport {
     pub service: String,
     pub at: Ts,

@@ -16,7 +16,7 @@ use super::model::{Direction, RegionName};
 use super::readiness::ReadyState;
 use super::time::{Ts, fmt_duration};
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     Trigger(Trigger),
@@ -25,7 +25,7 @@ pub enum Reason {
 }
 
 /// What started a run.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Trigger {
     /// The serving region's critical probes failed `failures` rounds in a row.
@@ -45,7 +45,7 @@ pub enum Trigger {
 }
 
 /// What keeps the controller from acting, or stops an operator's command.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Hold {
     /// Every region looked down at once: more likely the controller's own network.
@@ -106,7 +106,7 @@ pub enum Hold {
 }
 
 /// Other things worth recording: how runs end, recoveries, notices from steps.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Note {
     /// The journal accepted a run and raised the fencing epoch for it.
@@ -160,7 +160,7 @@ pub enum Note {
 }
 
 /// What a step tells the controller beside its result.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Notice {
     /// The fence step could not reach the old primary: it was not fenced, and must not
@@ -174,7 +174,7 @@ pub enum Notice {
     },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FreezeCause {
     /// The wall clock moved differently from the monotonic clock.

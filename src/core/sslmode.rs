@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 /// most operators first meet a server certificate their system does not trust.
 pub const RDS_BUNDLE_HINT: &str = "for RDS, use global-bundle.pem from AWS's truststore, https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem";
 
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, Debug, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum SslMode {
     /// Plain TCP. Only for loopback, or when the policy says so explicitly.

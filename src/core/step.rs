@@ -42,7 +42,7 @@ macro_rules! named {
 
 /// How the executor treats a step's error. Adapters pick the class; the executor decides
 /// what follows from it.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorClass {
     /// Throttling, timeouts, 5xx, a connection refused: tried again with backoff until the
@@ -72,7 +72,7 @@ named!(ErrorClass {
 /// ```
 /// `applied` may also go to `applied` again (re-applied after a resume found the effect
 /// missing), to `failed` or to `awaiting_approval`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StepState {
     /// In the plan; nothing done yet.
@@ -137,7 +137,7 @@ impl StepState {
 pub struct UnknownName(pub String);
 
 /// Where a run stands, as journaled.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     /// Unfinished: an executor is driving it, or one was and stopped (crash, shutdown).
@@ -181,7 +181,7 @@ impl RunStatus {
 }
 
 /// The part of a step an attempt record is about.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AttemptPhase {
     /// One call to `check`: is the effect already in place?
@@ -203,7 +203,7 @@ named!(AttemptPhase {
 
 /// How an attempt ended. An attempt journaled as begun but never ended was cut short by
 /// the process stopping (crash, kill, host loss).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AttemptOutcome {
     /// check: in place; apply: succeeded; verify: observed; compensate: done.
@@ -333,7 +333,7 @@ pub fn stage_verdict(ends: &[(String, StepEnd)]) -> StageVerdict {
 }
 
 /// One line of a run's story so far, for notifications and `show`.
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TimelineEntry {
     pub at: Ts,
     /// The step concerned; `None` for run-level events (started, resumed, approved…).

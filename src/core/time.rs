@@ -11,7 +11,18 @@ use serde::{Deserialize, Serialize};
 /// whatever time the scenario needs. Arithmetic saturates instead of panicking, because a
 /// clock that jumps backwards must not crash the controller.
 #[derive(
-    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default, Serialize, Deserialize,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Debug,
+    Default,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(transparent)]
 pub struct Ts(pub u64);

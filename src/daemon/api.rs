@@ -7,6 +7,9 @@
 //! need a read or control token elsewhere; control calls need a control token, checked
 //! before the body is read; a request without a token must name this host (DNS
 //! rebinding). A daemon that does not act (a witness, a shadow) mounts no control route.
+//!
+//! Each handler's `#[utoipa::path]` describes it for `super::openapi`, which serves the
+//! OpenAPI document at `/v1/openapi.json`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -14,10 +17,10 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request as HttpRequest, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -27,6 +30,7 @@ use tokio::time::Instant;
 use super::auth::{self, Access, Denied, Token, Tokens};
 use super::engine::Event;
 use super::metrics::Metrics;
+use super::openapi::{ControlReplies, ViewRefusals};
 use super::role::Role;
 use super::status::StatusView;
 use super::vote::{self, RegionVote, Vote, VoteKey};
@@ -35,11 +39,11 @@ use crate::contract::{
     AbortBody, ApproveBody, Claimed, ErrorBody, FailbackBody, FailoverBody, PauseBody, Reply,
     ResumeBody,
 };
-use crate::core::controller::OperatorCommand;
+use crate::core::controller::{Decision, OperatorCommand};
 use crate::core::health::Verdict;
 use crate::core::ids::RunId;
 use crate::driver::Request;
-use crate::journal::Journal;
+use crate::journal::{Journal, RunDetail, RunRecord};
 
 /// A control call's body is a few hundred bytes; anything near this is not one.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -82,27 +86,76 @@ pub fn journal_readers() -> Arc<Semaphore> {
     Arc::new(Semaphore::new(JOURNAL_READERS))
 }
 
+type Routes = Vec<(Method, &'static str, MethodRouter<ApiState>)>;
+
+/// Open to anyone.
+fn open_routes() -> Routes {
+    vec![(Method::GET, "/healthz", get(healthz))]
+}
+
+/// The views: open on loopback, a read or control token elsewhere (`need_read`).
+fn view_routes() -> Routes {
+    vec![
+        (Method::GET, "/metrics", get(metrics)),
+        (Method::GET, "/v1/openapi.json", get(openapi)),
+        (Method::GET, "/v1/status", get(status)),
+        (Method::GET, "/v1/runs", get(runs)),
+        (Method::GET, "/v1/runs/{id}", get(run)),
+        (Method::GET, "/v1/decisions", get(decisions)),
+    ]
+}
+
+/// A witness's signed vote, on a witness given the policy's witness key.
+fn witness_routes() -> Routes {
+    vec![(Method::GET, vote::PATH, get(answer_vote))]
+}
+
+/// The control calls, on a daemon that acts, with a control token (`need_control`).
+fn control_routes() -> Routes {
+    vec![
+        (Method::POST, "/v1/failover", post(failover)),
+        (Method::POST, "/v1/failback", post(failback)),
+        (Method::POST, "/v1/pause", post(pause)),
+        (Method::POST, "/v1/resume", post(resume)),
+        (Method::POST, "/v1/approve", post(approve_hold)),
+        (Method::POST, "/v1/runs/{id}/approve", post(approve_run)),
+        (Method::POST, "/v1/runs/{id}/abort", post(abort_run)),
+    ]
+}
+
+/// The method and path of every route some daemon serves: the router is built from these
+/// tables alone, so the test that compares them with the OpenAPI document
+/// (`super::openapi`) sees every route.
+pub fn endpoints() -> Vec<(Method, &'static str)> {
+    [
+        open_routes(),
+        view_routes(),
+        witness_routes(),
+        control_routes(),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|(m, p, _)| (m, p))
+    .collect()
+}
+
+fn table(routes: Routes) -> Router<ApiState> {
+    routes
+        .into_iter()
+        .fold(Router::new(), |r, (_, path, handler)| {
+            r.route(path, handler)
+        })
+}
+
 pub fn router(state: ApiState) -> Router {
-    let views = Router::new()
-        .route("/metrics", get(metrics))
-        .route("/v1/status", get(status))
-        .route("/v1/runs", get(runs))
-        .route("/v1/runs/{id}", get(run))
-        .route("/v1/decisions", get(decisions))
-        .route_layer(middleware::from_fn_with_state(state.clone(), need_read));
-    let mut r = Router::new().route("/healthz", get(healthz)).merge(views);
+    let views =
+        table(view_routes()).route_layer(middleware::from_fn_with_state(state.clone(), need_read));
+    let mut r = table(open_routes()).merge(views);
     if state.role == Role::Witness && state.vote_key.is_some() {
-        r = r.route(vote::PATH, get(answer_vote));
+        r = r.merge(table(witness_routes()));
     }
     if state.role.acts() {
-        let control = Router::new()
-            .route("/v1/failover", post(failover))
-            .route("/v1/failback", post(failback))
-            .route("/v1/pause", post(pause))
-            .route("/v1/resume", post(resume))
-            .route("/v1/approve", post(approve_hold))
-            .route("/v1/runs/{id}/approve", post(approve_run))
-            .route("/v1/runs/{id}/abort", post(abort_run))
+        let control = table(control_routes())
             .route_layer(middleware::from_fn_with_state(state.clone(), need_control));
         r = r.merge(control);
     }
@@ -207,6 +260,11 @@ async fn not_here(State(s): State<ApiState>, req: HttpRequest) -> Response {
     error(StatusCode::NOT_FOUND, "no such endpoint")
 }
 
+/// Liveness: whether the control loop turned recently. Open to anyone.
+#[utoipa::path(get, path = "/healthz", tag = "views", responses(
+    (status = 200, description = "The control loop turned recently: `ok`.", body = String, content_type = "text/plain"),
+    (status = 503, description = "The control loop has not turned for longer than allowed.", body = ErrorBody),
+))]
 async fn healthz(State(s): State<ApiState>) -> Response {
     let age = s.loop_age();
     if age > s.stale_after {
@@ -218,6 +276,11 @@ async fn healthz(State(s): State<ApiState>) -> Response {
     (StatusCode::OK, "ok\n").into_response()
 }
 
+/// Prometheus metrics: the controller's state, the regions' verdicts, the probes, the runs.
+#[utoipa::path(get, path = "/metrics", tag = "views", security((), ("bearer" = [])), responses(
+    (status = 200, description = "Prometheus text exposition format 0.0.4.", body = String, content_type = "text/plain; version=0.0.4; charset=utf-8"),
+    ViewRefusals,
+))]
 async fn metrics(State(s): State<ApiState>) -> Response {
     (
         [(
@@ -229,6 +292,21 @@ async fn metrics(State(s): State<ApiState>) -> Response {
         .into_response()
 }
 
+/// This API's OpenAPI 3.1 document.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "views", security((), ("bearer" = [])), responses(
+    (status = 200, description = "This document, as `deploy/openapi.json` keeps it (`lifeboat schema --openapi`).", body = Object),
+    ViewRefusals,
+))]
+async fn openapi() -> Response {
+    Json(super::openapi::document()).into_response()
+}
+
+/// The controller's state and why, each region's and probe's health, the current and last run.
+#[utoipa::path(get, path = "/v1/status", tag = "views", security((), ("bearer" = [])), responses(
+    (status = 200, description = "What `lifeboat status --json` prints.", body = StatusView),
+    (status = 500, description = "The status could not be read.", body = ErrorBody),
+    ViewRefusals,
+))]
 async fn status(State(s): State<ApiState>) -> Response {
     match s.status.read() {
         Ok(v) => Json(v.clone()).into_response(),
@@ -260,10 +338,27 @@ async fn read<T: serde::Serialize + Send + 'static>(
     }
 }
 
+/// The last 100 runs, newest first.
+#[utoipa::path(get, path = "/v1/runs", tag = "views", security((), ("bearer" = [])), responses(
+    (status = 200, description = "What `lifeboat history --json` prints.", body = [RunRecord]),
+    (status = 500, description = "The journal could not be read.", body = ErrorBody),
+    (status = 503, description = "Too many journal reads at once; try again.", body = ErrorBody),
+    ViewRefusals,
+))]
 async fn runs(State(s): State<ApiState>) -> Response {
     read(&s, StatusCode::INTERNAL_SERVER_ERROR, |j| j.runs(100)).await
 }
 
+/// One run: its plan, steps, attempts, approvals and audit trail.
+#[utoipa::path(get, path = "/v1/runs/{id}", tag = "views", security((), ("bearer" = [])),
+    params(("id" = String, Path, description = "The run's id, e.g. `fo-20261123-153012-7f3a`.")),
+    responses(
+        (status = 200, description = "What `lifeboat show RUN --json` prints.", body = RunDetail),
+        (status = 404, description = "No run has this id.", body = ErrorBody),
+        (status = 503, description = "Too many journal reads at once; try again.", body = ErrorBody),
+        ViewRefusals,
+    ),
+)]
 async fn run(State(s): State<ApiState>, Path(id): Path<String>) -> Response {
     read(&s, StatusCode::NOT_FOUND, move |j| j.detail(&RunId(id))).await
 }
@@ -273,6 +368,17 @@ struct Limit {
     limit: Option<usize>,
 }
 
+/// The controller's decisions, newest first, each with its reason and evidence.
+#[utoipa::path(get, path = "/v1/decisions", tag = "views", security((), ("bearer" = [])),
+    params(("limit" = Option<u32>, Query, description = "How many decisions (default 50, at most 1000).")),
+    responses(
+        (status = 200, description = "What `lifeboat history --decisions --json` prints.", body = [Decision]),
+        (status = 400, description = "`limit` is not a number.", body = String, content_type = "text/plain"),
+        (status = 500, description = "The journal could not be read.", body = ErrorBody),
+        (status = 503, description = "Too many journal reads at once; try again.", body = ErrorBody),
+        ViewRefusals,
+    ),
+)]
 async fn decisions(State(s): State<ApiState>, Query(q): Query<Limit>) -> Response {
     let limit = q.limit.unwrap_or(50).min(1000);
     let service = s.service.clone();
@@ -334,6 +440,23 @@ pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
 
 /// A witness's answer to its controller: what it sees, signed (`vote`). The request must
 /// be signed with the same key and name this witness's service.
+/// A witness's signed vote: what it sees of each region, for its controller's quorum.
+/// Served only by a witness (`lifeboat run --witness`) given the policy's witness key.
+#[utoipa::path(get, path = "/v1/vote", tag = "witness",
+    params(
+        ("x-lifeboat-service" = String, Header, description = "The service the controller asks about."),
+        ("x-lifeboat-nonce" = String, Header, description = "A fresh random nonce, hex; the answer echoes it."),
+        ("x-lifeboat-signature" = String, Header, description = "HMAC-SHA256 of the request with the policy's `[guardrails] witness_key`, hex."),
+    ),
+    responses(
+        (status = 200, description = "The vote; the answer's own `x-lifeboat-signature` header signs the body.", body = Vote),
+        (status = 400, description = "No service or no hex nonce.", body = ErrorBody),
+        (status = 401, description = "The request is not signed with the witness key.", body = ErrorBody),
+        (status = 404, description = "This daemon is not a witness with a witness key.", body = ErrorBody),
+        (status = 409, description = "This witness watches another service.", body = ErrorBody),
+        (status = 500, description = "The status could not be read.", body = ErrorBody),
+    ),
+)]
 async fn answer_vote(State(s): State<ApiState>, headers: HeaderMap) -> Response {
     let Some(key) = &s.vote_key else {
         return error(StatusCode::NOT_FOUND, "no such endpoint");
@@ -422,6 +545,11 @@ fn operator(cmd: OperatorCommand) -> Request {
     }
 }
 
+/// Fail over to a secondary, or (`dry_run`) preview the plan the controller would run.
+#[utoipa::path(post, path = "/v1/failover", tag = "control", security(("bearer" = [])),
+    request_body(content = FailoverBody, description = "Every field may be left out (an empty body means every field's default)."),
+    responses(ControlReplies),
+)]
 async fn failover(State(s): State<ApiState>, Authed(b, by): Authed<FailoverBody>) -> Response {
     let cmd = OperatorCommand::Failover {
         to: b.to,
@@ -437,6 +565,11 @@ async fn failover(State(s): State<ApiState>, Authed(b, by): Authed<FailoverBody>
     send(&s, req).await
 }
 
+/// Fail back to the primary, or (`dry_run`) preview the plan.
+#[utoipa::path(post, path = "/v1/failback", tag = "control", security(("bearer" = [])),
+    request_body(content = FailbackBody, description = "Every field may be left out (an empty body means every field's default)."),
+    responses(ControlReplies),
+)]
 async fn failback(State(s): State<ApiState>, Authed(b, by): Authed<FailbackBody>) -> Response {
     let cmd = OperatorCommand::Failback { by, note: b.note };
     let req = Request::Operator {
@@ -447,6 +580,11 @@ async fn failback(State(s): State<ApiState>, Authed(b, by): Authed<FailbackBody>
     send(&s, req).await
 }
 
+/// Pause the controller: it keeps probing and reporting but starts nothing by itself.
+#[utoipa::path(post, path = "/v1/pause", tag = "control", security(("bearer" = [])),
+    request_body(content = PauseBody, description = "Every field may be left out (an empty body means every field's default)."),
+    responses(ControlReplies),
+)]
 async fn pause(State(s): State<ApiState>, Authed(b, by): Authed<PauseBody>) -> Response {
     let reason = if b.reason.trim().is_empty() {
         "no reason given".to_string()
@@ -456,10 +594,20 @@ async fn pause(State(s): State<ApiState>, Authed(b, by): Authed<PauseBody>) -> R
     send(&s, operator(OperatorCommand::Pause { by, reason })).await
 }
 
+/// Resume a paused controller.
+#[utoipa::path(post, path = "/v1/resume", tag = "control", security(("bearer" = [])),
+    request_body(content = ResumeBody, description = "Every field may be left out (an empty body means every field's default)."),
+    responses(ControlReplies),
+)]
 async fn resume(State(s): State<ApiState>, Authed(_, by): Authed<ResumeBody>) -> Response {
     send(&s, operator(OperatorCommand::Resume { by })).await
 }
 
+/// Approve the failover the controller holds for an operator.
+#[utoipa::path(post, path = "/v1/approve", tag = "control", security(("bearer" = [])),
+    request_body(content = ApproveBody, description = "Every field may be left out (an empty body means every field's default)."),
+    responses(ControlReplies),
+)]
 async fn approve_hold(State(s): State<ApiState>, Authed(b, by): Authed<ApproveBody>) -> Response {
     let cmd = OperatorCommand::Approve {
         allow_data_loss: b.allow_data_loss,
@@ -468,6 +616,12 @@ async fn approve_hold(State(s): State<ApiState>, Authed(b, by): Authed<ApproveBo
     send(&s, operator(cmd)).await
 }
 
+/// Approve the manual step a run waits at.
+#[utoipa::path(post, path = "/v1/runs/{id}/approve", tag = "control", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The run's id, e.g. `fo-20261123-153012-7f3a`.")),
+    request_body(content = ApproveBody, description = "Every field may be left out (an empty body means every field's default)."),
+    responses(ControlReplies),
+)]
 async fn approve_run(
     State(s): State<ApiState>,
     Path(id): Path<String>,
@@ -481,6 +635,12 @@ async fn approve_run(
     send(&s, req).await
 }
 
+/// Abort an unfinished run (a reason is required); it goes in the audit trail.
+#[utoipa::path(post, path = "/v1/runs/{id}/abort", tag = "control", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The run's id, e.g. `fo-20261123-153012-7f3a`.")),
+    request_body(content = AbortBody, description = "Every field may be left out (an empty body means every field's default)."),
+    responses(ControlReplies),
+)]
 async fn abort_run(
     State(s): State<ApiState>,
     Path(id): Path<String>,

@@ -12,6 +12,7 @@ pub mod discovery;
 pub mod engine;
 pub mod metrics;
 mod metrics_readiness;
+pub mod openapi;
 pub mod readiness;
 pub mod role;
 pub mod serve;

@@ -15,7 +15,7 @@ use crate::core::summary::{LinkMemory, summarize};
 use crate::core::time::{Ts, fmt_duration};
 use crate::journal::RunRecord;
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StatusView {
     pub service: String,
     pub mode: Mode,
@@ -103,7 +103,7 @@ impl StatusView {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RegionView {
     pub region: RegionName,
     pub verdict: Verdict,
@@ -118,7 +118,7 @@ pub struct RegionView {
     pub observed_at: Option<Ts>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ProbeView {
     pub probe: String,
     pub region: RegionName,
@@ -132,7 +132,7 @@ pub struct ProbeView {
     pub last_error: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CurrentRun {
     pub run_id: RunId,
     pub direction: Direction,

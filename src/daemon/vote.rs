@@ -113,7 +113,7 @@ impl VoteKey {
 }
 
 /// A witness's signed answer.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Vote {
     /// The service the witness watches.
@@ -127,7 +127,7 @@ pub struct Vote {
     pub regions: Vec<RegionVote>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegionVote {
     pub region: RegionName,

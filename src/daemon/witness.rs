@@ -81,7 +81,7 @@ impl Answer {
 }
 
 /// A witness as `lifeboat status` shows it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WitnessView {
     pub url: String,
     /// The regions it sees down, as of its last answer.

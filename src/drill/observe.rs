@@ -24,7 +24,7 @@ fn ms(t0: Instant) -> Ms {
 }
 
 /// One numbered insert the load attempted.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Write {
     pub n: i64,
     pub at: Ms,
@@ -144,7 +144,7 @@ pub fn write_load(
 
 /// Whether each region's database would take a write, sampled every 100 ms. Two `true`s
 /// in one sample is the split brain lifeboat must never allow.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WritableLog {
     pub samples: usize,
     /// Times (ms) at which more than one database was writable.
@@ -217,7 +217,7 @@ async fn connect(port: u16, password: &str) -> Option<tokio_postgres::Client> {
 }
 
 /// What the daemon said, whenever it changed.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Seen {
     pub at: Ms,
     pub state: String,

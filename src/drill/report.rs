@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 mod timeline;
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Report {
     pub drill: String,
     pub description: String,
@@ -27,7 +27,7 @@ pub struct Report {
     pub journal: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Assertion {
     pub what: String,
     pub passed: bool,
@@ -35,7 +35,7 @@ pub struct Assertion {
 }
 
 /// The measured figures, in seconds unless named otherwise. `None`: did not happen.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Figures {
     /// From the fault to the controller declaring the region down.
     pub detection: Option<f64>,
@@ -61,14 +61,14 @@ pub struct Figures {
     pub failback_lost_writes: Option<u64>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Mark {
     pub at: f64,
     pub what: String,
 }
 
 /// A step of a run, placed on the timeline.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Span {
     pub run: String,
     pub step: String,
@@ -78,7 +78,7 @@ pub struct Span {
     pub state: String,
 }
 
-#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WritePoint {
     pub at: f64,
     pub acked: bool,

@@ -11,7 +11,7 @@ use crate::core::step::{AttemptOutcome, AttemptPhase, ErrorClass, RunStatus, Ste
 use crate::core::time::Ts;
 
 /// One run, without its steps.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RunRecord {
     pub run_id: RunId,
     pub service: String,
@@ -74,7 +74,7 @@ impl RunRecord {
 }
 
 /// One step of a run, with every attempt made at it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StepRecord {
     pub name: String,
     /// 1-based; steps of the same stage ran in parallel.
@@ -121,7 +121,7 @@ impl StepRecord {
 }
 
 /// One check call, apply attempt, verification or compensation.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AttemptRecord {
     pub step: String,
     pub phase: AttemptPhase,
@@ -160,7 +160,7 @@ impl AttemptRecord {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ApprovalRecord {
     pub step: String,
     pub approved_by: String,
@@ -180,7 +180,7 @@ impl ApprovalRecord {
 }
 
 /// One entry of the append-only audit trail.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AuditRecord {
     pub at: Ts,
     pub run_id: Option<RunId>,
@@ -206,7 +206,7 @@ impl AuditRecord {
 }
 
 /// Everything the journal knows about one run: what `lifeboat show` prints.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RunDetail {
     pub run: RunRecord,
     /// `None` for a run planned by an older lifeboat whose plan format this one does not
@@ -219,7 +219,7 @@ pub struct RunDetail {
 }
 
 /// Which region serves a service, as far as completed runs know.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ServiceState {
     pub service: String,
     pub active_region: RegionName,

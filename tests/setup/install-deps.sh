@@ -80,7 +80,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   done
 fi
 
-if ! "$python" -c 'import moto, flask' >/dev/null 2>&1 || ! command -v moto_server >/dev/null 2>&1; then
+if ! "$python" -c 'import moto, flask, jsonschema, openapi_spec_validator' >/dev/null 2>&1 || ! command -v moto_server >/dev/null 2>&1; then
   echo "install-deps: installing Python packages from tests/setup/requirements.txt"
   "$python" -m pip install --quiet --disable-pip-version-check -r "$here/requirements.txt"
   command -v pyenv >/dev/null 2>&1 && pyenv rehash || true

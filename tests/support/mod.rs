@@ -83,6 +83,7 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{}", std::process::id(), fastrand::u32(..))
 }
 
+pub mod contract;
 mod runbook;
 #[allow(unused_imports)]
 pub use runbook::*;

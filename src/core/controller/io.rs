@@ -14,7 +14,7 @@ use crate::core::step::RunStatus;
 use crate::core::time::Ts;
 
 /// A region's health as the controller sees it, summarised from the probes.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RegionSummary {
     pub region: RegionName,
     pub verdict: Verdict,
@@ -31,7 +31,7 @@ pub struct RegionSummary {
 }
 
 /// A critical probe whose latest round failed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FailingProbe {
     pub probe: String,
     pub region: RegionName,
@@ -42,7 +42,7 @@ pub struct FailingProbe {
 }
 
 /// One observer's word on the serving region: this controller, or a witness.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ObserverVote {
     /// `this controller`, or the witness's URL.
     pub observer: String,
@@ -52,7 +52,7 @@ pub struct ObserverVote {
 
 /// One evaluation of every region, summarised from the health tracker, with the
 /// observers' votes on the serving region.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct HealthSummary {
     pub regions: Vec<RegionSummary>,
     pub observers: Vec<ObserverVote>,
@@ -78,14 +78,14 @@ impl HealthSummary {
 
 /// The two clocks, read by the daemon at each tick. Comparing them exposes clock jumps
 /// (wall moved differently from monotonic) and stalls (a long gap between ticks).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ClockReading {
     pub wall: Ts,
     pub mono_ms: u64,
 }
 
 /// How a run ended, as the driver reports it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "end")]
 pub enum RunEnd {
     Completed,
@@ -105,7 +105,7 @@ pub enum RunEnd {
     },
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "command")]
 pub enum OperatorCommand {
     Failover {
@@ -133,7 +133,7 @@ pub enum OperatorCommand {
 }
 
 /// Whether this controller may act on the service.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "role")]
 pub enum Leadership {
     /// The embedded backend: this controller is the only one; its journal lock says so.
@@ -151,7 +151,7 @@ impl Leadership {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "input")]
 pub enum Input {
     Health(HealthSummary),
@@ -192,7 +192,7 @@ pub enum Input {
 }
 
 /// What the controller asks the driver to start.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RunRequest {
     pub direction: Direction,
     pub from: RegionName,
@@ -211,7 +211,7 @@ impl RunRequest {
 }
 
 /// The facts behind a decision, as data: rendered into words only at the edge.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Evidence {
     /// The serving region's critical probes failing at the time, with their errors.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -283,7 +283,7 @@ impl Evidence {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LagEvidence {
     pub region: RegionName,
     /// `None` when nothing measures the region's replication.
@@ -292,7 +292,7 @@ pub struct LagEvidence {
 }
 
 /// A decision worth keeping: journaled with its evidence, logged, shown by `status`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Decision {
     pub at: Ts,
     pub summary: String,
@@ -307,7 +307,7 @@ impl Decision {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "command")]
 pub enum Command {
     StartRun(RunRequest),

@@ -28,7 +28,7 @@ use super::reason::{FreezeCause, Hold, Note, Notice, Reason, Trigger};
 use super::step::RunStatus;
 use super::time::Ts;
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "phase")]
 pub enum Phase {
     /// Serving from the primary region, which is healthy.
@@ -89,7 +89,7 @@ impl Phase {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Pause {
     pub by: String,
     pub reason: String,
@@ -97,14 +97,14 @@ pub struct Pause {
 }
 
 /// An alert kept back until `until`, sent then if its hold still stands (see `block`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct HeldAlert {
     pub until: Ts,
     pub decision: Decision,
 }
 
 /// Everything the controller remembers between inputs.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct State {
     pub phase: Phase,
     /// The region serving traffic now.

@@ -9,7 +9,7 @@ use crate::core::model::RegionName;
 use crate::core::time::Ts;
 
 /// A database's role as a probe saw it.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Takes writes: PostgreSQL not in recovery, an RDS instance that replicates from no
@@ -46,7 +46,7 @@ impl fmt::Display for Role {
 /// (the primary died), reception stops, replay catches up, and both figures fall to zero
 /// although the standby may be missing whatever the primary wrote last; `streaming`
 /// says whether that is the case.
-#[derive(Clone, Copy, PartialEq, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Lag {
     /// WAL received but not yet replayed.
     pub bytes: Option<u64>,
@@ -99,7 +99,7 @@ impl fmt::Display for Lag {
 }
 
 /// Whether one probe round passed.
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Outcome {
     Ok,
@@ -110,13 +110,15 @@ pub enum Outcome {
 }
 
 /// One round of one probe in one region: what the scheduler sends and the tracker eats.
-#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Observation {
     pub probe: String,
     pub region: RegionName,
     /// When the result was known.
     pub at: Ts,
+    /// How long the probe took, in milliseconds.
     #[serde(rename = "latency_ms", with = "millis")]
+    #[schemars(with = "u64")]
     pub latency: Duration,
     #[serde(flatten)]
     pub outcome: Outcome,
