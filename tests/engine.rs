@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use lifeboat::core::controller::{Decision, OperatorCommand, Phase, State};
-use lifeboat::core::health::{HealthTracker, Observation};
+use lifeboat::core::health::{HealthTracker, Observation, Verdict};
 use lifeboat::core::model::{Policy, RegionName};
 use lifeboat::core::reason::{Hold, Notice, Reason};
 use lifeboat::core::step::RunStatus;
@@ -20,6 +20,7 @@ use lifeboat::daemon::status;
 use lifeboat::daemon::witness::{Answer, Poll, Witnesses};
 use lifeboat::driver::{Alerts, Driver, Events, Parts, Request};
 use lifeboat::journal::Journal;
+use lifeboat::probe::scheduler::Restart;
 use lifeboat::runbook::{Cancel, RetrySettings, StepError};
 use support::{Behaviour, Factory, Target};
 
@@ -456,4 +457,90 @@ async fn status_after_a_restart_still_says_why_it_is_blocked() {
     );
     assert_eq!(view.state, "blocked");
     assert!(view.next_step.is_some_and(|n| n.contains("lifeboat show")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_probe_that_falls_silent_counts_as_failed_stale_so_health_cannot_freeze() {
+    let dir = support::tempdir();
+    let policy = policy(|_| {});
+    let mut r = rig(&policy, &dir.path().join("engine.db"), &Target::in_memory());
+    r.seconds(2, true).await;
+    let east = RegionName::new(EAST);
+    assert_eq!(r.engine.tracker.verdict(&east), Verdict::Healthy);
+    // The primary's probe loops stop reporting (stuck, or gone); the standby's go on.
+    // The limit is two intervals and the timeout: 2.25 s on the sandbox policy.
+    let limit = lifeboat::core::health::stale_after(&policy);
+    assert_eq!(limit, Duration::from_millis(2250));
+    for _ in 0..3 {
+        r.round(WEST, true);
+        r.tick().await;
+    }
+    let silent: Vec<_> = r
+        .engine
+        .tracker
+        .probes()
+        .filter(|p| p.region == east)
+        .cloned()
+        .collect();
+    assert!(!silent.is_empty());
+    for p in &silent {
+        assert_eq!(p.consecutive_failures, 1, "one stale round so far: {p:?}");
+        let reason = p.latest.reason().unwrap_or_default();
+        assert!(
+            reason.starts_with("stale: no result for 2.5s (the limit is 2.2"),
+            "{reason}"
+        );
+    }
+    // Silence goes on counting, one failed round per limit, until the region is down.
+    for _ in 0..6 {
+        r.round(WEST, true);
+        r.tick().await;
+    }
+    assert!(
+        matches!(r.engine.tracker.verdict(&east), Verdict::Down { .. }),
+        "{:?}",
+        r.engine.tracker.verdict(&east)
+    );
+    assert_eq!(
+        r.engine.tracker.verdict(&RegionName::new(WEST)),
+        Verdict::Healthy
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crashed_probe_is_alerted_at_its_first_restart_then_at_the_tenth_in_a_row() {
+    let dir = support::tempdir();
+    let policy = policy(|_| {});
+    let mut r = rig(&policy, &dir.path().join("engine.db"), &Target::in_memory());
+    for in_a_row in 1..=10 {
+        r.engine.handle(Event::ProbeRestarted(Restart {
+            probe: "api".into(),
+            region: RegionName::new(EAST),
+            error: "index out of bounds: the len is 0 but the index is 7".into(),
+            in_a_row,
+        }));
+    }
+    let sent: Vec<Decision> = r.alerts.0.lock().expect("lock").clone();
+    let texts: Vec<String> = sent
+        .iter()
+        .map(|d| format!("{}: {}", d.summary, d.reason))
+        .collect();
+    assert_eq!(
+        texts,
+        vec![
+            "probe `api` in us-east-1 crashed and was restarted: probe `api` in us-east-1 crashed (index out of bounds: the len is 0 but the index is 7); lifeboat restarted it, and its rounds count as failed meanwhile",
+            "probe `api` in us-east-1 crashed and was restarted: probe `api` in us-east-1 crashed (index out of bounds: the len is 0 but the index is 7), 10 times in a row; lifeboat restarted it, and its rounds count as failed meanwhile",
+        ]
+    );
+    let journaled = r
+        .engine
+        .driver
+        .journal()
+        .latest_record(&policy.service, &["probe_restarted"])
+        .expect("journal")
+        .expect("the restart is journaled");
+    assert!(
+        journaled.detail.contains("10 times in a row"),
+        "{journaled:?}"
+    );
 }

@@ -76,6 +76,16 @@ impl fmt::Display for Verdict {
     }
 }
 
+/// How old a probe's newest observation may get before it counts as a failed round
+/// (`HealthTracker::stale`): two intervals, plus the timeout a round may take.
+pub fn stale_after(policy: &Policy) -> Duration {
+    policy
+        .detection
+        .interval
+        .saturating_mul(2)
+        .saturating_add(policy.detection.timeout)
+}
+
 /// The policy's detection rule: how many rounds in a row, over how much time.
 ///
 /// A critical probe's failing streak takes its region down once it has `failure` rounds
@@ -442,6 +452,30 @@ impl HealthTracker {
             }
         }
         changes
+    }
+
+    /// A failed observation, at `now`, for each probe whose newest observation is older
+    /// than `limit` (see [`stale_after`]): its loop has stopped or is stuck, and its last
+    /// result must not stand for its health for ever. Each becomes the probe's newest
+    /// once observed, so a silent probe fails once per `limit`, like a slow round.
+    pub fn stale(&self, now: Ts, limit: Duration) -> Vec<Observation> {
+        self.probes
+            .values()
+            .filter(|p| now.since(p.latest.at) > limit)
+            .map(|p| {
+                Observation::failed(
+                    &p.probe,
+                    &p.region,
+                    now,
+                    Duration::ZERO,
+                    format!(
+                        "stale: no result for {} (the limit is {}); the probe's loop has stopped or is stuck",
+                        fmt_duration(now.since(p.latest.at)),
+                        fmt_duration(limit)
+                    ),
+                )
+            })
+            .collect()
     }
 
     /// The critical probes of `region` that have reported, as streaks.

@@ -157,6 +157,15 @@ pub enum Note {
     Following { leader: Option<String> },
     /// Another controller took over the run this one was driving, and finishes it.
     HandedOver { run: RunId },
+    /// A probe's loop crashed (a lifeboat bug) and was started again; its rounds count as
+    /// failed meanwhile.
+    ProbeRestarted {
+        probe: String,
+        region: RegionName,
+        error: String,
+        /// Crashes since the probe last finished a round.
+        in_a_row: u32,
+    },
 }
 
 /// What a step tells the controller beside its result.
@@ -343,6 +352,7 @@ impl Note {
             Note::Elected { .. } => "elected",
             Note::Following { .. } => "following",
             Note::HandedOver { .. } => "handed_over",
+            Note::ProbeRestarted { .. } => "probe_restarted",
         }
     }
 
@@ -357,6 +367,9 @@ impl Note {
             Note::ReadinessChanged { .. } => {
                 Some("lifeboat readiness shows every step's check, why and the fix")
             }
+            Note::ProbeRestarted { .. } => Some(
+                "a crashing probe is a lifeboat bug: report it with the log lines around the crash; until it is fixed, its rounds count as failed (lifeboat status shows them)",
+            ),
             _ => None,
         }
     }
@@ -556,6 +569,21 @@ impl fmt::Display for Note {
                 f,
                 "another controller took over run {run} and finishes it; this one stopped driving it"
             ),
+            Note::ProbeRestarted {
+                probe,
+                region,
+                error,
+                in_a_row,
+            } => {
+                let times = match in_a_row {
+                    1 => String::new(),
+                    n => format!(", {n} times in a row"),
+                };
+                write!(
+                    f,
+                    "probe `{probe}` in {region} crashed ({error}){times}; lifeboat restarted it, and its rounds count as failed meanwhile"
+                )
+            }
         }
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tokio::time::Instant;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::metrics::Metrics;
 use super::status::{self, StatusView};
@@ -18,12 +18,13 @@ use super::witness::{self, Witnesses};
 use crate::clock::WallClock;
 use crate::contract::Reply;
 use crate::core::controller::{ClockReading, HealthSummary, Input};
-use crate::core::health::{HealthTracker, Observation, Verdict};
+use crate::core::health::{HealthTracker, Observation, Verdict, stale_after};
 use crate::core::model::Policy;
 use crate::core::readiness::ReadinessReport;
 use crate::core::summary::{LinkMemory, own_vote, summarize};
 use crate::driver::{Driver, Request, RunEnded};
 use crate::journal::JournalError;
+use crate::probe::scheduler::Restart;
 use crate::runbook::{Cancel, Progress};
 
 /// Everything that can make the controller do something.
@@ -31,6 +32,8 @@ use crate::runbook::{Cancel, Progress};
 pub enum Event {
     Tick,
     Observed(Observation),
+    /// A probe's loop crashed and the scheduler started it again.
+    ProbeRestarted(Restart),
     /// A witness's answer, or why it gave none.
     Witness(witness::Poll),
     Progress(Progress),
@@ -79,22 +82,16 @@ impl Engine {
                     mono_ms: self.started.elapsed().as_millis() as u64,
                 };
                 self.driver.feed(Input::Tick(reading));
-            }
-            Event::Observed(obs) => {
-                self.links.observe(&obs);
-                self.metrics
-                    .observed(self.driver.policy(), &obs, &self.tracker);
-                for c in self.tracker.observe(obs) {
-                    info!(region = %c.region, "region {} went from {} to {}", c.region, c.from, c.to);
+                // After the tick, so that a stall it noticed froze decisions before the
+                // silence it caused counts against any probe.
+                let limit = stale_after(self.driver.policy());
+                for obs in self.tracker.stale(reading.wall, limit) {
+                    warn!(probe = %obs.probe, region = %obs.region, "{}", obs.reason().unwrap_or_default());
+                    self.observed(obs);
                 }
-                let summary = self.summary();
-                let quorum = self.driver.policy().guardrails.quorum;
-                if summary.votes() < quorum && self.sees_active_down(&summary) {
-                    // Ask the witnesses now rather than at their next poll.
-                    self.witnesses.ask_now.notify_waiters();
-                }
-                self.driver.feed(Input::Health(summary));
             }
+            Event::Observed(obs) => self.observed(obs),
+            Event::ProbeRestarted(r) => self.driver.probe_restarted(&r),
             Event::Witness(poll) => {
                 let active = self.driver.state().active.clone();
                 let before = self.witnesses.agreeing(&active, Instant::now());
@@ -131,6 +128,22 @@ impl Engine {
         }
         self.publish();
         true
+    }
+
+    fn observed(&mut self, obs: Observation) {
+        self.links.observe(&obs);
+        self.metrics
+            .observed(self.driver.policy(), &obs, &self.tracker);
+        for c in self.tracker.observe(obs) {
+            info!(region = %c.region, "region {} went from {} to {}", c.region, c.from, c.to);
+        }
+        let summary = self.summary();
+        let quorum = self.driver.policy().guardrails.quorum;
+        if summary.votes() < quorum && self.sees_active_down(&summary) {
+            // Ask the witnesses now rather than at their next poll.
+            self.witnesses.ask_now.notify_waiters();
+        }
+        self.driver.feed(Input::Health(summary));
     }
 
     /// The controller's input: the tracker's regions and every observer's vote on the

@@ -223,13 +223,23 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     );
     let probes = probe::build_all(&policy, &ctx, None).context("build the probes")?;
     let (obs_tx, mut obs_rx) = mpsc::channel(1024);
-    let scheduler = Scheduler::start(
+    let mut scheduler = Scheduler::start(
         probes,
         Cadence::for_policy(&policy),
         probe::Clock::system(),
         obs_tx,
         fastrand::u64(..),
     );
+    if let Some(mut restarts) = scheduler.restarts() {
+        let events = events_tx.clone();
+        tokio::spawn(async move {
+            while let Some(r) = restarts.recv().await {
+                if events.send(Event::ProbeRestarted(r)).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
 
     let backups = archiver.spawn_scheduled_backups();
     let readiness_now = Arc::new(tokio::sync::Notify::new());

@@ -14,21 +14,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tracing::{debug, error, info};
+use tracing::{debug, error, info, warn};
 
 pub use alerts::{Alerter, Alerts};
 pub use memory::{remember, restored_state};
 
 use crate::clock::WallClock;
 use crate::contract::Reply;
-use crate::core::controller::{self, Command, Input, OperatorCommand, RunEnd, RunRequest, State};
+use crate::core::controller::{
+    self, Command, Decision, Input, OperatorCommand, RunEnd, RunRequest, State,
+};
 use crate::core::ids::{Epoch, RunId};
 use crate::core::kind::StepKind;
 use crate::core::model::{Direction, Policy, RegionName};
 use crate::core::plan::{self, Plan, PlanRequest};
 use crate::core::readiness::ReadinessReport;
-use crate::core::reason::{Hold, Notice};
+use crate::core::reason::{Hold, Note, Notice, Reason};
 use crate::journal::{Journal, JournalError, RunRecord};
+use crate::probe::scheduler::Restart;
 use crate::runbook::{
     Cancel, Executor, Progress, ProgressKind, ProgressSink, RetrySettings, RunOutcome, StepFactory,
 };
@@ -227,6 +230,43 @@ impl Driver {
         }
         self.observer.readiness(&report);
         self.readiness = Some(report);
+    }
+
+    /// A probe's loop crashed and was restarted: logged each time; journaled and alerted
+    /// at the first crash in a row, then at the 10th, 100th… so that a probe crashing
+    /// every round neither floods the channels nor fills the journal.
+    pub fn probe_restarted(&mut self, r: &Restart) {
+        let now = self.clock.now();
+        let d = Decision {
+            at: now,
+            summary: format!(
+                "probe `{}` in {} crashed and was restarted",
+                r.probe, r.region
+            ),
+            reason: Reason::Note(Note::ProbeRestarted {
+                probe: r.probe.clone(),
+                region: r.region.clone(),
+                error: r.error.clone(),
+                in_a_row: r.in_a_row,
+            }),
+            evidence: Default::default(),
+        };
+        // 1, 10, 100…
+        let tell = r.in_a_row > 0 && 10u32.pow(r.in_a_row.ilog10()) == r.in_a_row;
+        if !tell {
+            warn!(reason = d.reason.label(), "{}: {}", d.summary, d.reason);
+            return;
+        }
+        if let Err(e) = self.journal.record(
+            &self.policy.service,
+            &self.source,
+            "probe_restarted",
+            &format!("{}: {}", d.summary, d.reason),
+            now,
+        ) {
+            error!("could not journal a probe's restart: {e}");
+        }
+        self.alerts.send(&d);
     }
 
     fn archive(&self, run: &RunId) {

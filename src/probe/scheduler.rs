@@ -13,16 +13,19 @@
 //! again. Then the normal interval resumes. An outage is thus confirmed in a fraction of
 //! `failure_threshold` intervals, while a healthy service is probed no more often.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
-use tokio::task::JoinSet;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::{self, JoinSet};
 use tokio::time::Instant;
+use tracing::error;
 
 use super::{Clock, RegionProbe};
 use crate::core::health::{Observation, Streak, Thresholds};
-use crate::core::model::{Policy, ROUND_JITTER};
+use crate::core::model::{Policy, ROUND_JITTER, RegionName};
 
 /// How far (as a fraction of the gap) a round may move from the beat.
 pub const JITTER: f64 = ROUND_JITTER;
@@ -64,17 +67,36 @@ impl Cadence {
     }
 }
 
-/// The running probe loops. Dropping it (or `stop`) cancels every loop, including rounds
-/// in flight.
+/// The running probe loops, under a supervisor. Dropping it (or `stop`) cancels every
+/// loop, including rounds in flight.
 #[derive(Debug)]
 pub struct Scheduler {
-    tasks: JoinSet<()>,
+    /// The supervisor, alone in its set so that dropping the scheduler aborts it (and,
+    /// with it, the loops it owns).
+    supervisor: JoinSet<()>,
+    stop: Option<oneshot::Sender<()>>,
+    restarts: Option<mpsc::UnboundedReceiver<Restart>>,
+}
+
+/// A probe loop that crashed (a panic: a lifeboat bug, since adapters report failures as
+/// values) and was started again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Restart {
+    pub probe: String,
+    pub region: RegionName,
+    /// What the panic said, cleaned and bounded.
+    pub error: String,
+    /// Crashes since the probe last finished a round: 1 for the first.
+    pub in_a_row: u32,
 }
 
 impl Scheduler {
     /// Starts one loop per probe, each round on `cadence` (±`JITTER`), results sent to
     /// `tx`. `seed` makes the jitter reproducible. A loop ends when `tx`'s receiver is
     /// dropped.
+    ///
+    /// A loop that panics is reported on `tx` as a failed round whose reason says it
+    /// crashed, reported on `restarts`, and started again one interval later.
     pub fn start(
         probes: Vec<RegionProbe>,
         cadence: Cadence,
@@ -82,19 +104,180 @@ impl Scheduler {
         tx: mpsc::Sender<Observation>,
         seed: u64,
     ) -> Scheduler {
-        let mut tasks = JoinSet::new();
+        let (restart_tx, restarts) = mpsc::unbounded_channel();
+        let (stop, stopped) = oneshot::channel();
+        let mut loops = JoinSet::new();
+        let mut slots = HashMap::new();
         for (i, probe) in probes.into_iter().enumerate() {
-            let rng = fastrand::Rng::with_seed(seed.wrapping_add(i as u64));
-            tasks.spawn(run_loop(Arc::new(probe), cadence, clock, tx.clone(), rng));
+            let slot = Slot {
+                probe: Arc::new(probe),
+                seed: seed.wrapping_add(i as u64),
+                crashes: Arc::new(AtomicU32::new(0)),
+            };
+            let id = loops
+                .spawn(slot.run(cadence, clock, tx.clone(), None, 0))
+                .id();
+            slots.insert(id, slot);
         }
-        Scheduler { tasks }
+        let mut supervisor = JoinSet::new();
+        supervisor.spawn(
+            Supervisor {
+                loops,
+                slots,
+                cadence,
+                clock,
+                tx,
+                restarts: restart_tx,
+            }
+            .watch(stopped),
+        );
+        Scheduler {
+            supervisor,
+            stop: Some(stop),
+            restarts: Some(restarts),
+        }
+    }
+
+    /// The crashed-and-restarted reports, for whoever alerts on them (once: later calls
+    /// get `None`). Nobody taking them is fine: the failed rounds still reach `tx`.
+    pub fn restarts(&mut self) -> Option<mpsc::UnboundedReceiver<Restart>> {
+        self.restarts.take()
     }
 
     /// Cancels every loop and waits until they have ended.
     pub async fn stop(mut self) {
-        self.tasks.abort_all();
-        while self.tasks.join_next().await.is_some() {}
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        while self.supervisor.join_next().await.is_some() {}
     }
+}
+
+/// One probe's loop, as the supervisor restarts it.
+struct Slot {
+    probe: Arc<RegionProbe>,
+    seed: u64,
+    /// Crashes since the loop last finished a round; the loop resets it.
+    crashes: Arc<AtomicU32>,
+}
+
+impl Slot {
+    fn run(
+        &self,
+        cadence: Cadence,
+        clock: Clock,
+        tx: mpsc::Sender<Observation>,
+        first: Option<Duration>,
+        restart: u64,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let rng = fastrand::Rng::with_seed(self.seed.wrapping_add(restart.wrapping_mul(0x9e37)));
+        run_loop(
+            self.probe.clone(),
+            cadence,
+            clock,
+            tx,
+            rng,
+            first,
+            self.crashes.clone(),
+        )
+    }
+}
+
+struct Supervisor {
+    loops: JoinSet<()>,
+    slots: HashMap<task::Id, Slot>,
+    cadence: Cadence,
+    clock: Clock,
+    tx: mpsc::Sender<Observation>,
+    restarts: mpsc::UnboundedSender<Restart>,
+}
+
+impl Supervisor {
+    /// Restarts loops that panic until `stop` fires (or its sender is dropped), or until
+    /// every loop has ended because nobody listens any more.
+    async fn watch(mut self, mut stop: oneshot::Receiver<()>) {
+        loop {
+            let joined = tokio::select! {
+                _ = &mut stop => break,
+                joined = self.loops.join_next_with_id() => joined,
+            };
+            match joined {
+                None => return,
+                Some(Ok((id, ()))) => {
+                    self.slots.remove(&id);
+                }
+                Some(Err(e)) => {
+                    let Some(slot) = self.slots.remove(&e.id()) else {
+                        continue;
+                    };
+                    if e.is_panic() && !self.restart(slot, e).await {
+                        break;
+                    }
+                }
+            }
+        }
+        self.loops.abort_all();
+        while self.loops.join_next().await.is_some() {}
+    }
+
+    /// Reports a crashed loop and starts it again one interval later. False when nobody
+    /// listens any more.
+    async fn restart(&mut self, slot: Slot, e: task::JoinError) -> bool {
+        let error = panic_text(e);
+        let in_a_row = slot
+            .crashes
+            .fetch_add(1, Ordering::SeqCst)
+            .saturating_add(1);
+        let p = &slot.probe;
+        error!(
+            probe = %p.name,
+            region = %p.region,
+            "the probe's loop crashed ({error}); restarting it in {}",
+            crate::core::time::fmt_duration(self.cadence.interval)
+        );
+        let failed = Observation::failed(
+            &p.name,
+            &p.region,
+            self.clock.now(),
+            Duration::ZERO,
+            format!(
+                "{}: the probe crashed ({error}), a lifeboat bug; restarted",
+                p.endpoint()
+            ),
+        );
+        if self.tx.send(failed).await.is_err() {
+            return false;
+        }
+        let _ = self.restarts.send(Restart {
+            probe: p.name.clone(),
+            region: p.region.clone(),
+            error,
+            in_a_row,
+        });
+        let run = slot.run(
+            self.cadence,
+            self.clock,
+            self.tx.clone(),
+            Some(self.cadence.interval),
+            u64::from(in_a_row),
+        );
+        let id = self.loops.spawn(run).id();
+        self.slots.insert(id, slot);
+        true
+    }
+}
+
+/// What a panic said, as far as it can be read, cleaned and bounded.
+fn panic_text(e: task::JoinError) -> String {
+    let text = match e.try_into_panic() {
+        Ok(p) => p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_string()),
+        Err(e) => e.to_string(),
+    };
+    super::snippet(&text, 200)
 }
 
 async fn run_loop(
@@ -103,8 +286,12 @@ async fn run_loop(
     clock: Clock,
     tx: mpsc::Sender<Observation>,
     mut rng: fastrand::Rng,
+    first: Option<Duration>,
+    crashes: Arc<AtomicU32>,
 ) {
-    let mut next = Instant::now() + cadence.interval.mul_f64(JITTER * rng.f64());
+    // The first round within the first tenth of an interval, unless told otherwise.
+    let first = first.unwrap_or_else(|| cadence.interval.mul_f64(JITTER * rng.f64()));
+    let mut next = Instant::now() + first;
     let mut streak = Streak::default();
     loop {
         tokio::time::sleep_until(next).await;
@@ -114,6 +301,7 @@ async fn run_loop(
         if tx.send(obs).await.is_err() {
             return;
         }
+        crashes.store(0, Ordering::SeqCst);
         let gap = cadence.gap(probe.critical, &streak);
         next = started + jittered(gap, &mut rng);
         // A round that overran its slot (a full channel held the send) is followed at once
@@ -363,6 +551,71 @@ mod tests {
         }
     }
 
+    /// Panics in its first `left` rounds (as an adapter with a bug would), then passes.
+    struct Crashy {
+        left: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Probe for Crashy {
+        fn endpoint(&self) -> String {
+            "crashy".into()
+        }
+        async fn check(&self) -> Result<Facts, Failure> {
+            if self
+                .left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                panic!("index out of bounds: the len is 0 but the index is 7");
+            }
+            Ok(Facts::default())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_that_panics_is_reported_failed_restarted_one_interval_later_and_passes_again()
+    {
+        let (tx, mut rx) = mpsc::channel(64);
+        let crashy = Arc::new(Crashy {
+            left: AtomicUsize::new(2),
+        });
+        let probe = RegionProbe::new(
+            &spec("db"),
+            RegionName::new("a"),
+            Duration::from_millis(100),
+            crashy,
+        );
+        let mut s = Scheduler::start(
+            vec![probe],
+            Cadence::steady(Duration::from_secs(1)),
+            Clock::starting_at(Ts::ZERO),
+            tx,
+            4,
+        );
+        let mut restarts = s.restarts().expect("the restarts, once");
+        assert!(s.restarts().is_none());
+        let rounds = collect(&mut rx, 6).await;
+        s.stop().await;
+        assert!(rounds.len() >= 5, "{rounds:#?}");
+        for crashed in &rounds[..2] {
+            let reason = crashed.reason().unwrap_or_default();
+            assert!(
+                reason.starts_with("crashy: the probe crashed (index out of bounds"),
+                "{reason}"
+            );
+        }
+        assert!(rounds[2..].iter().all(Observation::is_ok), "{rounds:#?}");
+        // Restarted one interval after each crash, not in a tight loop.
+        for w in rounds[..3].windows(2) {
+            assert_eq!(w[1].at.since(w[0].at), Duration::from_secs(1));
+        }
+        let got: Vec<(String, u32)> = std::iter::from_fn(|| restarts.try_recv().ok())
+            .map(|r| (r.probe, r.in_a_row))
+            .collect();
+        assert_eq!(got, vec![("db".to_string(), 1), ("db".to_string(), 2)]);
+    }
+
     fn spec(name: &str) -> ProbeSpec {
         ProbeSpec {
             name: name.into(),
@@ -512,7 +765,7 @@ mod tests {
             3,
         );
         drop(rx);
-        let ended = tokio::time::timeout(Duration::from_secs(5), s.tasks.join_next()).await;
+        let ended = tokio::time::timeout(Duration::from_secs(5), s.supervisor.join_next()).await;
         assert!(matches!(ended, Ok(Some(Ok(())))), "{ended:?}");
     }
 }
