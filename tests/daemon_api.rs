@@ -228,6 +228,32 @@ async fn the_api_serves_views_openly_and_control_only_with_the_token() {
             .expect("text")
             .contains("not a valid request")
     );
+    // A body over the cap is refused whole (413) and changes nothing.
+    let huge = serde_json::json!({
+        "by": "t",
+        "reason": "x".repeat(lifeboat::daemon::api::MAX_BODY),
+    });
+    let r = http
+        .post(format!("{}/v1/pause", d.url))
+        .bearer_auth(&d.token)
+        .json(&huge)
+        .send()
+        .await
+        .expect("oversized body");
+    assert_eq!(r.status(), 413);
+    assert!(r.text().await.expect("text").contains("over the 64 KiB"));
+    let status: serde_json::Value = http
+        .get(format!("{}/v1/status", d.url))
+        .send()
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        status["state"], "primary",
+        "the oversized pause did nothing"
+    );
     // A dry run names the target the controller would choose, and starts nothing.
     let preview: lifeboat::contract::Reply = http
         .post(format!("{}/v1/failover", d.url))

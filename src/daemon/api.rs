@@ -414,10 +414,16 @@ impl<T: DeserializeOwned + Claimed> FromRequest<ApiState> for Authed<T> {
                 )
             })?
             .map_err(|e| {
-                error(
-                    StatusCode::BAD_REQUEST,
-                    format!("cannot read the body: {e}"),
-                )
+                let status = e.status();
+                let why = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    format!(
+                        "the body is over the {} KiB a control call may send",
+                        MAX_BODY / 1024
+                    )
+                } else {
+                    format!("cannot read the body: {}", e.body_text())
+                };
+                error(status, why)
             })?;
         let body: T = parse_body(&bytes).map_err(|e| error(StatusCode::BAD_REQUEST, e))?;
         let by =

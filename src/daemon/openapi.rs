@@ -195,6 +195,7 @@ impl utoipa::IntoResponses for ControlReplies {
                 "ErrorBody",
             ),
             ("408", "The body did not arrive within 5 s.", "ErrorBody"),
+            ("413", "The body is over 64 KiB.", "ErrorBody"),
             (
                 "409",
                 "Refused (`result` is `refused`): why, the guardrail's typed reason (`hold`) and the next step.",
