@@ -130,13 +130,25 @@ impl Executor {
         ended: &[(String, String)],
     ) -> Result<RunOutcome, JournalError> {
         let now = self.clock.now();
-        let (plan, fence) = self.journal.begin_run(plan, started_by, now)?;
+        let run_id = plan.run_id.clone();
+        let (plan, fence) = match self.journal.begin_run(plan, started_by, now) {
+            Ok(b) => b,
+            // This controller drove the run before (and restarted since): its own record
+            // of the run goes on.
+            Err(JournalError::RunInProgress { run_id: local, .. }) if local == run_id => {
+                self.journal.take_over(&run_id, &self.actor, now)?
+            }
+            Err(e) => return Err(e),
+        };
         let fence = fence.acting_as(&self.actor);
         for (step, who) in ended {
             for to in [StepState::Started, StepState::Skipped] {
                 let detail = (to == StepState::Skipped).then_some(who.as_str());
-                self.journal
-                    .mark_step(&fence, step, to, detail, None, now)?;
+                match self.journal.mark_step(&fence, step, to, detail, None, now) {
+                    // Already there in this journal's own record of the run.
+                    Ok(()) | Err(JournalError::IllegalTransition { .. }) => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
         info!(service = %plan.service, run_id = %plan.run_id, epoch = %fence.epoch,
@@ -221,6 +233,27 @@ impl Executor {
     /// Guarantees: steps already verified or skipped are not touched; steps started but
     /// not verified go through `check` before anything is applied again; every step still
     /// to do is built before this session's first side effect.
+    /// Drives a run `begin` just recorded here, after recording it in the shared record
+    /// (where a controller that takes over finds it). A shared record that refuses the
+    /// run (another run is current there, or a newer leader exists) fails it here before
+    /// any step acts.
+    pub async fn drive_new(
+        &self,
+        plan: Plan,
+        fence: Fence,
+        started_by: &str,
+    ) -> Result<RunOutcome, JournalError> {
+        if let Err(e) = self.authority.begin(&plan, started_by).await {
+            let why = format!("the shared record refused the run: {e}");
+            warn!(run_id = %plan.run_id, "{why}");
+            let failures = vec![("start".to_string(), why.clone())];
+            self.journal.fail_run(&fence, &failures, self.clock.now())?;
+            self.run_event(&plan.run_id, ProgressKind::RunFailed, &why);
+            return Ok(RunOutcome::Failed(failures));
+        }
+        self.drive(plan, fence).await
+    }
+
     pub async fn drive(&self, plan: Plan, fence: Fence) -> Result<RunOutcome, JournalError> {
         let span =
             info_span!("run", service = %plan.service, run_id = %plan.run_id, epoch = %fence.epoch);
