@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use super::error::{CoordError, Expect};
 use super::etcd::{Etcd, FencedWrite, Leadership};
 use super::keys::ServiceKeys;
-use super::records::{CountedVote, RunEnd, RunIntent, StepDone, StepIntent};
+use super::records::{CountedVote, RunEnd, RunIntent, SharedState, StepDone, StepIntent};
 use crate::core::ids::RunId;
 use crate::core::plan::Plan;
 use crate::runbook::{Authority, AuthorityError, SharedOutcome};
@@ -178,13 +178,23 @@ impl Authority for EtcdAuthority {
             epoch: self.leadership.epoch(),
             node: self.node.clone(),
         };
-        let write = FencedWrite::new()
+        let mut write = FencedWrite::new()
             .expect(
                 service.run_current(),
                 Expect::ModRevision(current.mod_revision),
             )
             .delete(service.run_current())
             .put(end_key, json(&record));
+        if status == "completed" {
+            // The serving region moves with the run's end, in the same txn: whoever
+            // leads next starts from it.
+            let state = SharedState {
+                active: intent.plan.to.clone(),
+                run_id: run.0.clone(),
+                epoch: self.leadership.epoch(),
+            };
+            write = write.put(service.state(), json(&state));
+        }
         match self.leadership.write(&write).await {
             Ok(_) => Ok(()),
             Err(e) => Err(refused(e)),
@@ -273,5 +283,46 @@ impl Authority for EtcdAuthority {
             ))),
             Err(e) => Err(refused(e)),
         }
+    }
+}
+
+/// The authority of a controller that does not lead: it refuses every run and step, so
+/// nothing acts while the coordination says someone else (or nobody) leads.
+#[derive(Clone, Debug)]
+pub struct NotLeading {
+    pub leader: Option<String>,
+}
+
+impl NotLeading {
+    fn why(&self) -> String {
+        match &self.leader {
+            Some(l) => format!("this controller does not lead the service; {l} does"),
+            None => "this controller does not lead the service (nobody is elected yet, or its etcd lease is not confirmed)".to_string(),
+        }
+    }
+}
+
+#[async_trait]
+impl Authority for NotLeading {
+    async fn begin(&self, _plan: &Plan, _started_by: &str) -> Result<(), AuthorityError> {
+        Err(AuthorityError::Deposed(self.why()))
+    }
+
+    fn may_act(&self) -> Result<(), String> {
+        Err(self.why())
+    }
+
+    async fn intent(&self, _run: &RunId, _seq: u32, _step: &str) -> Result<(), AuthorityError> {
+        Err(AuthorityError::Deposed(self.why()))
+    }
+
+    async fn done(
+        &self,
+        _run: &RunId,
+        _seq: u32,
+        _step: &str,
+        _outcome: SharedOutcome,
+    ) -> Result<(), AuthorityError> {
+        Err(AuthorityError::Deposed(self.why()))
     }
 }

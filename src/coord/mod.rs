@@ -54,17 +54,30 @@ pub mod placement;
 pub mod records;
 
 pub use acting::ActingRule;
-pub use authority::{EtcdAuthority, Unfinished, unfinished};
+pub use authority::{EtcdAuthority, NotLeading, Unfinished, unfinished};
 pub use error::CoordError;
 pub use keys::{Keys, ServiceKeys};
 
-/// Refuses to act on a policy that selects the etcd backend: the daemon does not
-/// campaign for leadership yet, and two controllers each acting on its own journal
-/// could both fail over. Refusing is the safe answer until it does.
+/// Where a daemon on the etcd backend stands for its service, as its coordinator task
+/// learns it; the driver acts only while `Leading`, and only through that leadership.
+#[derive(Clone, Debug)]
+pub enum Standing {
+    Leading {
+        leadership: etcd::Leadership,
+        node: String,
+    },
+    /// Another controller leads (`leader`), or none does yet, or this one's lease is not
+    /// confirmed recently enough to act.
+    Following { leader: Option<String> },
+}
+
+/// Refuses to act without a daemon on a policy that selects the etcd backend: only an
+/// elected daemon acts for such a service, and a CLI acting alone on its own journal
+/// could fail over beside it.
 pub fn embedded_only(policy: &crate::core::model::Policy, what: &str) -> anyhow::Result<()> {
     if let crate::core::model::Coordination::Etcd(_) = policy.coordination {
         anyhow::bail!(
-            "{what} cannot act for `{}`: its policy selects [coordination] backend = \"etcd\", and this version of lifeboat does not yet campaign for leadership in etcd. Remove the [coordination] section (one controller, embedded) to run it now; `lifeboat validate` and `lifeboat plan` already check an etcd policy",
+            "{what} cannot act for `{}` on its own: its policy selects [coordination] backend = \"etcd\", where only the elected controller acts. Start the controller (lifeboat run --node NAME) and send the command to the one that leads: `lifeboat status` names it",
             policy.service
         );
     }

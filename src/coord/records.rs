@@ -76,6 +76,15 @@ pub struct RunEnd {
     pub node: String,
 }
 
+/// `svc/<s>/state`: the region that serves, as the last completed run left it; written
+/// by the epoch that completed the run, in the same fenced txn as its end.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedState {
+    pub active: RegionName,
+    pub run_id: String,
+    pub epoch: Epoch,
+}
+
 /// `run/<id>/step/<seq>/intent/<epoch>`: an epoch is about to apply a step. Holds no
 /// time, so the record of a retried attempt is byte for byte the first one's.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -157,6 +157,9 @@ pub enum Note {
     Following { leader: Option<String> },
     /// Another controller took over the run this one was driving, and finishes it.
     HandedOver { run: RunId },
+    /// The coordination backend says `region` serves now (a run another controller
+    /// completed).
+    SharedActive { region: RegionName },
     /// A probe's loop crashed (a lifeboat bug) and was started again; its rounds count as
     /// failed meanwhile.
     ProbeRestarted {
@@ -353,6 +356,7 @@ impl Note {
             Note::Following { .. } => "following",
             Note::HandedOver { .. } => "handed_over",
             Note::ProbeRestarted { .. } => "probe_restarted",
+            Note::SharedActive { .. } => "shared_active",
         }
     }
 
@@ -568,6 +572,10 @@ impl fmt::Display for Note {
             Note::HandedOver { run } => write!(
                 f,
                 "another controller took over run {run} and finishes it; this one stopped driving it"
+            ),
+            Note::SharedActive { region } => write!(
+                f,
+                "the shared record in etcd says {region} serves: a run another controller completed moved it"
             ),
             Note::ProbeRestarted {
                 probe,

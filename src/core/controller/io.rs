@@ -189,6 +189,11 @@ pub enum Input {
     Operator(OperatorCommand),
     /// The coordination backend elected this controller, or another one.
     Leadership(Leadership),
+    /// The coordination backend's record of the serving region, as the last completed
+    /// run (maybe another controller's) left it.
+    Shared {
+        active: RegionName,
+    },
 }
 
 /// What the controller asks the driver to start.

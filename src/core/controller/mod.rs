@@ -301,8 +301,27 @@ pub fn step(policy: &Policy, state: &State, input: Input, now: Ts) -> (State, Ve
         }
         Input::Operator(cmd) => operator(policy, &mut s, cmd, now, &mut out),
         Input::Leadership(l) => leadership(policy, &mut s, l, now, &mut out),
+        Input::Shared { active } => shared(policy, &mut s, active, now, &mut out),
     }
     (s, out)
+}
+
+/// The shared record says another region serves (a run another controller completed):
+/// follow it, unless this controller is driving a run, whose end moves it anyway.
+fn shared(policy: &Policy, s: &mut State, active: RegionName, now: Ts, out: &mut Vec<Command>) {
+    if s.active == active
+        || s.phase.run_in_progress()
+        || !policy.regions.serving().any(|r| *r == active)
+    {
+        return;
+    }
+    let from = std::mem::replace(&mut s.active, active.clone());
+    if !s.phase.blocked_by(Hold::sticky) {
+        s.phase = s.resting(policy, now);
+    }
+    let summary = format!("serving region {active} (was {from}), from the shared record");
+    let note = Reason::Note(Note::SharedActive { region: active });
+    record(s, out, now, summary, note, Evidence::default(), false);
 }
 
 /// The coordination backend changed who leads. A newly elected controller acts from
