@@ -106,6 +106,7 @@ fn rig(policy: &Arc<Policy>, journal: &Path, target: &Arc<Target>) -> Rig {
         cancel,
         source: "engine test".into(),
         started: tokio::time::Instant::now(),
+        events: None,
     };
     engine.restore(true).expect("restore");
     Rig {

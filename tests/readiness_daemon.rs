@@ -102,6 +102,7 @@ fn rig(dir: &tempfile::TempDir) -> Rig {
         cancel,
         source: "readiness test".into(),
         started: tokio::time::Instant::now(),
+        events: None,
     };
     engine.restore(true).expect("restore");
     Rig {

@@ -29,6 +29,13 @@ the controller asks it for a vote before an automatic failover when the policy s
 [guardrails] witness_key. --vars gives the witness its own view of the targets (for
 example addresses that do not cross the controller's network).
 
+On a policy with [coordination] backend = \"etcd\", start one controller per region with
+--node NAME (a name the policy lists under observers). They elect one leader through etcd;
+only the leader acts, every write it makes is fenced by its epoch, and when it dies or is
+cut off another is elected and finishes the run it left, step by step. Such a policy needs
+[detection] mode = \"manual\" for now: operators fail over through the leader.
+  lifeboat run --policy policies/orders.toml --node ctl-usw2 --listen 10.0.3.5:7300 --token-file t
+
 --shadow and --witness never act: no automatic run, no operator run. They serve no
 control call (failover, failback, pause, resume, approve, abort answer 405), and every
 step they could build is refused. A run left unfinished in their journal is not resumed.
@@ -89,6 +96,12 @@ pub struct Args {
     /// send no alerts, ask no witnesses itself
     #[arg(long, conflicts_with = "shadow")]
     pub witness: bool,
+
+    /// On an etcd policy: this controller's name, one of [coordination] observers (its
+    /// region comes from there). It campaigns for the service's leadership and acts only
+    /// while elected
+    #[arg(long, value_name = "NAME", conflicts_with = "witness")]
+    pub node: Option<String>,
 
     /// Log lines as text (default) or JSON
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
@@ -159,6 +172,7 @@ pub fn run(
             aws,
             limits: daemon::serve::Limits::default(),
             readiness: !args.witness,
+            node: args.node,
         })
         .await
     })?;

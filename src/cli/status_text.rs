@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use crate::core::controller::Leadership;
 use crate::core::health::Verdict;
 use crate::core::time::fmt_duration;
 use crate::daemon::status::StatusView;
@@ -33,6 +34,27 @@ pub fn render(v: &StatusView, color: bool) -> String {
     };
     let _ = writeln!(s, "  serving from {} ({where_})", v.active);
     let _ = writeln!(s, "  as of {} — {}", v.observed_at, v.source);
+    match &v.leadership {
+        Leadership::Sole => {}
+        Leadership::Leading { epoch } => {
+            let _ = writeln!(
+                s,
+                "  this controller leads the service (etcd, epoch {epoch})"
+            );
+        }
+        Leadership::Following { leader: Some(l) } => {
+            let _ = writeln!(
+                s,
+                "  {l} leads the service; this controller watches and acts on nothing"
+            );
+        }
+        Leadership::Following { leader: None } => {
+            let _ = writeln!(
+                s,
+                "  no controller is known to lead the service yet; this one acts on nothing until elected"
+            );
+        }
+    }
     let (why, next) = match v.quorum_explanation() {
         Some((why, next)) => (Some(why), Some(next)),
         None => (v.why.clone(), v.next_step.clone()),

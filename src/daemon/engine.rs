@@ -17,6 +17,9 @@ use super::status::{self, StatusView};
 use super::witness::{self, Witnesses};
 use crate::clock::WallClock;
 use crate::contract::Reply;
+use crate::coord::etcd::Leadership;
+use crate::coord::records::SharedState;
+use crate::coord::{Standing, Unfinished, unfinished};
 use crate::core::controller::{ClockReading, HealthSummary, Input};
 use crate::core::health::{HealthTracker, Observation, Verdict, stale_after};
 use crate::core::model::Policy;
@@ -34,6 +37,12 @@ pub enum Event {
     Observed(Observation),
     /// A probe's loop crashed and the scheduler started it again.
     ProbeRestarted(Restart),
+    /// Where this controller stands on the etcd backend (`daemon::coordinator`).
+    Standing(Standing),
+    /// The run a newly elected leader found unfinished in the shared record.
+    Unfinished(Box<Unfinished>),
+    /// The shared record's serving region.
+    Shared(SharedState),
     /// A witness's answer, or why it gave none.
     Witness(witness::Poll),
     Progress(Progress),
@@ -56,6 +65,9 @@ pub struct Engine {
     /// Where this view comes from, for `status`.
     pub source: String,
     pub started: Instant,
+    /// The loop's own channel, for answers gathered on tasks (`None` in tests that feed
+    /// events by hand).
+    pub events: Option<tokio::sync::mpsc::Sender<Event>>,
 }
 
 impl Engine {
@@ -92,6 +104,14 @@ impl Engine {
             }
             Event::Observed(obs) => self.observed(obs),
             Event::ProbeRestarted(r) => self.driver.probe_restarted(&r),
+            Event::Standing(standing) => {
+                if let Standing::Leading { leadership, .. } = &standing {
+                    self.find_unfinished(leadership.clone());
+                }
+                self.driver.standing(standing);
+            }
+            Event::Unfinished(left) => self.driver.adopt(*left),
+            Event::Shared(state) => self.driver.shared(&state),
             Event::Witness(poll) => {
                 let active = self.driver.state().active.clone();
                 let before = self.witnesses.agreeing(&active, Instant::now());
@@ -128,6 +148,23 @@ impl Engine {
         }
         self.publish();
         true
+    }
+
+    /// Looks for a run another controller left unfinished, on a task (etcd is not
+    /// asked from the control loop); what it finds comes back as `Event::Unfinished`.
+    fn find_unfinished(&self, leadership: Leadership) {
+        let Some(events) = self.events.clone() else {
+            return;
+        };
+        tokio::spawn(async move {
+            match unfinished(leadership.etcd(), leadership.service()).await {
+                Ok(Some(left)) => {
+                    let _ = events.send(Event::Unfinished(Box::new(left))).await;
+                }
+                Ok(None) => {}
+                Err(e) => warn!("etcd: cannot read the shared record's unfinished run: {e}"),
+            }
+        });
     }
 
     fn observed(&mut self, obs: Observation) {

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod auth;
 pub mod client;
+pub mod coordinator;
 pub mod discovery;
 pub mod engine;
 pub mod metrics;
@@ -71,6 +72,8 @@ pub struct Options {
     pub limits: serve::Limits,
     /// Run the readiness schedule (a witness, which never acts, does not).
     pub readiness: bool,
+    /// This controller's name among an etcd policy's observers (`run --node`).
+    pub node: Option<String>,
 }
 
 /// Retries sized to the policy: a policy that probes every second wants steps re-checked
@@ -123,7 +126,7 @@ fn vote_key(policy: &Policy, role: Role) -> anyhow::Result<Option<VoteKey>> {
 /// journal's lock; a port it cannot bind.
 pub async fn run(opts: Options) -> anyhow::Result<()> {
     let policy = opts.policy.clone();
-    crate::coord::embedded_only(&policy, "lifeboat run")?;
+    let me = coordinator::me(&policy, opts.node.as_deref(), opts.role)?;
     let loopback = opts.listen.ip().is_loopback();
     if !loopback && opts.tokens.is_empty() {
         bail!(
@@ -210,11 +213,24 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         cancel,
         source,
         started,
+        events: Some(events_tx.clone()),
     };
     // A daemon that never acts leaves an unfinished run alone: the controller resumes it.
+    // On etcd, the elected leader resumes from the shared record, not from this journal.
     engine
-        .restore(opts.role.acts())
+        .restore(opts.role.acts() && me.is_none())
         .context("read the service's state from the journal")?;
+    let coordination = match (&policy.coordination, me) {
+        (crate::core::model::Coordination::Etcd(c), Some(me)) => {
+            // Nothing acts before the coordinator has won an election.
+            engine
+                .driver
+                .standing(crate::coord::Standing::Following { leader: None });
+            engine.publish();
+            Some(coordinator::spawn(&policy, c, me, events_tx.clone()))
+        }
+        _ => None,
+    };
 
     let ctx = probe::Context::new(
         opts.aws.clone(),
@@ -341,6 +357,11 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     scheduler.stop().await;
     for p in pollers {
         p.abort();
+    }
+    if let Some(c) = coordination {
+        // The lease then lapses by itself: a successor waits out its TTL. (Resigning
+        // would hand over sooner, but only once the run's last step is journaled here.)
+        c.abort();
     }
     if let Some(r) = readiness {
         r.abort();

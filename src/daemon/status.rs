@@ -54,6 +54,10 @@ pub struct StatusView {
     /// standalone status).
     #[serde(default)]
     pub readiness: Option<crate::core::readiness::ReadinessReport>,
+    /// Who may act: `sole` (the embedded backend), `leading` with the epoch, or
+    /// `following` with the leader's name when known.
+    #[serde(default)]
+    pub leadership: crate::core::controller::Leadership,
 }
 
 fn one() -> u32 {
@@ -261,6 +265,7 @@ pub fn build(
         quorum: policy.guardrails.quorum,
         witnesses: Vec::new(),
         readiness: None,
+        leadership: state.leadership.clone(),
     }
 }
 

@@ -21,6 +21,8 @@ pub use memory::{remember, restored_state};
 
 use crate::clock::WallClock;
 use crate::contract::Reply;
+use crate::coord::records::SharedState;
+use crate::coord::{EtcdAuthority, NotLeading, Standing, Unfinished};
 use crate::core::controller::{
     self, Command, Decision, Input, OperatorCommand, RunEnd, RunRequest, State,
 };
@@ -33,7 +35,8 @@ use crate::core::reason::{Hold, Note, Notice, Reason};
 use crate::journal::{Journal, JournalError, RunRecord};
 use crate::probe::scheduler::Restart;
 use crate::runbook::{
-    Cancel, Executor, Progress, ProgressKind, ProgressSink, RetrySettings, RunOutcome, StepFactory,
+    Authority, Cancel, Executor, Progress, ProgressKind, ProgressSink, RetrySettings, RunOutcome,
+    StepFactory,
 };
 
 /// What the driver tells whoever watches it (the daemon's metrics). Every method has a
@@ -366,17 +369,10 @@ impl Driver {
             to: req.to,
         });
         let executor = self.executor.clone();
-        let (ended, run, direction) = (self.ended.clone(), plan.run_id.clone(), plan.direction);
         let task_plan = plan.clone();
-        let task = tokio::spawn(async move {
-            let result = executor.drive(task_plan, fence).await;
-            let _ = ended.send(RunEnded {
-                run,
-                direction,
-                result,
-            });
+        self.spawn(plan, async move {
+            executor.drive_new(task_plan, fence, &by).await
         });
-        self.running = Some((task, plan));
     }
 
     /// Takes over an unfinished run (raising the epoch) and drives it on a task.
@@ -396,10 +392,19 @@ impl Driver {
             epoch: fence.epoch,
         });
         let executor = self.executor.clone();
-        let (ended, run, direction) = (self.ended.clone(), plan.run_id.clone(), plan.direction);
         let task_plan = plan.clone();
+        self.spawn(plan, async move { executor.drive(task_plan, fence).await });
+    }
+
+    /// Drives `plan` on a task; its end comes back through `Events::ended`.
+    fn spawn(
+        &mut self,
+        plan: Plan,
+        drive: impl std::future::Future<Output = Result<RunOutcome, JournalError>> + Send + 'static,
+    ) {
+        let (ended, run, direction) = (self.ended.clone(), plan.run_id.clone(), plan.direction);
         let task = tokio::spawn(async move {
-            let result = executor.drive(task_plan, fence).await;
+            let result = drive.await;
             let _ = ended.send(RunEnded {
                 run,
                 direction,
@@ -407,6 +412,67 @@ impl Driver {
             });
         });
         self.running = Some((task, plan));
+    }
+
+    /// The coordination backend says where this controller stands. Leading: runs and
+    /// steps go through this leadership's fenced authority from now on. Following:
+    /// every run and step is refused (a run this controller was driving stops at its
+    /// next step, refused by its own authority, and the new leader finishes it).
+    pub fn standing(&mut self, standing: Standing) {
+        let (authority, leadership): (Arc<dyn Authority>, _) = match standing {
+            Standing::Leading { leadership, node } => {
+                let epoch = leadership.epoch();
+                (
+                    Arc::new(EtcdAuthority::new(leadership, &node)),
+                    controller::Leadership::Leading { epoch },
+                )
+            }
+            Standing::Following { leader } => (
+                Arc::new(NotLeading {
+                    leader: leader.clone(),
+                }),
+                controller::Leadership::Following { leader },
+            ),
+        };
+        self.executor = self.executor.clone().authority(authority);
+        self.feed(Input::Leadership(leadership));
+    }
+
+    /// A run another controller started and did not end, found in the shared record by
+    /// this newly elected leader: recorded here with the plan it started with, the steps
+    /// the record says ended marked so, the rest driven (a step with an intent and no
+    /// outcome is checked first, and adopted when its effect is in place).
+    pub fn adopt(&mut self, left: Unfinished) {
+        if self.running.is_some() || self.state.phase.run_in_progress() {
+            info!(run_id = %left.intent.run_id, "the shared record's unfinished run is already being driven here");
+            return;
+        }
+        let controller::Leadership::Leading { epoch } = self.state.leadership else {
+            return;
+        };
+        let plan = left.intent.plan.clone();
+        let ended = left.ended_steps();
+        let by = left.intent.started_by.clone();
+        info!(run_id = %plan.run_id, "taking over run {} that {} started (epoch {})", plan.run_id, left.intent.node, left.intent.epoch);
+        self.feed(Input::RunStarted {
+            run: plan.run_id.clone(),
+            epoch,
+            direction: plan.direction,
+            to: plan.to.clone(),
+        });
+        let executor = self.executor.clone();
+        let task_plan = plan.clone();
+        self.spawn(
+            plan,
+            async move { executor.adopt(task_plan, &by, &ended).await },
+        );
+    }
+
+    /// The shared record's serving region (see `Input::Shared`).
+    pub fn shared(&mut self, state: &SharedState) {
+        self.feed(Input::Shared {
+            active: state.active.clone(),
+        });
     }
 
     /// What a run reported as it went: notices and approvals go to the controller, step

@@ -1,0 +1,347 @@
+//! Two `lifeboat run` daemons on one etcd policy, against a real 3-member etcd cluster:
+//! one is elected and acts, the other watches and refuses; when the leader is killed
+//! (SIGKILL) in the middle of a failover, the other is elected and finishes the run from
+//! the shared record, each step's effect once, and the serving region it leaves is what
+//! both the shared record and its status say.
+
+#[path = "support/etcd.rs"]
+mod etcd_support;
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use etcd_support::{cluster, connect, settings, tempdir};
+use lifeboat::coord::records::{SharedState, StepDone};
+use lifeboat::coord::unfinished;
+use lifeboat::core::controller::Leadership;
+use lifeboat::daemon::status::StatusView;
+use tokio::time::Instant;
+
+const SERVICE: &str = "ha-orders";
+
+fn policy(dir: &Path, endpoints: &[String]) -> PathBuf {
+    let regions = ["us-east-1", "us-west-2", "eu-west-1"];
+    let members: Vec<String> = endpoints
+        .iter()
+        .zip(regions)
+        .map(|(url, region)| format!("{{ url = \"{url}\", region = \"{region}\" }}"))
+        .collect();
+    let effects = dir.join("effects");
+    let effects = effects.display();
+    let text = format!(
+        r#"
+[service]
+name = "{SERVICE}"
+
+[regions]
+primary = "us-east-1"
+secondaries = ["us-west-2"]
+
+[detection]
+interval = "500ms"
+timeout = "200ms"
+mode = "manual"
+
+[readiness]
+every = "1d"
+
+[coordination]
+backend = "etcd"
+cluster = "test"
+lease_ttl = "3s"
+safety_margin = "1s"
+members = [{members}]
+observers = [
+  {{ name = "ctl-a", region = "us-west-2" }},
+  {{ name = "ctl-b", region = "eu-west-1" }},
+  {{ name = "obs-c", region = "us-east-1" }},
+]
+
+[[probes]]
+name = "alive"
+component = "api"
+kind = "command"
+run = ["true"]
+regions = ["us-east-1", "us-west-2"]
+
+[[failover.steps]]
+name = "first"
+kind = "command"
+run = ["sh", "-c", "echo first >> {effects}"]
+
+[[failover.steps]]
+name = "wait"
+kind = "command"
+run = ["sleep", "3"]
+
+[[failover.steps]]
+name = "third"
+kind = "command"
+run = ["sh", "-c", "echo third >> {effects}"]
+
+[[failback.steps]]
+name = "healthy"
+kind = "wait_healthy"
+region = "@to"
+successes = 1
+"#,
+        members = members.join(", ")
+    );
+    let path = dir.join("policy.toml");
+    std::fs::write(&path, text).expect("write policy");
+    path
+}
+
+struct Daemon {
+    child: Child,
+    url: String,
+    token: String,
+    journal: PathBuf,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// The end of its log, for a failure message.
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let start = text.len().saturating_sub(6000);
+        text[text.ceil_char_boundary(start)..].to_string()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `lifeboat run --node NODE` with its own journal, as on its own host.
+fn start(policy: &Path, node: &str, dir: &Path) -> Daemon {
+    let journal = dir.join(format!("{node}.db"));
+    let log_path = dir.join(format!("{node}.log"));
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let child = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+        .args(["run", "--policy"])
+        .arg(policy)
+        .args(["--node", node, "--journal"])
+        .arg(&journal)
+        .env("LIFEBOAT_API_TOKEN", "")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start lifeboat run");
+    let api = PathBuf::from(format!("{}.api", journal.display()));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !api.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{node} did not publish its API; its log:\n{}",
+            std::fs::read_to_string(dir.join(format!("{node}.log"))).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&api).expect("read")).expect("json");
+    let token =
+        std::fs::read_to_string(info["token_file"].as_str().expect("token file")).expect("token");
+    Daemon {
+        child,
+        url: info["url"].as_str().expect("url").to_string(),
+        token: token.trim().to_string(),
+        journal,
+        log: log_path,
+    }
+}
+
+async fn status(http: &reqwest::Client, d: &Daemon) -> StatusView {
+    http.get(format!("{}/v1/status", d.url))
+        .send()
+        .await
+        .expect("GET /v1/status")
+        .json()
+        .await
+        .expect("a status view")
+}
+
+/// Polls `d`'s status until `f` holds, at most `within`.
+async fn until_status(
+    http: &reqwest::Client,
+    d: &Daemon,
+    what: &str,
+    within: Duration,
+    f: impl Fn(&StatusView) -> bool,
+) -> StatusView {
+    let deadline = Instant::now() + within;
+    loop {
+        let s = status(http, d).await;
+        if f(&s) {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {within:?}; status: {s:#?}\nits log:\n{}",
+            d.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn effects(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("effects"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_killed_mid_failover_is_replaced_and_the_run_finishes_with_each_effect_once() {
+    let dir = tempdir();
+    let etcd_cluster = cluster(dir.path()).await;
+    let policy = policy(dir.path(), &etcd_cluster.endpoints());
+    let http = reqwest::Client::new();
+
+    // A starts alone and is elected; B starts and follows A.
+    let a = start(&policy, "ctl-a", dir.path());
+    let leading = |s: &StatusView| matches!(s.leadership, Leadership::Leading { .. });
+    let sa = until_status(&http, &a, "ctl-a elected", Duration::from_secs(20), leading).await;
+    let Leadership::Leading { epoch: epoch_a } = sa.leadership else {
+        unreachable!()
+    };
+    let b = start(&policy, "ctl-b", dir.path());
+    until_status(
+        &http,
+        &b,
+        "ctl-b follows ctl-a",
+        Duration::from_secs(20),
+        |s| {
+            s.leadership
+                == Leadership::Following {
+                    leader: Some("ctl-a".into()),
+                }
+        },
+    )
+    .await;
+
+    // The follower refuses a failover and names the leader; nothing runs.
+    let refused = http
+        .post(format!("{}/v1/failover", b.url))
+        .bearer_auth(&b.token)
+        .json(&serde_json::json!({"by": "tests/coord_daemon.rs"}))
+        .send()
+        .await
+        .expect("failover on the follower");
+    assert_eq!(refused.status(), 409);
+    let text = refused.text().await.expect("text");
+    assert!(
+        text.contains("controller ctl-a leads this service"),
+        "{text}"
+    );
+    assert!(effects(dir.path()).is_empty());
+
+    // The leader starts the failover; it is killed while the second step runs.
+    let started: lifeboat::contract::Reply = http
+        .post(format!("{}/v1/failover", a.url))
+        .bearer_auth(&a.token)
+        .json(&serde_json::json!({"by": "tests/coord_daemon.rs"}))
+        .send()
+        .await
+        .expect("failover on the leader")
+        .json()
+        .await
+        .expect("reply");
+    let lifeboat::contract::Reply::Accepted {
+        run_id: Some(run_id),
+        ..
+    } = started
+    else {
+        panic!("the leader did not start a run: {started:?}");
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while effects(dir.path()).is_empty() {
+        assert!(Instant::now() < deadline, "the first step never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut a = a;
+    a.child.kill().expect("SIGKILL ctl-a");
+    a.child.wait().expect("reap ctl-a");
+    let killed = Instant::now();
+
+    // B is elected at a newer epoch once A's lease lapses, takes the run over and
+    // finishes it: the step A finished is not repeated, the one it was in is run again.
+    let sb = until_status(&http, &b, "ctl-b elected", Duration::from_secs(20), leading).await;
+    let handover = killed.elapsed();
+    let Leadership::Leading { epoch: epoch_b } = sb.leadership else {
+        unreachable!()
+    };
+    assert!(epoch_b > epoch_a, "{epoch_b} > {epoch_a}");
+    let sb = until_status(
+        &http,
+        &b,
+        "ctl-b finishes the run",
+        Duration::from_secs(30),
+        |s| s.active.as_str() == "us-west-2" && s.current_run.is_none(),
+    )
+    .await;
+    eprintln!("handover after SIGKILL: {handover:?}");
+    assert_eq!(
+        effects(dir.path()),
+        vec!["first", "third"],
+        "each effect once"
+    );
+    let last = sb.last_run.expect("B's last run");
+    assert_eq!(last.run_id, run_id);
+    assert_eq!(last.status.as_str(), "completed");
+
+    // The shared record: no run current, the serving region moved, and each step's
+    // outcome recorded once, by the epoch that did it.
+    let etcd = connect(settings(etcd_cluster.endpoints())).await;
+    let svc = etcd.keys().service(SERVICE).expect("service");
+    assert!(unfinished(&etcd, &svc).await.expect("read").is_none());
+    let state: SharedState = etcd
+        .get(&svc.state())
+        .await
+        .expect("read state")
+        .expect("the state is recorded")
+        .json()
+        .expect("state");
+    assert_eq!(state.active.as_str(), "us-west-2");
+    assert_eq!(state.epoch, epoch_b);
+    let prefix = svc.run_prefix(&run_id.0).expect("run prefix");
+    let mut done: Vec<(String, u64)> = Vec::new();
+    for s in etcd.list(&format!("{prefix}step/")).await.expect("list") {
+        if s.key.ends_with("/done") {
+            let d: StepDone = s.json().expect("done record");
+            done.push((d.step, d.epoch.0));
+        }
+    }
+    done.sort();
+    assert_eq!(
+        done,
+        vec![
+            ("first".to_string(), epoch_a.0),
+            ("third".to_string(), epoch_b.0),
+            ("wait".to_string(), epoch_b.0),
+        ]
+    );
+
+    // `lifeboat show` on B's journal: the run A started, finished by B.
+    let show = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+        .args(["show", &run_id.0, "--journal"])
+        .arg(&b.journal)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("lifeboat show");
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        show.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&show.stderr)
+    );
+    eprintln!("{text}");
+    assert!(text.contains("completed"), "{text}");
+}
