@@ -341,13 +341,18 @@ async fn every_metric_the_rules_and_the_dashboard_use_exists_on_a_live_daemon_on
     ])
     .await;
     // A failover by hand, so that the run's series (steps, durations, outcomes) exist
-    // too, and the new series follow the service to the other region.
+    // too, and the new series follow the service to the other region. The loss is
+    // accepted up front: this test is about the metrics, not the RPO gate, and on an idle
+    // primary the standby's lag in seconds counts from its last replayed commit whenever
+    // some non-commit WAL is still being replayed, which on a loaded machine went past
+    // the sandbox's 5 s budget (2 suites in 3 on this machine under a fuzz build).
     let failover = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
         .args([
             "failover",
             "--policy",
             &policy,
             "--yes",
+            "--allow-data-loss",
             "--by",
             "tests/deploy.rs",
         ])
