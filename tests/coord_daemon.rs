@@ -9,7 +9,7 @@ mod etcd_support;
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use etcd_support::{cluster, connect, settings, tempdir};
@@ -17,6 +17,7 @@ use lifeboat::coord::records::{SharedState, StepDone};
 use lifeboat::coord::unfinished;
 use lifeboat::core::controller::Leadership;
 use lifeboat::daemon::status::StatusView;
+use support::daemon::Daemon;
 use tokio::time::Instant;
 
 const SERVICE: &str = "ha-orders";
@@ -94,66 +95,19 @@ successes = 1
     path
 }
 
-struct Daemon {
-    child: Child,
-    url: String,
-    token: String,
-    journal: PathBuf,
-    log: PathBuf,
-}
-
-impl Daemon {
-    /// The end of its log, for a failure message.
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let start = text.len().saturating_sub(6000);
-        text[text.ceil_char_boundary(start)..].to_string()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// `lifeboat run --node NODE` with its own journal, as on its own host.
 fn start(policy: &Path, node: &str, dir: &Path) -> Daemon {
-    let journal = dir.join(format!("{node}.db"));
-    let log_path = dir.join(format!("{node}.log"));
-    let log = std::fs::File::create(&log_path).expect("log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
-        .args(["run", "--policy"])
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lifeboat"));
+    c.args(["run", "--policy"])
         .arg(policy)
         .args(["--node", node, "--journal"])
-        .arg(&journal)
-        .env("LIFEBOAT_API_TOKEN", "")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start lifeboat run");
-    let api = PathBuf::from(format!("{}.api", journal.display()));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !api.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "{node} did not publish its API; its log:\n{}",
-            std::fs::read_to_string(dir.join(format!("{node}.log"))).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let info: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&api).expect("read")).expect("json");
-    let token =
-        std::fs::read_to_string(info["token_file"].as_str().expect("token file")).expect("token");
-    Daemon {
-        child,
-        url: info["url"].as_str().expect("url").to_string(),
-        token: token.trim().to_string(),
-        journal,
-        log: log_path,
-    }
+        .arg(dir.join(format!("{node}.db")))
+        .env("LIFEBOAT_API_TOKEN", "");
+    Daemon::start(
+        c,
+        &dir.join(format!("{node}.db")),
+        &dir.join(format!("{node}.log")),
+    )
 }
 
 async fn status(http: &reqwest::Client, d: &Daemon) -> StatusView {

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use lifeboat::core::model::Direction;
 use lifeboat::core::readiness::{ReadinessReport, ReadyState};
 use lifeboat::sandbox::endpoint::{self, Faults, Mode};
+use support::daemon::Daemon;
 
 /// A policy with one HTTP probe per region, against two fault-switch endpoints.
 fn policy(dir: &Path, east: u16, west: u16) -> PathBuf {
@@ -62,19 +63,6 @@ kind = "wait_healthy"
     path
 }
 
-struct Daemon {
-    child: Child,
-    url: String,
-    token: String,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn spawn(policy: &Path, extra: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_lifeboat"))
         .args(["run", "--policy"])
@@ -87,26 +75,23 @@ fn spawn(policy: &Path, extra: &[&str]) -> Child {
         .expect("start lifeboat run")
 }
 
+async fn status_of(http: &reqwest::Client, d: &Daemon) -> serde_json::Value {
+    http.get(format!("{}/v1/status", d.url))
+        .send()
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("json")
+}
+
 fn start(policy: &Path) -> Daemon {
-    let child = spawn(policy, &[]);
-    let api = policy.parent().expect("dir").join("journal.db.api");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !api.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the daemon did not publish its API"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let info: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&api).expect("read")).expect("json");
-    let token =
-        std::fs::read_to_string(info["token_file"].as_str().expect("token file")).expect("token");
-    Daemon {
-        child,
-        url: info["url"].as_str().expect("url").to_string(),
-        token,
-    }
+    let dir = policy.parent().expect("dir");
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lifeboat"));
+    c.args(["run", "--policy"])
+        .arg(policy)
+        .env("LIFEBOAT_API_TOKEN", "");
+    Daemon::start(c, &dir.join("journal.db"), &dir.join("daemon.log"))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -164,14 +149,7 @@ async fn the_api_serves_views_openly_and_control_only_with_the_token() {
         "{text}"
     );
 
-    let status: serde_json::Value = http
-        .get(format!("{}/v1/status", d.url))
-        .send()
-        .await
-        .expect("status")
-        .json()
-        .await
-        .expect("json");
+    let status = status_of(&http, &d).await;
     assert_eq!(status["state"], "primary");
     assert_eq!(status["active"], "us-east-1");
 
@@ -242,14 +220,7 @@ async fn the_api_serves_views_openly_and_control_only_with_the_token() {
         .expect("oversized body");
     assert_eq!(r.status(), 413);
     assert!(r.text().await.expect("text").contains("over the 64 KiB"));
-    let status: serde_json::Value = http
-        .get(format!("{}/v1/status", d.url))
-        .send()
-        .await
-        .expect("status")
-        .json()
-        .await
-        .expect("json");
+    let status = status_of(&http, &d).await;
     assert_eq!(
         status["state"], "primary",
         "the oversized pause did nothing"
@@ -286,14 +257,7 @@ async fn the_api_serves_views_openly_and_control_only_with_the_token() {
         Some("paused"),
         "the newest decision first: {decisions:?}"
     );
-    let status: serde_json::Value = http
-        .get(format!("{}/v1/status", d.url))
-        .send()
-        .await
-        .expect("status")
-        .json()
-        .await
-        .expect("json");
+    let status = status_of(&http, &d).await;
     assert_eq!(status["state"], "paused");
 
     // The CLI finds the daemon and goes through it.
@@ -307,14 +271,7 @@ async fn the_api_serves_views_openly_and_control_only_with_the_token() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let status: serde_json::Value = http
-        .get(format!("{}/v1/status", d.url))
-        .send()
-        .await
-        .expect("status")
-        .json()
-        .await
-        .expect("json");
+    let status = status_of(&http, &d).await;
     assert_eq!(status["state"], "primary");
 }
 

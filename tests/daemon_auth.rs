@@ -7,12 +7,12 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use axum::body::Body;
 use axum::http::{Request, header};
 use lifeboat::fuzzing::{CONTROL_TOKEN, READ_TOKEN, api_fixture};
+use support::daemon::Daemon;
 use tower::ServiceExt;
 
 const ALICE: &str = "alice-token-0123456789abcdef0123";
@@ -56,44 +56,13 @@ kind = "wait_healthy"
     path
 }
 
-struct Daemon {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start(dir: &Path, args: &[&str], env_token: Option<&str>) -> Daemon {
     let mut c = Command::new(env!("CARGO_BIN_EXE_lifeboat"));
     c.current_dir(dir)
         .args(["run", "-p", "svc.toml"])
         .args(args)
-        .env("LIFEBOAT_API_TOKEN", env_token.unwrap_or(""))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("daemon.log")).expect("log"));
-    // Owned by a `Daemon` at once, so a failed assertion below still stops it.
-    let mut d = Daemon {
-        child: c.spawn().expect("start lifeboat run"),
-        url: String::new(),
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(p) = lifeboat::daemon::discovery::find(&dir.join("svc.db")) {
-            d.url = p.url;
-            return d;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the daemon did not publish its API: {}",
-            std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        .env("LIFEBOAT_API_TOKEN", env_token.unwrap_or(""));
+    Daemon::start(c, &dir.join("svc.db"), &dir.join("daemon.log"))
 }
 
 async fn post(url: &str, path: &str, token: &str, body: serde_json::Value) -> (u16, String) {

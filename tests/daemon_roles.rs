@@ -7,15 +7,16 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lifeboat::core::ids::{Epoch, RunId};
 use lifeboat::core::model::Direction;
 use lifeboat::core::plan::{self, PlanRequest};
 use lifeboat::daemon::role::{self, Role};
 use lifeboat::runbook::{Executor, RunOutcome};
+use support::daemon::Daemon;
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 const KEY: &str = "k3y-k3y-k3y-k3y-k3y-k3y-k3y-k3y-k3y-k3y";
@@ -71,18 +72,6 @@ run = ["sh", "-c", "echo acted >> {acted}"]
     path
 }
 
-struct Daemon {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn lifeboat(dir: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_lifeboat"));
     c.current_dir(dir)
@@ -94,28 +83,9 @@ fn lifeboat(dir: &Path) -> Command {
 }
 
 fn start(dir: &Path, flag: &str) -> Daemon {
-    // Owned by a `Daemon` at once, so a failed assertion below still stops it.
-    let mut d = Daemon {
-        child: lifeboat(dir)
-            .args(["run", "-p", "svc.toml", flag, "--token-file", "tokens"])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("daemon.log")).expect("log"))
-            .spawn()
-            .expect("start lifeboat run"),
-        url: String::new(),
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(p) = lifeboat::daemon::discovery::find(&dir.join("svc.db")) {
-            d.url = p.url;
-            return d;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the daemon did not publish its API"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut c = lifeboat(dir);
+    c.args(["run", "-p", "svc.toml", flag, "--token-file", "tokens"]);
+    Daemon::start(c, &dir.join("svc.db"), &dir.join("daemon.log"))
 }
 
 async fn nothing_acts(flag: &str) {

@@ -84,6 +84,7 @@ pub fn unique(prefix: &str) -> String {
 }
 
 pub mod contract;
+pub mod daemon;
 mod runbook;
 #[allow(unused_imports)]
 pub use runbook::*;
