@@ -299,3 +299,205 @@ async fn a_leader_killed_mid_failover_is_replaced_and_the_run_finishes_with_each
     eprintln!("{text}");
     assert!(text.contains("completed"), "{text}");
 }
+
+/// An etcd policy in automatic mode whose API probe reads `${east}` and `${west}` from
+/// each process's own vars file, so each vantage point can be shown a different world.
+fn auto_policy(dir: &Path, endpoints: &[String]) -> PathBuf {
+    let regions = ["us-east-1", "us-west-2", "eu-west-1"];
+    let members: Vec<String> = endpoints
+        .iter()
+        .zip(regions)
+        .map(|(url, region)| format!("{{ url = \"{url}\", region = \"{region}\" }}"))
+        .collect();
+    let effects = dir.join("effects");
+    let effects = effects.display();
+    let text = format!(
+        r#"
+[vars]
+east = 1
+west = 1
+
+[service]
+name = "{SERVICE}"
+
+[regions]
+primary = "us-east-1"
+secondaries = ["us-west-2"]
+
+[detection]
+interval = "500ms"
+timeout = "200ms"
+failure_threshold = 2
+mode = "auto"
+
+[guardrails]
+cooldown = "1s"
+
+[readiness]
+every = "1d"
+
+[coordination]
+backend = "etcd"
+cluster = "test"
+lease_ttl = "3s"
+safety_margin = "1s"
+members = [{members}]
+observers = [
+  {{ name = "ctl-a", region = "us-west-2" }},
+  {{ name = "ctl-b", region = "eu-west-1" }},
+  {{ name = "obs-c", region = "us-east-1" }},
+]
+
+[targets.api]
+kind = "http"
+regions.us-east-1.url = "http://127.0.0.1:${{east}}/health"
+regions.us-west-2.url = "http://127.0.0.1:${{west}}/health"
+
+[[probes]]
+name = "api"
+component = "api"
+kind = "http"
+target = "api"
+
+[[failover.steps]]
+name = "switch"
+kind = "command"
+run = ["sh", "-c", "echo switch >> {effects}"]
+
+[[failback.steps]]
+name = "healthy"
+kind = "wait_healthy"
+region = "@to"
+successes = 1
+"#,
+        members = members.join(", ")
+    );
+    let path = dir.join("policy.toml");
+    std::fs::write(&path, text).expect("write policy");
+    path
+}
+
+/// `lifeboat run --node NODE` seeing the regions' APIs at `east` and `west`.
+fn start_seeing(
+    policy: &Path,
+    node: &str,
+    dir: &Path,
+    east: u16,
+    west: u16,
+    extra: &[&str],
+) -> Daemon {
+    let vars = dir.join(format!("{node}-vars.toml"));
+    std::fs::write(&vars, format!("east = {east}\nwest = {west}\n")).expect("vars");
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lifeboat"));
+    c.args(["run", "--policy"])
+        .arg(policy)
+        .args(["--node", node, "--journal"])
+        .arg(dir.join(format!("{node}.db")))
+        .arg("--vars")
+        .arg(&vars)
+        .args(extra)
+        .env("LIFEBOAT_API_TOKEN", "");
+    Daemon::start(
+        c,
+        &dir.join(format!("{node}.db")),
+        &dir.join(format!("{node}.log")),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_vantage_point_alone_never_fails_over_and_a_majority_of_votes_does() {
+    use lifeboat::core::controller::Phase;
+    use lifeboat::core::reason::Hold;
+    use lifeboat::sandbox::endpoint::{self, Faults, Mode};
+
+    let dir = tempdir();
+    let etcd_cluster = cluster(dir.path()).await;
+    let policy = auto_policy(dir.path(), &etcd_cluster.endpoints());
+    let http = reqwest::Client::new();
+    // The east API everyone sees, one only ctl-a sees (its path there is broken), and
+    // the west API.
+    let east_faults = Faults::new("us-east-1");
+    let (east, _t1) = endpoint::spawn(east_faults.clone(), 0).await.expect("east");
+    let ctl_a_east_faults = Faults::new("us-east-1");
+    let (ctl_a_east, _t2) = endpoint::spawn(ctl_a_east_faults.clone(), 0)
+        .await
+        .expect("ctl-a's east");
+    let (west, _t3) = endpoint::spawn(Faults::new("us-west-2"), 0)
+        .await
+        .expect("west");
+
+    let a = start_seeing(&policy, "ctl-a", dir.path(), ctl_a_east, west, &[]);
+    let leading = |s: &StatusView| matches!(s.leadership, Leadership::Leading { .. });
+    until_status(&http, &a, "ctl-a elected", Duration::from_secs(20), leading).await;
+    let b = start_seeing(&policy, "ctl-b", dir.path(), east, west, &[]);
+    let c = start_seeing(&policy, "obs-c", dir.path(), east, west, &["--observer"]);
+    let sa = until_status(
+        &http,
+        &a,
+        "three votes counted",
+        Duration::from_secs(20),
+        |s| s.quorum == 2 && s.observers.len() == 3,
+    )
+    .await;
+    assert_eq!(sa.state, "primary", "{sa:#?}");
+
+    // ctl-a's own path to the east API breaks: it alone sees the region down. It leads,
+    // and still holds: one vote of the two a majority of three needs.
+    ctl_a_east_faults.set_mode(Mode::Error);
+    let sa = until_status(
+        &http,
+        &a,
+        "ctl-a holds for want of votes",
+        Duration::from_secs(20),
+        |s| {
+            matches!(
+                s.phase,
+                Phase::Blocked {
+                    hold: Hold::NoQuorum {
+                        votes: 1,
+                        quorum: 2
+                    },
+                    ..
+                }
+            )
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let sa2 = status(&http, &a).await;
+    assert_eq!(sa2.active.as_str(), "us-east-1", "{sa:#?}");
+    assert!(
+        effects(dir.path()).is_empty(),
+        "nothing ran on one vantage point's word"
+    );
+
+    // The east API really fails: every observer sees it; the leader fails over by itself.
+    east_faults.set_mode(Mode::Error);
+    let sa = until_status(
+        &http,
+        &a,
+        "the majority fails over",
+        Duration::from_secs(30),
+        |s| s.active.as_str() == "us-west-2" && s.current_run.is_none(),
+    )
+    .await;
+    assert_eq!(effects(dir.path()), vec!["switch"], "{sa:#?}");
+    let last = sa.last_run.expect("the run");
+    assert_eq!(last.status.as_str(), "completed");
+    // Every controller follows the shared serving region.
+    until_status(
+        &http,
+        &b,
+        "ctl-b follows the move",
+        Duration::from_secs(10),
+        |s| s.active.as_str() == "us-west-2",
+    )
+    .await;
+    // What the leader decided, for whoever reads the test's output.
+    for line in a.log_tail().lines().filter(|l| {
+        l.contains("starting failover") || l.contains("did not start") || l.contains("completed")
+    }) {
+        eprintln!("ctl-a: {line}");
+    }
+    drop(c);
+}

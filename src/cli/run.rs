@@ -32,9 +32,12 @@ example addresses that do not cross the controller's network).
 On a policy with [coordination] backend = \"etcd\", start one controller per region with
 --node NAME (a name the policy lists under observers). They elect one leader through etcd;
 only the leader acts, every write it makes is fenced by its epoch, and when it dies or is
-cut off another is elected and finishes the run it left, step by step. Such a policy needs
-[detection] mode = \"manual\" for now: operators fail over through the leader.
+cut off another is elected and finishes the run it left, step by step. Every controller,
+and an observer in a third region (--observer), publishes its verdict to etcd under its
+own lease; the leader fails over by itself only when a majority of the observers listed
+in the policy see the serving region down.
   lifeboat run --policy policies/orders.toml --node ctl-usw2 --listen 10.0.3.5:7300 --token-file t
+  lifeboat run --policy policies/orders.toml --node obs-use2 --observer
 
 --shadow and --witness never act: no automatic run, no operator run. They serve no
 control call (failover, failback, pause, resume, approve, abort answer 405), and every
@@ -103,6 +106,11 @@ pub struct Args {
     #[arg(long, value_name = "NAME", conflicts_with = "witness")]
     pub node: Option<String>,
 
+    /// With --node on an etcd policy: an observer in a third place, which probes and
+    /// publishes its vote but never campaigns or acts
+    #[arg(long, requires = "node", conflicts_with_all = ["witness", "shadow"])]
+    pub observer: bool,
+
     /// Log lines as text (default) or JSON
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -151,7 +159,8 @@ pub fn run(
     };
     let role = if args.witness {
         Role::Witness
-    } else if args.shadow {
+    } else if args.shadow || args.observer {
+        // An observer probes, votes and acts never: a shadow that votes through etcd.
         Role::Shadow
     } else {
         Role::Controller

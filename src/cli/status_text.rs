@@ -55,6 +55,25 @@ pub fn render(v: &StatusView, color: bool) -> String {
             );
         }
     }
+    if v.leadership != Leadership::Sole && !v.observers.is_empty() {
+        let down = v.observers.iter().filter(|o| o.sees_down).count();
+        let who: Vec<String> = v
+            .observers
+            .iter()
+            .map(|o| {
+                let says = if o.sees_down { "down" } else { "up" };
+                format!("{} {says}", o.observer)
+            })
+            .collect();
+        let _ = writeln!(
+            s,
+            "  votes on {}: {down} of {} see it down, {} needed ({})",
+            v.active,
+            v.observers.len(),
+            v.quorum,
+            who.join(", ")
+        );
+    }
     let (why, next) = match v.quorum_explanation() {
         Some((why, next)) => (Some(why), Some(next)),
         None => (v.why.clone(), v.next_step.clone()),

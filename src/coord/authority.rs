@@ -138,13 +138,15 @@ impl Authority for EtcdAuthority {
                 if same_value {
                     return Ok(());
                 }
-                Err(AuthorityError::Deposed(if key == service.run_current() {
-                    "another run is current in etcd; finish or abort it first".to_string()
+                if key == service.run_current() {
+                    Err(AuthorityError::Deposed(
+                        "another run is current in etcd; finish or abort it first".to_string(),
+                    ))
                 } else {
-                    format!(
+                    Err(AuthorityError::VotesChanged(format!(
                         "the vote at {key} changed after it was counted; the decision is taken again"
-                    )
-                }))
+                    )))
+                }
             }
             Err(e) => Err(refused(e)),
         }

@@ -157,6 +157,9 @@ pub enum Note {
     Following { leader: Option<String> },
     /// Another controller took over the run this one was driving, and finishes it.
     HandedOver { run: RunId },
+    /// The shared record refused a run before any step (a counted vote changed); the
+    /// controller decides again.
+    RunNotStarted { run: RunId, why: String },
     /// The coordination backend says `region` serves now (a run another controller
     /// completed).
     SharedActive { region: RegionName },
@@ -357,6 +360,7 @@ impl Note {
             Note::HandedOver { .. } => "handed_over",
             Note::ProbeRestarted { .. } => "probe_restarted",
             Note::SharedActive { .. } => "shared_active",
+            Note::RunNotStarted { .. } => "run_not_started",
         }
     }
 
@@ -572,6 +576,10 @@ impl fmt::Display for Note {
             Note::HandedOver { run } => write!(
                 f,
                 "another controller took over run {run} and finishes it; this one stopped driving it"
+            ),
+            Note::RunNotStarted { run, why } => write!(
+                f,
+                "run {run} did not start: {why}; nothing acted, and the decision is taken again from the next votes"
             ),
             Note::SharedActive { region } => write!(
                 f,

@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
@@ -22,9 +22,14 @@ use super::role::Role;
 use crate::clock::WallClock;
 use crate::coord::etcd::{Campaign, Etcd, EtcdSettings, Session};
 use crate::coord::placement::{Placement, placement};
-use crate::coord::records::{Candidate, NodeRecord, SharedState};
+use crate::coord::records::{
+    Candidate, CountedVote, NodeRecord, SharedState, Vote, down_majority, fresh_votes,
+};
 use crate::coord::{CoordError, ServiceKeys, Standing};
-use crate::core::model::{Coordination, EtcdCoordination, Mode, Policy, RegionName};
+use crate::core::controller::ObserverVote;
+use crate::core::health::HealthTracker;
+use crate::core::model::{Coordination, EtcdCoordination, Policy, RegionName};
+use crate::core::time::Ts;
 
 /// Who this daemon is in the coordination.
 #[derive(Clone, Debug)]
@@ -38,9 +43,7 @@ pub struct Me {
 /// Who this daemon is on an etcd policy; `None` on the embedded backend.
 ///
 /// Errors, each saying what to do: `--node` on an embedded policy; no `--node`, or one
-/// the policy's observers do not list, on an etcd policy; `mode = "auto"` on etcd (the
-/// observers' votes are not counted from etcd yet, and one vantage point must never
-/// decide alone).
+/// the policy's observers do not list, on an etcd policy.
 pub fn me(policy: &Policy, node: Option<&str>, role: Role) -> anyhow::Result<Option<Me>> {
     let Coordination::Etcd(c) = &policy.coordination else {
         if let Some(n) = node {
@@ -64,11 +67,6 @@ pub fn me(policy: &Policy, node: Option<&str>, role: Role) -> anyhow::Result<Opt
             "--node {node} is not among the policy's observers ({names}); add it to [coordination] observers with its region, or use one of those names"
         );
     };
-    if policy.detection.mode == Mode::Auto {
-        bail!(
-            "automatic failover on the etcd backend needs the observers' votes counted from etcd, which this version does not do yet: set [detection] mode = \"manual\" (an operator fails over through the elected controller, and any controller finishes a run another started), or use the embedded backend with witnesses"
-        );
-    }
     Ok(Some(Me {
         node: node.to_string(),
         region: RegionName::new(&o.region),
@@ -90,14 +88,18 @@ pub fn settings(c: &EtcdCoordination) -> EtcdSettings {
     }
 }
 
-/// Starts the task. It ends when the engine's channel closes.
+/// Starts the task. It ends when the engine's channel closes. `votes` is this
+/// controller's own latest vote, which the task publishes under its lease.
 pub fn spawn(
     policy: &Policy,
     c: &EtcdCoordination,
     me: Me,
+    votes: watch::Receiver<Option<Vote>>,
     events: mpsc::Sender<Event>,
 ) -> JoinHandle<()> {
     let task = Task {
+        votes,
+        published: None,
         settings: settings(c),
         service: policy.service.clone(),
         primary: policy.regions.primary.clone(),
@@ -110,6 +112,9 @@ pub fn spawn(
 }
 
 struct Task {
+    votes: watch::Receiver<Option<Vote>>,
+    /// The round of the vote last published.
+    published: Option<u64>,
     settings: EtcdSettings,
     service: String,
     primary: RegionName,
@@ -158,7 +163,7 @@ impl Task {
                 });
             }
             self.register(&etcd, &session).await?;
-            if !self.share(&etcd, &svc).await {
+            if !self.share(&etcd, &svc).await || !self.vote(&etcd, &session, &svc).await {
                 return Ok(());
             }
             if !self.me.campaigns {
@@ -200,7 +205,8 @@ impl Task {
                     while l.acting() {
                         tokio::time::sleep(self.pause()).await;
                         self.register(&etcd, &session).await.ok();
-                        if !self.share(&etcd, &svc).await {
+                        if !self.share(&etcd, &svc).await || !self.vote(&etcd, &session, &svc).await
+                        {
                             return Ok(());
                         }
                     }
@@ -240,6 +246,27 @@ impl Task {
         etcd.register_node(session, &record).await.map(|_| ())
     }
 
+    /// Publishes this controller's newest vote under the session's lease, and hands every
+    /// live vote to the engine. False when the engine is gone.
+    async fn vote(&mut self, etcd: &Etcd, session: &Session, svc: &ServiceKeys) -> bool {
+        let own = self.votes.borrow().clone();
+        if let Some(v) = own
+            && self.published != Some(v.round)
+        {
+            match etcd.publish_vote(session, svc, &v).await {
+                Ok(_) => self.published = Some(v.round),
+                Err(e) => warn!("etcd: publishing this controller's vote: {e}"),
+            }
+        }
+        match etcd.votes(svc).await {
+            Ok(all) => self.events.send(Event::Votes(all)).await.is_ok(),
+            Err(e) => {
+                warn!("etcd: reading the observers' votes: {e}");
+                true
+            }
+        }
+    }
+
     /// Hands the shared state (the serving region) to the engine. False when the
     /// engine is gone.
     async fn share(&self, etcd: &Etcd, svc: &ServiceKeys) -> bool {
@@ -270,5 +297,84 @@ impl Task {
         }
         self.last = Some(key);
         self.events.send(Event::Standing(s)).await.is_ok()
+    }
+}
+
+/// The engine's side of the votes on etcd: it publishes this controller's own view after
+/// each probe round (the coordinator task puts it in etcd) and counts every observer's
+/// fresh vote.
+pub struct Votes {
+    node: String,
+    region: RegionName,
+    own: watch::Sender<Option<Vote>>,
+    round: u64,
+    latest: Vec<CountedVote>,
+    max_age: Duration,
+    configured: usize,
+}
+
+impl Votes {
+    /// A vote is fresh for two lease TTLs plus a probe interval after its observer's
+    /// round (a follower publishes every pass of its coordinator, a fifth of the TTL).
+    pub fn new(
+        policy: &Policy,
+        c: &EtcdCoordination,
+        me: &Me,
+    ) -> (Votes, watch::Receiver<Option<Vote>>) {
+        let (own, rx) = watch::channel(None);
+        let votes = Votes {
+            node: me.node.clone(),
+            region: me.region.clone(),
+            own,
+            round: 0,
+            latest: Vec::new(),
+            max_age: c.lease_ttl * 2 + policy.detection.interval,
+            configured: c.observers.len(),
+        };
+        (votes, rx)
+    }
+
+    /// This controller's view after a probe round, for the coordinator to publish.
+    pub fn publish(&mut self, tracker: &HealthTracker, now: Ts) {
+        self.round += 1;
+        let evidence: Vec<String> = tracker
+            .probes()
+            .filter(|p| p.critical && p.consecutive_failures > 0)
+            .map(|p| format!("{}@{}×{}", p.probe, p.region, p.consecutive_failures))
+            .collect();
+        let vote = Vote {
+            observer: self.node.clone(),
+            region: self.region.clone(),
+            round: self.round,
+            observed_at: now,
+            verdicts: tracker.verdicts().into_iter().collect(),
+            evidence: evidence.join(" "),
+        };
+        let _ = self.own.send(Some(vote));
+    }
+
+    /// Every live vote, as the coordinator read it from etcd.
+    pub fn record(&mut self, all: Vec<CountedVote>) {
+        self.latest = all;
+    }
+
+    /// The other observers' fresh votes on `active` (this controller's own comes from
+    /// its tracker, newer than what etcd holds).
+    pub fn others(&self, active: &RegionName, now: Ts) -> Vec<ObserverVote> {
+        fresh_votes(&self.latest, now, self.max_age)
+            .into_iter()
+            .filter(|v| v.vote.observer != self.node)
+            .map(|v| ObserverVote {
+                observer: v.vote.observer.clone(),
+                sees_down: v.vote.says_down(active),
+            })
+            .collect()
+    }
+
+    /// The fresh votes that make a majority saying `active` is down, whose revisions the
+    /// run's start must find unchanged; empty when they are no majority.
+    pub fn counted(&self, active: &RegionName, now: Ts) -> Vec<CountedVote> {
+        let fresh = fresh_votes(&self.latest, now, self.max_age);
+        down_majority(&fresh, active, self.configured).unwrap_or_default()
     }
 }

@@ -18,7 +18,7 @@ use super::witness::{self, Witnesses};
 use crate::clock::WallClock;
 use crate::contract::Reply;
 use crate::coord::etcd::Leadership;
-use crate::coord::records::SharedState;
+use crate::coord::records::{CountedVote, SharedState};
 use crate::coord::{Standing, Unfinished, unfinished};
 use crate::core::controller::{ClockReading, HealthSummary, Input};
 use crate::core::health::{HealthTracker, Observation, Verdict, stale_after};
@@ -43,6 +43,8 @@ pub enum Event {
     Unfinished(Box<Unfinished>),
     /// The shared record's serving region.
     Shared(SharedState),
+    /// Every observer's live vote in etcd, as the coordinator read them.
+    Votes(Vec<CountedVote>),
     /// A witness's answer, or why it gave none.
     Witness(witness::Poll),
     Progress(Progress),
@@ -65,6 +67,8 @@ pub struct Engine {
     /// Where this view comes from, for `status`.
     pub source: String,
     pub started: Instant,
+    /// On etcd: this controller's vote to publish and the observers' votes to count.
+    pub votes: Option<super::coordinator::Votes>,
     /// The loop's own channel, for answers gathered on tasks (`None` in tests that feed
     /// events by hand).
     pub events: Option<tokio::sync::mpsc::Sender<Event>>,
@@ -112,6 +116,17 @@ impl Engine {
             }
             Event::Unfinished(left) => self.driver.adopt(*left),
             Event::Shared(state) => self.driver.shared(&state),
+            Event::Votes(all) => {
+                let Some(votes) = &mut self.votes else {
+                    return true;
+                };
+                votes.record(all);
+                let (active, now) = (self.driver.state().active.clone(), self.clock.now());
+                let counted = votes.counted(&active, now);
+                self.driver.counted(&counted);
+                let summary = self.summary();
+                self.driver.feed(Input::Health(summary));
+            }
             Event::Witness(poll) => {
                 let active = self.driver.state().active.clone();
                 let before = self.witnesses.agreeing(&active, Instant::now());
@@ -174,6 +189,9 @@ impl Engine {
         for c in self.tracker.observe(obs) {
             info!(region = %c.region, "region {} went from {} to {}", c.region, c.from, c.to);
         }
+        if let Some(v) = &mut self.votes {
+            v.publish(&self.tracker, self.clock.now());
+        }
         let summary = self.summary();
         let quorum = self.driver.policy().guardrails.quorum;
         if summary.votes() < quorum && self.sees_active_down(&summary) {
@@ -189,6 +207,9 @@ impl Engine {
         let active = &self.driver.state().active;
         let mut votes = vec![own_vote(&self.tracker, active)];
         votes.extend(self.witnesses.votes(active, Instant::now()));
+        if let Some(v) = &self.votes {
+            votes.extend(v.others(active, self.clock.now()));
+        }
         summarize(&self.tracker, &self.links, active, votes, self.clock.now())
     }
 

@@ -214,6 +214,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         source,
         started,
         events: Some(events_tx.clone()),
+        votes: None,
     };
     // A daemon that never acts leaves an unfinished run alone: the controller resumes it.
     // On etcd, the elected leader resumes from the shared record, not from this journal.
@@ -227,7 +228,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                 .driver
                 .standing(crate::coord::Standing::Following { leader: None });
             engine.publish();
-            Some(coordinator::spawn(&policy, c, me, events_tx.clone()))
+            let (votes, own) = coordinator::Votes::new(&policy, c, &me);
+            engine.votes = Some(votes);
+            Some(coordinator::spawn(&policy, c, me, own, events_tx.clone()))
         }
         _ => None,
     };

@@ -58,6 +58,10 @@ pub struct StatusView {
     /// `following` with the leader's name when known.
     #[serde(default)]
     pub leadership: crate::core::controller::Leadership,
+    /// Every observer's vote on the serving region as the controller last counted them
+    /// (this controller, the witnesses, or on etcd every fresh vote).
+    #[serde(default)]
+    pub observers: Vec<crate::core::controller::ObserverVote>,
 }
 
 fn one() -> u32 {
@@ -266,6 +270,11 @@ pub fn build(
         witnesses: Vec::new(),
         readiness: None,
         leadership: state.leadership.clone(),
+        observers: state
+            .health
+            .as_ref()
+            .map(|h| h.observers.clone())
+            .unwrap_or_default(),
     }
 }
 

@@ -21,7 +21,7 @@ pub use memory::{remember, restored_state};
 
 use crate::clock::WallClock;
 use crate::contract::Reply;
-use crate::coord::records::SharedState;
+use crate::coord::records::{CountedVote, SharedState};
 use crate::coord::{EtcdAuthority, NotLeading, Standing, Unfinished};
 use crate::core::controller::{
     self, Command, Decision, Input, OperatorCommand, RunEnd, RunRequest, State,
@@ -175,6 +175,9 @@ pub struct Driver {
     started: Option<Result<RunId, String>>,
     /// The latest readiness round.
     readiness: Option<ReadinessReport>,
+    /// While leading on etcd: the authority runs start through, which keeps the counted
+    /// votes.
+    etcd_authority: Option<Arc<EtcdAuthority>>,
 }
 
 impl Driver {
@@ -201,6 +204,7 @@ impl Driver {
             ended: ended_tx,
             started: None,
             readiness: None,
+            etcd_authority: None,
         };
         (driver, Events { progress, ended })
     }
@@ -419,13 +423,13 @@ impl Driver {
     /// every run and step is refused (a run this controller was driving stops at its
     /// next step, refused by its own authority, and the new leader finishes it).
     pub fn standing(&mut self, standing: Standing) {
+        self.etcd_authority = None;
         let (authority, leadership): (Arc<dyn Authority>, _) = match standing {
             Standing::Leading { leadership, node } => {
                 let epoch = leadership.epoch();
-                (
-                    Arc::new(EtcdAuthority::new(leadership, &node)),
-                    controller::Leadership::Leading { epoch },
-                )
+                let authority = Arc::new(EtcdAuthority::new(leadership, &node));
+                self.etcd_authority = Some(authority.clone());
+                (authority, controller::Leadership::Leading { epoch })
             }
             Standing::Following { leader } => (
                 Arc::new(NotLeading {
@@ -466,6 +470,14 @@ impl Driver {
             plan,
             async move { executor.adopt(task_plan, &by, &ended).await },
         );
+    }
+
+    /// The votes an automatic failover would count now: the run's start requires each
+    /// unchanged in etcd, so a vote that flips or lapses in between refuses the run.
+    pub fn counted(&mut self, votes: &[CountedVote]) {
+        if let Some(a) = &self.etcd_authority {
+            a.counted(votes);
+        }
     }
 
     /// The shared record's serving region (see `Input::Shared`).
@@ -520,7 +532,7 @@ impl Driver {
 
     /// A run's executor session ended: tells the controller how.
     pub fn run_ended(&mut self, e: RunEnded) {
-        self.running = None;
+        let plan = self.running.take().map(|(_, plan)| plan);
         let (run, direction) = (e.run, e.direction);
         let (input, outcome) = match e.result {
             Err(err) => (
@@ -559,6 +571,17 @@ impl Driver {
                 return;
             }
             Ok(RunOutcome::Interrupted) => return,
+            Ok(RunOutcome::NotStarted(why)) => {
+                let automatic = plan.as_ref().is_some_and(|p| p.trigger.automatic());
+                (
+                    Input::RunNotStarted {
+                        run,
+                        why,
+                        automatic,
+                    },
+                    "not_started",
+                )
+            }
             Ok(RunOutcome::Superseded(_)) => {
                 let rec = self.journal.run(&run).ok();
                 if rec.as_ref().is_some_and(|r| r.status.is_finished()) {

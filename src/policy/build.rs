@@ -18,8 +18,8 @@ use super::{
     witnesses,
 };
 use crate::core::model::{
-    AwsSettings, Detection, Direction, Guardrails, JournalSettings, Mode, Policy, RegionName,
-    Regions, SecretRef,
+    AwsSettings, Coordination, Detection, Direction, Guardrails, JournalSettings, Mode, Policy,
+    RegionName, Regions, SecretRef,
 };
 use crate::core::time::fmt_duration;
 
@@ -211,6 +211,11 @@ pub fn build(report: &mut Report, base_dir: &Path, vars_file: Option<&Path>) -> 
         && p.is_relative()
     {
         *p = base_dir.join(&*p);
+    }
+    // On etcd the observers' votes decide, and a majority of them is the quorum every
+    // reader of `guardrails.quorum` (the controller, status, metrics) must see.
+    if let Coordination::Etcd(c) = &coordination {
+        guardrails.quorum = c.quorum;
     }
     Some(Policy {
         service,

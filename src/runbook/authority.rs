@@ -32,6 +32,10 @@ pub enum AuthorityError {
     /// may be applied.
     #[error("{0}")]
     Unavailable(String),
+    /// `begin` only: a vote the decision counted changed or lapsed before the run could
+    /// be recorded; nothing was recorded, and the decision is to be taken again.
+    #[error("{0}")]
+    VotesChanged(String),
 }
 
 /// The executor asks it before each side effect and tells it after each step.

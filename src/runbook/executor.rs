@@ -9,7 +9,10 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use super::progress::{Progress, ProgressKind, ProgressSink};
 use super::run_step::{Session, run_step};
-use super::{Authority, Cancel, Local, RetrySettings, RunOutcome, Step, StepError, StepFactory};
+use super::{
+    Authority, AuthorityError, Cancel, Local, RetrySettings, RunOutcome, Step, StepError,
+    StepFactory,
+};
 use crate::clock::WallClock;
 use crate::core::ids::RunId;
 use crate::core::plan::Plan;
@@ -243,13 +246,23 @@ impl Executor {
         fence: Fence,
         started_by: &str,
     ) -> Result<RunOutcome, JournalError> {
-        if let Err(e) = self.authority.begin(&plan, started_by).await {
-            let why = format!("the shared record refused the run: {e}");
-            warn!(run_id = %plan.run_id, "{why}");
-            let failures = vec![("start".to_string(), why.clone())];
-            self.journal.fail_run(&fence, &failures, self.clock.now())?;
-            self.run_event(&plan.run_id, ProgressKind::RunFailed, &why);
-            return Ok(RunOutcome::Failed(failures));
+        match self.authority.begin(&plan, started_by).await {
+            Ok(()) => {}
+            Err(AuthorityError::VotesChanged(e)) => {
+                let why = format!("the shared record refused the run: {e}");
+                warn!(run_id = %plan.run_id, "{why}");
+                self.journal
+                    .abort(&plan.run_id, &self.actor, &why, self.clock.now())?;
+                return Ok(RunOutcome::NotStarted(why));
+            }
+            Err(e) => {
+                let why = format!("the shared record refused the run: {e}");
+                warn!(run_id = %plan.run_id, "{why}");
+                let failures = vec![("start".to_string(), why.clone())];
+                self.journal.fail_run(&fence, &failures, self.clock.now())?;
+                self.run_event(&plan.run_id, ProgressKind::RunFailed, &why);
+                return Ok(RunOutcome::Failed(failures));
+            }
         }
         self.drive(plan, fence).await
     }

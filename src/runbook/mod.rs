@@ -97,4 +97,8 @@ pub enum RunOutcome {
     /// The journal refused a write because a newer executor owns the run (or it was
     /// aborted); this executor stopped acting.
     Superseded(String),
+    /// The shared record refused the run before any step (a vote the decision counted
+    /// changed): nothing acted, the local record of the run is closed, and the decision
+    /// is to be taken again.
+    NotStarted(String),
 }

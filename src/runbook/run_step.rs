@@ -426,7 +426,9 @@ impl<'a> StepRun<'a> {
                 warn!("{msg}");
                 Err(Halt::End(match e {
                     AuthorityError::Deposed(_) => StepEnd::Superseded,
-                    AuthorityError::Unavailable(_) => StepEnd::Interrupted,
+                    AuthorityError::Unavailable(_) | AuthorityError::VotesChanged(_) => {
+                        StepEnd::Interrupted
+                    }
                 }))
             }
         }
@@ -441,7 +443,7 @@ impl<'a> StepRun<'a> {
                 warn!("the shared record refused the step's outcome: {why}");
                 Err(Halt::End(StepEnd::Superseded))
             }
-            Err(AuthorityError::Unavailable(why)) => {
+            Err(AuthorityError::Unavailable(why)) | Err(AuthorityError::VotesChanged(why)) => {
                 // The effect is in place and journaled here; a new leader's check finds it
                 // and records it as adopted.
                 warn!(

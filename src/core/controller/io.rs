@@ -172,6 +172,15 @@ pub enum Input {
     RunStartFailed {
         error: String,
     },
+    /// The shared record refused the run before any step, because a vote the decision
+    /// counted changed: nothing acted, and the decision is taken again.
+    RunNotStarted {
+        run: RunId,
+        why: String,
+        /// Whether the controller decided the run by itself: the attempt then does not
+        /// count toward the window limit.
+        automatic: bool,
+    },
     /// The run is paused, waiting for an approval.
     RunWaiting {
         run: RunId,

@@ -266,6 +266,33 @@ pub fn step(policy: &Policy, state: &State, input: Input, now: Ts) -> (State, Ve
                 ev,
             );
         }
+        Input::RunNotStarted {
+            run,
+            why,
+            automatic,
+        } => {
+            let failover = matches!(&s.phase, Phase::FailingOver { run: r, .. } if *r == run);
+            let ours =
+                failover || matches!(&s.phase, Phase::FailingBack { run: r, .. } if *r == run);
+            if ours {
+                s.phase = s.resting(policy, now);
+            }
+            if failover && automatic {
+                // One run at a time: the newest automatic failover is this attempt.
+                s.auto_failovers.pop();
+            }
+            let summary = "run not started; deciding again".to_string();
+            let note = Reason::Note(Note::RunNotStarted { run, why });
+            record(
+                &mut s,
+                &mut out,
+                now,
+                summary,
+                note,
+                Evidence::default(),
+                false,
+            );
+        }
         Input::RunWaiting { run, why } => {
             let waiting_on = match &mut s.phase {
                 Phase::FailingOver {
