@@ -22,7 +22,10 @@ use tokio::time::Instant;
 
 const SERVICE: &str = "ha-orders";
 
-fn policy(dir: &Path, endpoints: &[String]) -> PathBuf {
+/// A policy for `SERVICE` on the test cluster's etcd (members in three regions, the
+/// observers ctl-a, ctl-b and obs-c), with `rest` (detection, targets, probes,
+/// runbooks) after it. Command steps may write `{effects}`, a file in `dir`.
+fn write_policy(dir: &Path, endpoints: &[String], rest: &str) -> PathBuf {
     let regions = ["us-east-1", "us-west-2", "eu-west-1"];
     let members: Vec<String> = endpoints
         .iter()
@@ -30,7 +33,6 @@ fn policy(dir: &Path, endpoints: &[String]) -> PathBuf {
         .map(|(url, region)| format!("{{ url = \"{url}\", region = \"{region}\" }}"))
         .collect();
     let effects = dir.join("effects");
-    let effects = effects.display();
     let text = format!(
         r#"
 [service]
@@ -39,14 +41,6 @@ name = "{SERVICE}"
 [regions]
 primary = "us-east-1"
 secondaries = ["us-west-2"]
-
-[detection]
-interval = "500ms"
-timeout = "200ms"
-mode = "manual"
-
-[readiness]
-every = "1d"
 
 [coordination]
 backend = "etcd"
@@ -59,6 +53,29 @@ observers = [
   {{ name = "ctl-b", region = "eu-west-1" }},
   {{ name = "obs-c", region = "us-east-1" }},
 ]
+{rest}"#,
+        members = members.join(", "),
+        rest = rest.replace("{effects}", &effects.display().to_string()),
+    );
+    let path = dir.join("policy.toml");
+    std::fs::write(&path, text).expect("write policy");
+    path
+}
+
+/// Manual mode, one command probe, and three command steps: the first and the last
+/// leave a line in `effects`, the second takes 3 s (a leader is killed during it).
+fn policy(dir: &Path, endpoints: &[String]) -> PathBuf {
+    write_policy(
+        dir,
+        endpoints,
+        r#"
+[detection]
+interval = "500ms"
+timeout = "200ms"
+mode = "manual"
+
+[readiness]
+every = "1d"
 
 [[probes]]
 name = "alive"
@@ -88,26 +105,24 @@ kind = "wait_healthy"
 region = "@to"
 successes = 1
 "#,
-        members = members.join(", ")
-    );
-    let path = dir.join("policy.toml");
-    std::fs::write(&path, text).expect("write policy");
-    path
+    )
 }
 
 /// `lifeboat run --node NODE` with its own journal, as on its own host.
 fn start(policy: &Path, node: &str, dir: &Path) -> Daemon {
+    run_node(policy, node, dir, &[])
+}
+
+fn run_node(policy: &Path, node: &str, dir: &Path, extra: &[&std::ffi::OsStr]) -> Daemon {
+    let journal = dir.join(format!("{node}.db"));
     let mut c = Command::new(env!("CARGO_BIN_EXE_lifeboat"));
     c.args(["run", "--policy"])
         .arg(policy)
         .args(["--node", node, "--journal"])
-        .arg(dir.join(format!("{node}.db")))
+        .arg(&journal)
+        .args(extra)
         .env("LIFEBOAT_API_TOKEN", "");
-    Daemon::start(
-        c,
-        &dir.join(format!("{node}.db")),
-        &dir.join(format!("{node}.log")),
-    )
+    Daemon::start(c, &journal, &dir.join(format!("{node}.log")))
 }
 
 async fn status(http: &reqwest::Client, d: &Daemon) -> StatusView {
@@ -300,29 +315,16 @@ async fn a_leader_killed_mid_failover_is_replaced_and_the_run_finishes_with_each
     assert!(text.contains("completed"), "{text}");
 }
 
-/// An etcd policy in automatic mode whose API probe reads `${east}` and `${west}` from
-/// each process's own vars file, so each vantage point can be shown a different world.
+/// Automatic mode; the API probe reads `${east}` and `${west}` from each process's own
+/// vars file, so each vantage point can be shown a different world.
 fn auto_policy(dir: &Path, endpoints: &[String]) -> PathBuf {
-    let regions = ["us-east-1", "us-west-2", "eu-west-1"];
-    let members: Vec<String> = endpoints
-        .iter()
-        .zip(regions)
-        .map(|(url, region)| format!("{{ url = \"{url}\", region = \"{region}\" }}"))
-        .collect();
-    let effects = dir.join("effects");
-    let effects = effects.display();
-    let text = format!(
+    write_policy(
+        dir,
+        endpoints,
         r#"
 [vars]
 east = 1
 west = 1
-
-[service]
-name = "{SERVICE}"
-
-[regions]
-primary = "us-east-1"
-secondaries = ["us-west-2"]
 
 [detection]
 interval = "500ms"
@@ -336,22 +338,10 @@ cooldown = "1s"
 [readiness]
 every = "1d"
 
-[coordination]
-backend = "etcd"
-cluster = "test"
-lease_ttl = "3s"
-safety_margin = "1s"
-members = [{members}]
-observers = [
-  {{ name = "ctl-a", region = "us-west-2" }},
-  {{ name = "ctl-b", region = "eu-west-1" }},
-  {{ name = "obs-c", region = "us-east-1" }},
-]
-
 [targets.api]
 kind = "http"
-regions.us-east-1.url = "http://127.0.0.1:${{east}}/health"
-regions.us-west-2.url = "http://127.0.0.1:${{west}}/health"
+regions.us-east-1.url = "http://127.0.0.1:${east}/health"
+regions.us-west-2.url = "http://127.0.0.1:${west}/health"
 
 [[probes]]
 name = "api"
@@ -370,11 +360,7 @@ kind = "wait_healthy"
 region = "@to"
 successes = 1
 "#,
-        members = members.join(", ")
-    );
-    let path = dir.join("policy.toml");
-    std::fs::write(&path, text).expect("write policy");
-    path
+    )
 }
 
 /// `lifeboat run --node NODE` seeing the regions' APIs at `east` and `west`.
@@ -388,20 +374,9 @@ fn start_seeing(
 ) -> Daemon {
     let vars = dir.join(format!("{node}-vars.toml"));
     std::fs::write(&vars, format!("east = {east}\nwest = {west}\n")).expect("vars");
-    let mut c = Command::new(env!("CARGO_BIN_EXE_lifeboat"));
-    c.args(["run", "--policy"])
-        .arg(policy)
-        .args(["--node", node, "--journal"])
-        .arg(dir.join(format!("{node}.db")))
-        .arg("--vars")
-        .arg(&vars)
-        .args(extra)
-        .env("LIFEBOAT_API_TOKEN", "");
-    Daemon::start(
-        c,
-        &dir.join(format!("{node}.db")),
-        &dir.join(format!("{node}.log")),
-    )
+    let mut args = vec![std::ffi::OsStr::new("--vars"), vars.as_os_str()];
+    args.extend(extra.iter().map(std::ffi::OsStr::new));
+    run_node(policy, node, dir, &args)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
