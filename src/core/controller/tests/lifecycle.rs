@@ -298,3 +298,37 @@ fn a_run_waiting_for_approval_is_shown_and_alerted() {
                   RECORD waiting for an approval: run r1 waits for an approval: step confirm: Confirm the primary is really down
     "#]]);
 }
+
+#[test]
+fn a_run_the_shared_record_did_not_start_is_decided_again_and_does_not_count_toward_the_window() {
+    // One automatic failover per window: a start refused because a counted vote changed
+    // must not use it up, or the retry would be held by the window limit.
+    let mut sim = Sim::with(|p| p.guardrails.max_failovers = 1);
+    sim.health(30, "east=down west=ok eu=ok").started(31);
+    let run = RunId("r1".into());
+    sim.feed(
+        32,
+        "run r1 not started",
+        Input::RunNotStarted {
+            run,
+            why: "the vote at votes/obs-c changed after it was counted".into(),
+            automatic: true,
+        },
+    )
+    .health(33, "east=down west=ok eu=ok");
+    assert_eq!(sim.state.auto_failovers.len(), 1, "only the retry counts");
+    sim.check(expect![[r#"
+        t=30    health east=down west=ok eu=ok     → starting
+                  ALERT starting failover east → west automatically
+                  RECORD starting failover east → west automatically: east is down: its critical probes failed 3 rounds in a row (since 1970-01-01T00:00:30.000Z)
+                  START failover east→west auto
+        t=31    run r1 started                     → failing_over
+                  RECORD run started: failover run r1 started (fencing epoch 1) toward west
+        t=32    run r1 not started                 → primary
+                  RECORD run not started; deciding again: run r1 did not start: the vote at votes/obs-c changed after it was counted; nothing acted, and the decision is taken again from the next votes
+        t=33    health east=down west=ok eu=ok     → starting
+                  ALERT starting failover east → west automatically
+                  RECORD starting failover east → west automatically: east is down: its critical probes failed 3 rounds in a row (since 1970-01-01T00:00:33.000Z)
+                  START failover east→west auto
+    "#]]);
+}
