@@ -315,7 +315,8 @@ pub struct Votes {
 
 impl Votes {
     /// A vote is fresh for two lease TTLs plus a probe interval after its observer's
-    /// round (a follower publishes every pass of its coordinator, a fifth of the TTL).
+    /// round (a coordinator publishes on each pass: a fifth of the TTL, or up to a TTL
+    /// while it waits on another leader).
     pub fn new(
         policy: &Policy,
         c: &EtcdCoordination,
