@@ -441,6 +441,11 @@ async fn one_vantage_point_alone_never_fails_over_and_a_majority_of_votes_does()
     tokio::time::sleep(Duration::from_secs(4)).await;
     let sa2 = status(&http, &a).await;
     assert_eq!(sa2.active.as_str(), "us-east-1", "{sa:#?}");
+    // What an operator sees, for whoever reads the test's output.
+    eprintln!(
+        "ctl-a's status: state {}, why {:?}, leadership {:?}, quorum {}, votes {:?}",
+        sa2.state, sa2.why, sa2.leadership, sa2.quorum, sa2.observers
+    );
     assert!(
         effects(dir.path()).is_empty(),
         "nothing ran on one vantage point's word"
