@@ -313,6 +313,10 @@ async fn a_leader_killed_mid_failover_is_replaced_and_the_run_finishes_with_each
     );
     eprintln!("{text}");
     assert!(text.contains("completed"), "{text}");
+    assert!(
+        text.contains("run_taken_over") && text.contains("taken over from ctl-a (etcd epoch"),
+        "{text}"
+    );
 }
 
 /// Automatic mode; the API probe reads `${east}` and `${west}` from each process's own

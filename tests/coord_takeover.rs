@@ -83,6 +83,7 @@ async fn a_controller_lost_mid_run_is_replaced_and_the_new_leader_finishes_with_
             left.intent.plan.clone(),
             &left.intent.started_by,
             &left.ended_steps(),
+            "ctl-a",
         )
         .await
         .expect("adopt");

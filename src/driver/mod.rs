@@ -457,6 +457,10 @@ impl Driver {
         let plan = left.intent.plan.clone();
         let ended = left.ended_steps();
         let by = left.intent.started_by.clone();
+        let from = format!(
+            "{} (etcd epoch {}), at etcd epoch {epoch}",
+            left.intent.node, left.intent.epoch
+        );
         info!(run_id = %plan.run_id, "taking over run {} that {} started (epoch {})", plan.run_id, left.intent.node, left.intent.epoch);
         self.feed(Input::RunStarted {
             run: plan.run_id.clone(),
@@ -466,10 +470,9 @@ impl Driver {
         });
         let executor = self.executor.clone();
         let task_plan = plan.clone();
-        self.spawn(
-            plan,
-            async move { executor.adopt(task_plan, &by, &ended).await },
-        );
+        self.spawn(plan, async move {
+            executor.adopt(task_plan, &by, &ended, &from).await
+        });
     }
 
     /// The votes an automatic failover would count now: the run's start requires each

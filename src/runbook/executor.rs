@@ -121,8 +121,9 @@ impl Executor {
         self.drive(plan, fence).await
     }
 
-    /// Takes over a run another controller started and recorded in the shared record:
-    /// records it in this journal with the plan it started with, marks the steps the
+    /// Takes over a run another controller (`from`, in words) started and recorded in the
+    /// shared record: records it in this journal with the plan it started with, notes the
+    /// takeover in its audit trail, marks the steps the
     /// shared record says ended (`ended`: step name and who ended it) as done, and
     /// drives the rest. Steps with an intent but no outcome go through `check` first, as
     /// in any resume: an effect already in place is adopted, not applied again.
@@ -131,6 +132,7 @@ impl Executor {
         plan: Plan,
         started_by: &str,
         ended: &[(String, String)],
+        from: &str,
     ) -> Result<RunOutcome, JournalError> {
         let now = self.clock.now();
         let run_id = plan.run_id.clone();
@@ -154,6 +156,13 @@ impl Executor {
                 }
             }
         }
+        // The audit trail says whose run this was, for `show` on this controller's host.
+        let detail = format!(
+            "taken over from {from} by {}; {} step(s) already done there",
+            self.actor,
+            ended.len()
+        );
+        self.journal.note(&fence, "run_taken_over", &detail, now)?;
         info!(service = %plan.service, run_id = %plan.run_id, epoch = %fence.epoch,
               "taking over a run another controller started ({} step(s) already done)", ended.len());
         self.run_event(
