@@ -125,39 +125,6 @@ fn run_node(policy: &Path, node: &str, dir: &Path, extra: &[&std::ffi::OsStr]) -
     Daemon::start(c, &journal, &dir.join(format!("{node}.log")))
 }
 
-async fn status(http: &reqwest::Client, d: &Daemon) -> StatusView {
-    http.get(format!("{}/v1/status", d.url))
-        .send()
-        .await
-        .expect("GET /v1/status")
-        .json()
-        .await
-        .expect("a status view")
-}
-
-/// Polls `d`'s status until `f` holds, at most `within`.
-async fn until_status(
-    http: &reqwest::Client,
-    d: &Daemon,
-    what: &str,
-    within: Duration,
-    f: impl Fn(&StatusView) -> bool,
-) -> StatusView {
-    let deadline = Instant::now() + within;
-    loop {
-        let s = status(http, d).await;
-        if f(&s) {
-            return s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not within {within:?}; status: {s:#?}\nits log:\n{}",
-            d.log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 fn effects(dir: &Path) -> Vec<String> {
     std::fs::read_to_string(dir.join("effects"))
         .unwrap_or_default()
@@ -176,23 +143,19 @@ async fn a_leader_killed_mid_failover_is_replaced_and_the_run_finishes_with_each
     // A starts alone and is elected; B starts and follows A.
     let a = start(&policy, "ctl-a", dir.path());
     let leading = |s: &StatusView| matches!(s.leadership, Leadership::Leading { .. });
-    let sa = until_status(&http, &a, "ctl-a elected", Duration::from_secs(20), leading).await;
+    let sa = a
+        .until("ctl-a elected", Duration::from_secs(20), leading)
+        .await;
     let Leadership::Leading { epoch: epoch_a } = sa.leadership else {
         unreachable!()
     };
     let b = start(&policy, "ctl-b", dir.path());
-    until_status(
-        &http,
-        &b,
-        "ctl-b follows ctl-a",
-        Duration::from_secs(20),
-        |s| {
-            s.leadership
-                == Leadership::Following {
-                    leader: Some("ctl-a".into()),
-                }
-        },
-    )
+    b.until("ctl-b follows ctl-a", Duration::from_secs(20), |s| {
+        s.leadership
+            == Leadership::Following {
+                leader: Some("ctl-a".into()),
+            }
+    })
     .await;
 
     // The follower refuses a failover and names the leader; nothing runs.
@@ -242,20 +205,19 @@ async fn a_leader_killed_mid_failover_is_replaced_and_the_run_finishes_with_each
 
     // B is elected at a newer epoch once A's lease lapses, takes the run over and
     // finishes it: the step A finished is not repeated, the one it was in is run again.
-    let sb = until_status(&http, &b, "ctl-b elected", Duration::from_secs(20), leading).await;
+    let sb = b
+        .until("ctl-b elected", Duration::from_secs(20), leading)
+        .await;
     let handover = killed.elapsed();
     let Leadership::Leading { epoch: epoch_b } = sb.leadership else {
         unreachable!()
     };
     assert!(epoch_b > epoch_a, "{epoch_b} > {epoch_a}");
-    let sb = until_status(
-        &http,
-        &b,
-        "ctl-b finishes the run",
-        Duration::from_secs(30),
-        |s| s.active.as_str() == "us-west-2" && s.current_run.is_none(),
-    )
-    .await;
+    let sb = b
+        .until("ctl-b finishes the run", Duration::from_secs(30), |s| {
+            s.active.as_str() == "us-west-2" && s.current_run.is_none()
+        })
+        .await;
     eprintln!("handover after SIGKILL: {handover:?}");
     assert_eq!(
         effects(dir.path()),
@@ -392,7 +354,6 @@ async fn one_vantage_point_alone_never_fails_over_and_a_majority_of_votes_does()
     let dir = tempdir();
     let etcd_cluster = cluster(dir.path()).await;
     let policy = auto_policy(dir.path(), &etcd_cluster.endpoints());
-    let http = reqwest::Client::new();
     // The east API everyone sees, one only ctl-a sees (its path there is broken), and
     // the west API.
     let east_faults = Faults::new("us-east-1");
@@ -407,43 +368,40 @@ async fn one_vantage_point_alone_never_fails_over_and_a_majority_of_votes_does()
 
     let a = start_seeing(&policy, "ctl-a", dir.path(), ctl_a_east, west, &[]);
     let leading = |s: &StatusView| matches!(s.leadership, Leadership::Leading { .. });
-    until_status(&http, &a, "ctl-a elected", Duration::from_secs(20), leading).await;
+    a.until("ctl-a elected", Duration::from_secs(20), leading)
+        .await;
     let b = start_seeing(&policy, "ctl-b", dir.path(), east, west, &[]);
     let c = start_seeing(&policy, "obs-c", dir.path(), east, west, &["--observer"]);
-    let sa = until_status(
-        &http,
-        &a,
-        "three votes counted",
-        Duration::from_secs(20),
-        |s| s.quorum == 2 && s.observers.len() == 3,
-    )
-    .await;
+    let sa = a
+        .until("three votes counted", Duration::from_secs(20), |s| {
+            s.quorum == 2 && s.observers.len() == 3
+        })
+        .await;
     assert_eq!(sa.state, "primary", "{sa:#?}");
 
     // ctl-a's own path to the east API breaks: it alone sees the region down. It leads,
     // and still holds: one vote of the two a majority of three needs.
     ctl_a_east_faults.set_mode(Mode::Error);
-    let sa = until_status(
-        &http,
-        &a,
-        "ctl-a holds for want of votes",
-        Duration::from_secs(20),
-        |s| {
-            matches!(
-                s.phase,
-                Phase::Blocked {
-                    hold: Hold::NoQuorum {
-                        votes: 1,
-                        quorum: 2
-                    },
-                    ..
-                }
-            )
-        },
-    )
-    .await;
+    let sa = a
+        .until(
+            "ctl-a holds for want of votes",
+            Duration::from_secs(20),
+            |s| {
+                matches!(
+                    s.phase,
+                    Phase::Blocked {
+                        hold: Hold::NoQuorum {
+                            votes: 1,
+                            quorum: 2
+                        },
+                        ..
+                    }
+                )
+            },
+        )
+        .await;
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let sa2 = status(&http, &a).await;
+    let sa2 = a.status().await;
     assert_eq!(sa2.active.as_str(), "us-east-1", "{sa:#?}");
     // What an operator sees, for whoever reads the test's output.
     eprintln!(
@@ -457,25 +415,18 @@ async fn one_vantage_point_alone_never_fails_over_and_a_majority_of_votes_does()
 
     // The east API really fails: every observer sees it; the leader fails over by itself.
     east_faults.set_mode(Mode::Error);
-    let sa = until_status(
-        &http,
-        &a,
-        "the majority fails over",
-        Duration::from_secs(30),
-        |s| s.active.as_str() == "us-west-2" && s.current_run.is_none(),
-    )
-    .await;
+    let sa = a
+        .until("the majority fails over", Duration::from_secs(30), |s| {
+            s.active.as_str() == "us-west-2" && s.current_run.is_none()
+        })
+        .await;
     assert_eq!(effects(dir.path()), vec!["switch"], "{sa:#?}");
     let last = sa.last_run.expect("the run");
     assert_eq!(last.status.as_str(), "completed");
     // Every controller follows the shared serving region.
-    until_status(
-        &http,
-        &b,
-        "ctl-b follows the move",
-        Duration::from_secs(10),
-        |s| s.active.as_str() == "us-west-2",
-    )
+    b.until("ctl-b follows the move", Duration::from_secs(10), |s| {
+        s.active.as_str() == "us-west-2"
+    })
     .await;
     // What the leader decided, for whoever reads the test's output.
     for line in a.log_tail().lines().filter(|l| {

@@ -6,6 +6,7 @@
 mod support;
 
 use support::Proc;
+use support::daemon::{status_json as status, until_json as until};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -121,30 +122,6 @@ async fn receiver() -> (String, Arc<Mutex<Vec<(u64, String)>>>) {
         let _ = axum::serve(listener, app).await;
     });
     (url, got)
-}
-
-async fn status(url: &str) -> serde_json::Value {
-    reqwest::get(format!("{url}/v1/status"))
-        .await
-        .expect("status")
-        .json()
-        .await
-        .expect("json")
-}
-
-async fn until(url: &str, what: &str, within: Duration, ok: impl Fn(&serde_json::Value) -> bool) {
-    let deadline = Instant::now() + within;
-    loop {
-        let v = status(url).await;
-        if ok(&v) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not within {within:?}; status {v:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

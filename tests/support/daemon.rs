@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use lifeboat::daemon::status::StatusView;
+
 pub struct Daemon {
     pub child: Child,
     pub url: String,
@@ -65,5 +67,72 @@ impl Daemon {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let start = text.len().saturating_sub(6000);
         text[text.ceil_char_boundary(start)..].to_string()
+    }
+}
+
+impl Daemon {
+    /// Its `GET /v1/status`.
+    pub async fn status(&self) -> StatusView {
+        fetch(&self.url).await
+    }
+
+    /// Polls its status until `ok` holds, at most `within`; a test that times out shows
+    /// the last status and the end of the daemon's log.
+    pub async fn until(
+        &self,
+        what: &str,
+        within: Duration,
+        ok: impl Fn(&StatusView) -> bool,
+    ) -> StatusView {
+        poll(&self.url, what, within, ok, || {
+            format!("\nits log:\n{}", self.log_tail())
+        })
+        .await
+    }
+}
+
+/// `GET URL/v1/status` as JSON, for tests that poke at single fields.
+pub async fn status_json(url: &str) -> serde_json::Value {
+    fetch(url).await
+}
+
+/// Polls `URL/v1/status` until `ok` holds, at most `within`.
+pub async fn until_json(
+    url: &str,
+    what: &str,
+    within: Duration,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    poll(url, what, within, ok, String::new).await
+}
+
+async fn fetch<T: serde::de::DeserializeOwned>(url: &str) -> T {
+    reqwest::get(format!("{url}/v1/status"))
+        .await
+        .expect("GET /v1/status")
+        .json()
+        .await
+        .expect("a status view")
+}
+
+async fn poll<T: serde::de::DeserializeOwned + std::fmt::Debug>(
+    url: &str,
+    what: &str,
+    within: Duration,
+    ok: impl Fn(&T) -> bool,
+    context: impl Fn() -> String,
+) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        let v: T = fetch(url).await;
+        if ok(&v) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {within:?}; status {v:#?}{}",
+            context()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
