@@ -56,22 +56,14 @@ pub fn render(v: &StatusView, color: bool) -> String {
         }
     }
     if v.leadership != Leadership::Sole && !v.observers.is_empty() {
-        let down = v.observers.iter().filter(|o| o.sees_down).count();
-        let who: Vec<String> = v
-            .observers
-            .iter()
-            .map(|o| {
-                let says = if o.sees_down { "down" } else { "up" };
-                format!("{} {says}", o.observer)
-            })
-            .collect();
+        let (down, who) = crate::core::controller::ObserverVote::tally(&v.observers);
         let _ = writeln!(
             s,
             "  votes on {}: {down} of {} see it down, {} needed ({})",
             v.active,
             v.observers.len(),
             v.quorum,
-            who.join(", ")
+            who.join("; ")
         );
     }
     let (why, next) = match v.quorum_explanation() {

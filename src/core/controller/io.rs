@@ -50,6 +50,22 @@ pub struct ObserverVote {
     pub sees_down: bool,
 }
 
+impl ObserverVote {
+    /// How many of `votes` see the serving region down, and each vote in words
+    /// ("ctl-b says not down"), for the evidence and `status`.
+    pub fn tally(votes: &[ObserverVote]) -> (usize, Vec<String>) {
+        let down = votes.iter().filter(|o| o.sees_down).count();
+        let who = votes
+            .iter()
+            .map(|o| {
+                let says = if o.sees_down { "down" } else { "not down" };
+                format!("{} says {says}", o.observer)
+            })
+            .collect();
+        (down, who)
+    }
+}
+
 /// One evaluation of every region, summarised from the health tracker, with the
 /// observers' votes on the serving region.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -263,15 +279,7 @@ impl Evidence {
             ));
         }
         if !self.observers.is_empty() {
-            let down = self.observers.iter().filter(|o| o.sees_down).count();
-            let who: Vec<String> = self
-                .observers
-                .iter()
-                .map(|o| {
-                    let says = if o.sees_down { "down" } else { "not down" };
-                    format!("{} says {says}", o.observer)
-                })
-                .collect();
+            let (down, who) = ObserverVote::tally(&self.observers);
             let quorum = self
                 .quorum
                 .map(|q| format!(", quorum {q}"))
