@@ -102,23 +102,14 @@ impl Executor {
         &self.journal
     }
 
-    /// Starts a new run of `plan` and drives it as far as it goes (`begin`, then
-    /// `drive`).
+    /// Starts a new run of `plan` and drives it as far as it goes: `begin`, then
+    /// `drive_new` (the shared record, then the steps), as the driver does.
     ///
     /// Errors: the journal's (`RunInProgress`, I/O, damage). Step failures are not
     /// errors: they come back as `RunOutcome::Failed`.
     pub async fn start(&self, plan: Plan, started_by: &str) -> Result<RunOutcome, JournalError> {
-        // The shared record first: a controller that takes over finds the run there. If
-        // the local journal then refuses the run, the shared record names a run nobody
-        // drives; the next leader adopts it from its plan, which is what a takeover is for.
-        if let Err(e) = self.authority.begin(&plan, started_by).await {
-            warn!("the run was not started: the shared record refused it: {e}");
-            return Ok(RunOutcome::Superseded(format!(
-                "the run was not started: the shared record refused it: {e}"
-            )));
-        }
         let (plan, fence) = self.begin(plan, started_by)?;
-        self.drive(plan, fence).await
+        self.drive_new(plan, fence, started_by).await
     }
 
     /// Takes over a run another controller (`from`, in words) started and recorded in the
