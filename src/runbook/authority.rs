@@ -44,8 +44,9 @@ pub enum AuthorityError {
 /// in this session, `done` once after the step's end is journaled locally.
 #[async_trait]
 pub trait Authority: Send + Sync {
-    /// Records that this epoch starts `plan`, before the local journal does: the record
-    /// another controller resumes the run from. Refused when another run is current.
+    /// Records that this epoch starts `plan`, after the local journal has and before any
+    /// step acts: the record another controller resumes the run from. Refused when
+    /// another run is current, or (`VotesChanged`) when a counted vote changed.
     async fn begin(&self, _plan: &Plan, _started_by: &str) -> Result<(), AuthorityError> {
         Ok(())
     }
