@@ -400,6 +400,7 @@ async fn the_node_registry_lists_live_nodes_with_their_region() {
         region: RegionName::new(region),
         version: "test".to_string(),
         last_loop: now,
+        campaigns: true,
     };
     a.register_node(&sa, &record("ctl-east", "us-east-1"))
         .await

@@ -1,5 +1,6 @@
 //! "The leader must not live with the patient": a controller in the service's primary
-//! region campaigns only when no healthy controller elsewhere is registered. Pure: the
+//! region campaigns only when no healthy controller elsewhere is registered (an observer,
+//! which never campaigns, does not count). Pure: the
 //! registry and the time are passed in.
 
 use std::time::Duration;
@@ -37,7 +38,7 @@ pub fn placement(
     }
     nodes
         .iter()
-        .filter(|n| n.node != me && &n.region != primary)
+        .filter(|n| n.node != me && n.campaigns && &n.region != primary)
         .filter(|n| now.since(n.last_loop) <= stale_after)
         .min_by(|a, b| a.node.cmp(&b.node))
         .map_or(Placement::Campaign, |n| Placement::Defer {
@@ -56,6 +57,7 @@ mod tests {
             region: RegionName::new(region),
             version: "test".to_string(),
             last_loop: Ts(last_loop),
+            campaigns: true,
         }
     }
 
@@ -92,6 +94,20 @@ mod tests {
         assert_eq!(
             placement("a", &east, &east, &same, Ts(100_000), stale),
             Placement::Campaign
+        );
+    }
+
+    #[test]
+    fn an_observer_elsewhere_is_no_reason_to_defer_because_it_never_leads() {
+        let east = RegionName::new("us-east-1");
+        let stale = Duration::from_secs(10);
+        let mut observer = node("obs", "eu-west-1", 100_000);
+        observer.campaigns = false;
+        let nodes = [node("a", "us-east-1", 100_000), observer];
+        assert_eq!(
+            placement("a", &east, &east, &nodes, Ts(100_000), stale),
+            Placement::Campaign,
+            "with only an observer elsewhere, the controller in the primary region leads"
         );
     }
 }

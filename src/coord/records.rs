@@ -34,6 +34,15 @@ pub struct NodeRecord {
     pub version: String,
     /// When the node's control loop last completed a turn (its own wall clock).
     pub last_loop: Ts,
+    /// Whether it campaigns: an observer (`run --observer`) registers too, but never
+    /// leads, so nobody defers to it.
+    #[serde(default = "campaigns_by_default")]
+    pub campaigns: bool,
+}
+
+/// Records written before the field existed were all controllers'.
+fn campaigns_by_default() -> bool {
+    true
 }
 
 /// `svc/<s>/votes/<observer>`: one observer's view of every region of the service.

@@ -242,6 +242,7 @@ impl Task {
             region: self.me.region.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             last_loop: self.clock.now(),
+            campaigns: self.me.campaigns,
         };
         etcd.register_node(session, &record).await.map(|_| ())
     }
