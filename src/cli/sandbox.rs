@@ -79,15 +79,34 @@ pub fn run(args: Args, _color: ColorChoice) -> anyhow::Result<ExitCode> {
                     let api = w.api_url(region).unwrap_or_default();
                     println!("  {region:<10} PostgreSQL 127.0.0.1:{}  API {api}", pg.port);
                 }
+                if let Some(ha) = &w.ha {
+                    println!("  etcd             {}", ha.endpoints().join(" "));
+                    for n in &ha.nodes {
+                        println!(
+                            "  {:<16} {} in {}, API http://127.0.0.1:{}, log {}",
+                            n.name,
+                            match n.role {
+                                crate::sandbox::ha::Role::Controller => "controller",
+                                crate::sandbox::ha::Role::Observer => "observer",
+                            },
+                            n.region,
+                            n.port,
+                            n.log.display()
+                        );
+                    }
+                }
+                let policy = args.policy.display();
                 println!("\nnext:");
                 println!(
                     "  export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing   # what moto accepts"
                 );
-                println!(
-                    "  lifeboat plan failover --policy {}",
-                    args.policy.display()
-                );
-                println!("  lifeboat sandbox down     # when you are done");
+                if w.ha.is_some() {
+                    println!(
+                        "  lifeboat status --policy {policy}    # who leads, at which epoch, and the votes"
+                    );
+                }
+                println!("  lifeboat plan failover --policy {policy}");
+                println!("  lifeboat sandbox down --policy {policy}    # when you are done");
             }
             Ok(ExitCode::SUCCESS)
         }

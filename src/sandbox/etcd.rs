@@ -27,6 +27,10 @@ pub struct ClusterOptions {
     pub members: usize,
     pub heartbeat: Duration,
     pub election: Duration,
+    /// Peers reach each other through in-process gates, so [`EtcdCluster::isolate`]
+    /// can cut one off. Without them the members outlive this process
+    /// ([`EtcdCluster::detach`]), as the sandbox's do.
+    pub gates: bool,
 }
 
 impl ClusterOptions {
@@ -38,6 +42,7 @@ impl ClusterOptions {
             members: 3,
             heartbeat: Duration::from_millis(50),
             election: Duration::from_millis(500),
+            gates: true,
         }
     }
 
@@ -47,8 +52,25 @@ impl ClusterOptions {
             members: 3,
             heartbeat: Duration::from_millis(100),
             election: Duration::from_millis(1000),
+            gates: true,
         }
     }
+
+    /// etcd's defaults, without gates: for the sandbox, whose members are detached.
+    pub fn sandbox() -> ClusterOptions {
+        ClusterOptions {
+            gates: false,
+            ..ClusterOptions::etcd_defaults()
+        }
+    }
+}
+
+/// A member left running by [`EtcdCluster::detach`].
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct DetachedMember {
+    pub name: String,
+    pub pid: u32,
+    pub client_port: u16,
 }
 
 struct Member {
@@ -112,7 +134,11 @@ impl EtcdCluster {
         let mut gate_ports = Vec::new();
         for i in 0..options.members {
             let peer_port = free_port()?;
-            gate_ports.push(peer_gate::start(net.clone(), i, peer_port).await?);
+            gate_ports.push(if options.gates {
+                peer_gate::start(net.clone(), i, peer_port).await?
+            } else {
+                peer_port
+            });
             members.push(Member {
                 name: format!("m{i}"),
                 client_port: free_port()?,
@@ -225,6 +251,19 @@ impl EtcdCluster {
 
     pub fn log(&self, i: usize) -> &Path {
         &self.members[i].log
+    }
+
+    /// Stops managing the members: they keep running after this value is dropped, and
+    /// the caller stops them by PID.
+    pub fn detach(mut self) -> Vec<DetachedMember> {
+        self.members
+            .iter_mut()
+            .map(|m| DetachedMember {
+                name: m.name.clone(),
+                pid: m.child.take().map(|c| c.id()).unwrap_or(0),
+                client_port: m.client_port,
+            })
+            .collect()
     }
 
     /// SIGKILL, then reap. The member's data stays for [`Self::restart`].

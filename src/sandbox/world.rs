@@ -12,6 +12,7 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
 use super::aws::{self as sandbox_aws, Names, Provisioned};
+use super::ha::{self, Ha, Role};
 use super::postgres::{PgPair, PgServer, StopMode};
 use super::process::{self, Server, free_port, port_open};
 use super::region::{ProxyPorts, RegionConfig};
@@ -52,6 +53,10 @@ pub struct World {
     /// (not through the controller's fault proxies) and votes on outages.
     #[serde(default)]
     pub witness: Option<Service>,
+    /// With an etcd policy: the etcd cluster, the controllers and the observer (then
+    /// there is no HTTP witness).
+    #[serde(default)]
+    pub ha: Option<Ha>,
 }
 
 impl World {
@@ -197,6 +202,10 @@ async fn start_all(
     started: &mut Vec<u32>,
     policy: &Path,
 ) -> anyhow::Result<World> {
+    let layout = {
+        let (p, _) = crate::policy::load_valid(policy)?;
+        ha::layout(&p)
+    };
     stage("starting moto's server (the AWS APIs)");
     let moto_port = free_port()?;
     let moto = moto::start(&dir.join("moto"), moto_port)?;
@@ -245,6 +254,16 @@ async fn start_all(
         redis_services.insert(region.to_string(), s);
     }
 
+    let etcd = match &layout {
+        Some(_) => {
+            stage("starting a three-member etcd cluster (pre-vote on)");
+            let members = ha::start_etcd(dir).await?;
+            started.extend(members.iter().map(|m| m.pid));
+            members
+        }
+        None => Vec::new(),
+    };
+
     stage("starting each region's API, workers and fault proxies");
     let mut regions = BTreeMap::new();
     for region in [PRIMARY, SECONDARY] {
@@ -278,6 +297,13 @@ async fn start_all(
                 upstream: workers_port,
             },
         );
+        if let Some(nodes) = &layout {
+            let upstreams = ha::SERVICE_PROXIES
+                .iter()
+                .map(|name| (name.to_string(), proxies[*name].upstream))
+                .collect();
+            proxies.extend(ha::extra_proxies(region, nodes, &upstreams, &etcd)?);
+        }
         if region == PRIMARY {
             // The standby's replication stream crosses "regions" through this proxy, so a
             // drill can degrade the link (and so create real replica lag).
@@ -380,7 +406,17 @@ async fn start_all(
             pid: 0,
             port: free_port()?,
         }),
+        ha: None,
     };
+    if let Some(nodes) = layout {
+        world.witness = None;
+        world.ha = Some(start_nodes(&mut world, &nodes, etcd, started, policy)?);
+        std::fs::write(
+            dir.join("sandbox.json"),
+            serde_json::to_string_pretty(&world)?,
+        )?;
+        return Ok(world);
+    }
     std::fs::write(dir.join("state.toml"), vars(&world, View::Controller))?;
     std::fs::write(dir.join("witness.toml"), vars(&world, View::Witness))?;
 
@@ -418,6 +454,65 @@ async fn start_all(
     Ok(world)
 }
 
+/// The HA topology's nodes, each with its own vars file: the controller in the
+/// secondary region reads `state.toml` (the policy's own vars file, so the CLI finds it
+/// too), the others `<name>.toml`.
+fn start_nodes(
+    world: &mut World,
+    nodes: &[(String, String, Role)],
+    etcd: Vec<super::etcd::DetachedMember>,
+    started: &mut Vec<u32>,
+    policy: &Path,
+) -> anyhow::Result<Ha> {
+    let dir = world.dir.clone();
+    let (p, _) = crate::policy::load_valid(policy)?;
+    let default_journal = crate::journal::location(&p, &dir);
+    let mut ha = Ha {
+        etcd,
+        nodes: Vec::new(),
+    };
+    let mut planned = Vec::new();
+    for (name, region, role) in nodes {
+        let (view, file, journal) = match (role, region.as_str()) {
+            (Role::Controller, SECONDARY) => (
+                View::Controller,
+                dir.join("state.toml"),
+                default_journal.clone(),
+            ),
+            (Role::Controller, _) => (
+                View::Witness,
+                dir.join(format!("{name}.toml")),
+                dir.join(format!("{name}.db")),
+            ),
+            (Role::Observer, _) => (
+                View::Observer,
+                dir.join(format!("{name}.toml")),
+                dir.join(format!("{name}.db")),
+            ),
+        };
+        let proxies = world.regions.get(region).map(|(_, c)| &c.proxies);
+        let text = vars(world, view) + &ha::etcd_vars(*role, proxies, &ha.etcd);
+        std::fs::write(&file, text)?;
+        planned.push((name, region, *role, file, journal));
+    }
+    // The controller outside the primary region first, so it is the first to campaign;
+    // the observer last.
+    planned.sort_by_key(|(_, region, role, _, _)| (*role == Role::Observer, *region != SECONDARY));
+    for (name, region, role, file, journal) in planned {
+        stage(&format!(
+            "starting {} {name} in {region}",
+            match role {
+                Role::Controller => "controller",
+                Role::Observer => "observer",
+            }
+        ));
+        let node = ha::start_node(&dir, policy, name, region, role, file, journal)?;
+        started.push(node.pid);
+        ha.nodes.push(node);
+    }
+    Ok(ha)
+}
+
 /// Whose view of the services a vars file gives.
 #[derive(Clone, Copy, PartialEq)]
 enum View {
@@ -425,17 +520,24 @@ enum View {
     Controller,
     /// Straight to each service, as a witness elsewhere would reach them.
     Witness,
+    /// Through the observer's own proxies (`obs-db`, …), so a drill can cut it off alone.
+    Observer,
 }
 
 /// The vars file the sandbox policy reads: the ports as `view` reaches them, the
 /// witness's port and moto's identifiers.
 fn vars(w: &World, view: View) -> String {
     let proxy = |region: &str, name: &str| {
-        let p = &w.regions[region].1.proxies[name];
-        if view == View::Controller {
-            p.listen
-        } else {
-            p.upstream
+        let proxies = &w.regions[region].1.proxies;
+        match view {
+            View::Controller => proxies[name].listen,
+            View::Witness => proxies[name].upstream,
+            View::Observer => {
+                proxies
+                    .get(&ha::observer_proxy(name))
+                    .unwrap_or(&proxies[name])
+                    .listen
+            }
         }
     };
     let mut s = String::from(match view {
@@ -443,7 +545,10 @@ fn vars(w: &World, view: View) -> String {
             "# Written by `lifeboat sandbox up`; read by policies/sandbox.toml. Do not edit.\n"
         }
         View::Witness => {
-            "# Written by `lifeboat sandbox up`; the witness daemon reads policies/sandbox.toml with these (direct) ports. Do not edit.\n"
+            "# Written by `lifeboat sandbox up`; a daemon that reaches the services directly reads its policy with these ports. Do not edit.\n"
+        }
+        View::Observer => {
+            "# Written by `lifeboat sandbox up`; the observer reads its policy with these ports (through its own proxies). Do not edit.\n"
         }
     });
     let lines = [
@@ -457,16 +562,12 @@ fn vars(w: &World, view: View) -> String {
         ("redis_use1_port", proxy(PRIMARY, "cache").to_string()),
         ("redis_usw2_port", proxy(SECONDARY, "cache").to_string()),
         ("zone_id", format!("\"{}\"", w.aws.zone_id)),
-        (
-            "witness_port",
-            w.witness
-                .as_ref()
-                .map(|s| s.port.to_string())
-                .unwrap_or_default(),
-        ),
     ];
     for (k, v) in lines {
         s.push_str(&format!("{k} = {v}\n"));
+    }
+    if let Some(witness) = &w.witness {
+        s.push_str(&format!("witness_port = {}\n", witness.port));
     }
     s
 }
@@ -487,6 +588,9 @@ pub fn down(dir: &Path) -> anyhow::Result<()> {
     };
     if let Some(w) = &world.witness {
         process::stop_pid(w.pid, Duration::from_secs(3));
+    }
+    if let Some(h) = &world.ha {
+        ha::stop(h);
     }
     for (s, _) in world.regions.values() {
         process::stop_pid(s.pid, Duration::from_secs(3));
@@ -550,6 +654,27 @@ pub fn status(dir: &Path) -> anyhow::Result<Vec<ComponentStatus>> {
             witness,
             "(lifeboat run --witness, reaching services directly)",
         ));
+    }
+    if let Some(h) = &w.ha {
+        for m in &h.etcd {
+            out.push(ComponentStatus {
+                component: "etcd".into(),
+                region: "-".into(),
+                up: process::alive(m.pid) && port_open(m.client_port),
+                detail: format!("member {} pid {} port {}", m.name, m.pid, m.client_port),
+            });
+        }
+        for n in &h.nodes {
+            let s = Service {
+                pid: n.pid,
+                port: n.port,
+            };
+            let what = match n.role {
+                Role::Controller => format!("(controller {}, lifeboat run --node)", n.name),
+                Role::Observer => format!("(observer {}, lifeboat run --observer)", n.name),
+            };
+            out.push(svc("lifeboat", &n.region, &s, &what));
+        }
     }
     for (region, (s, _)) in &w.regions {
         out.push(svc(
