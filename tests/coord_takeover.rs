@@ -189,7 +189,7 @@ async fn a_run_is_not_started_when_a_counted_vote_changed_or_another_run_is_curr
         .await
         .expect_err("the vote changed");
     assert!(
-        matches!(&err, AuthorityError::VotesChanged(m) if m.contains("changed after it was counted")),
+        matches!(&err, AuthorityError::NotRecorded(m) if m.contains("changed after it was counted")),
         "{err:?}"
     );
     assert!(etcd.get(&svc.run_current()).await.expect("get").is_none());
@@ -204,7 +204,7 @@ async fn a_run_is_not_started_when_a_counted_vote_changed_or_another_run_is_curr
         .await
         .expect_err("one run at a time");
     assert!(
-        matches!(&err, AuthorityError::Deposed(m) if m.contains("another run is current")),
+        matches!(&err, AuthorityError::NotRecorded(m) if m.contains("another run is current")),
         "{err:?}"
     );
     auth.end(&RunId("r1".into()), "completed")

@@ -107,6 +107,7 @@ fn rig(policy: &Arc<Policy>, journal: &Path, target: &Arc<Target>) -> Rig {
         source: "engine test".into(),
         started: tokio::time::Instant::now(),
         events: None,
+        standings: 0,
         votes: None,
     };
     engine.restore(true).expect("restore");

@@ -103,6 +103,7 @@ fn rig(dir: &tempfile::TempDir) -> Rig {
         source: "readiness test".into(),
         started: tokio::time::Instant::now(),
         events: None,
+        standings: 0,
         votes: None,
     };
     engine.restore(true).expect("restore");

@@ -139,11 +139,13 @@ impl Authority for EtcdAuthority {
                     return Ok(());
                 }
                 if key == service.run_current() {
-                    Err(AuthorityError::Deposed(
-                        "another run is current in etcd; finish or abort it first".to_string(),
+                    // Nothing of this run was recorded, so nothing acts; a leader adopts
+                    // the current run as soon as it has read it.
+                    Err(AuthorityError::NotRecorded(
+                        "another run is current in etcd; it is finished first".to_string(),
                     ))
                 } else {
-                    Err(AuthorityError::VotesChanged(format!(
+                    Err(AuthorityError::NotRecorded(format!(
                         "the vote at {key} changed after it was counted; the decision is taken again"
                     )))
                 }

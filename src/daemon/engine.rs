@@ -39,8 +39,13 @@ pub enum Event {
     ProbeRestarted(Restart),
     /// Where this controller stands on the etcd backend (`daemon::coordinator`).
     Standing(Standing),
-    /// The run a newly elected leader found unfinished in the shared record.
-    Unfinished(Box<Unfinished>),
+    /// This controller was elected, and the shared record read: the run another
+    /// controller left unfinished, if any. `seq` is the `Standing` event it answers.
+    Elected {
+        seq: u64,
+        standing: Box<Standing>,
+        left: Option<Box<Unfinished>>,
+    },
     /// The shared record's serving region.
     Shared(SharedState),
     /// Every observer's live vote in etcd, as the coordinator read them.
@@ -72,6 +77,8 @@ pub struct Engine {
     /// The loop's own channel, for answers gathered on tasks (`None` in tests that feed
     /// events by hand).
     pub events: Option<tokio::sync::mpsc::Sender<Event>>,
+    /// How many `Standing` events came; an election answers only the newest.
+    pub standings: u64,
 }
 
 impl Engine {
@@ -109,12 +116,29 @@ impl Engine {
             Event::Observed(obs) => self.observed(obs),
             Event::ProbeRestarted(r) => self.driver.probe_restarted(&r),
             Event::Standing(standing) => {
-                if let Standing::Leading { leadership, .. } = &standing {
-                    self.find_unfinished(leadership.clone());
+                self.standings += 1;
+                match &standing {
+                    // Leading only once the shared record's unfinished run is known:
+                    // until then this controller acts as a follower, so it cannot decide
+                    // a run of its own before adopting the one another left.
+                    Standing::Leading { leadership, .. } if self.events.is_some() => {
+                        self.find_unfinished(leadership.clone(), standing.clone());
+                    }
+                    _ => self.driver.standing(standing),
                 }
-                self.driver.standing(standing);
             }
-            Event::Unfinished(left) => self.driver.adopt(*left),
+            Event::Elected {
+                seq,
+                standing,
+                left,
+            } => {
+                if seq == self.standings {
+                    self.driver.standing(*standing);
+                    if let Some(left) = left {
+                        self.driver.adopt(*left);
+                    }
+                }
+            }
             Event::Shared(state) => self.driver.shared(&state),
             Event::Votes(all) => {
                 let Some(votes) = &mut self.votes else {
@@ -166,19 +190,39 @@ impl Engine {
     }
 
     /// Looks for a run another controller left unfinished, on a task (etcd is not
-    /// asked from the control loop); what it finds comes back as `Event::Unfinished`.
-    fn find_unfinished(&self, leadership: Leadership) {
+    /// asked from the control loop), and comes back as `Event::Elected`. A read that
+    /// keeps failing still comes back, without the run: a start of this leader's own is
+    /// then refused while another run is current (nothing acts), and the next election
+    /// reads again.
+    fn find_unfinished(&self, leadership: Leadership, standing: Standing) {
         let Some(events) = self.events.clone() else {
             return;
         };
+        let seq = self.standings;
         tokio::spawn(async move {
-            match unfinished(leadership.etcd(), leadership.service()).await {
-                Ok(Some(left)) => {
-                    let _ = events.send(Event::Unfinished(Box::new(left))).await;
+            let mut left = None;
+            for attempt in 1..=3 {
+                match unfinished(leadership.etcd(), leadership.service()).await {
+                    Ok(found) => {
+                        left = found.map(Box::new);
+                        break;
+                    }
+                    Err(e) => {
+                        warn!(
+                            "etcd: cannot read the shared record's unfinished run (attempt {attempt} of 3): {e}"
+                        );
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    }
                 }
-                Ok(None) => {}
-                Err(e) => warn!("etcd: cannot read the shared record's unfinished run: {e}"),
             }
+            let standing = Box::new(standing);
+            let _ = events
+                .send(Event::Elected {
+                    seq,
+                    standing,
+                    left,
+                })
+                .await;
         });
     }
 

@@ -214,6 +214,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         source,
         started,
         events: Some(events_tx.clone()),
+        standings: 0,
         votes: None,
     };
     // A daemon that never acts leaves an unfinished run alone: the controller resumes it.

@@ -32,10 +32,11 @@ pub enum AuthorityError {
     /// may be applied.
     #[error("{0}")]
     Unavailable(String),
-    /// `begin` only: a vote the decision counted changed or lapsed before the run could
-    /// be recorded; nothing was recorded, and the decision is to be taken again.
+    /// `begin` only: the shared record did not take the run (a vote the decision counted
+    /// changed or lapsed, or another run is current); nothing was recorded, nothing acts,
+    /// and the decision is to be taken again.
     #[error("{0}")]
-    VotesChanged(String),
+    NotRecorded(String),
 }
 
 /// The executor asks it before each side effect and tells it after each step.
@@ -45,8 +46,8 @@ pub enum AuthorityError {
 #[async_trait]
 pub trait Authority: Send + Sync {
     /// Records that this epoch starts `plan`, after the local journal has and before any
-    /// step acts: the record another controller resumes the run from. Refused when
-    /// another run is current, or (`VotesChanged`) when a counted vote changed.
+    /// step acts: the record another controller resumes the run from. Refused
+    /// (`NotRecorded`) when another run is current or a counted vote changed.
     async fn begin(&self, _plan: &Plan, _started_by: &str) -> Result<(), AuthorityError> {
         Ok(())
     }

@@ -248,7 +248,7 @@ impl Executor {
     ) -> Result<RunOutcome, JournalError> {
         match self.authority.begin(&plan, started_by).await {
             Ok(()) => {}
-            Err(AuthorityError::VotesChanged(e)) => {
+            Err(AuthorityError::NotRecorded(e)) => {
                 let why = format!("the shared record refused the run: {e}");
                 warn!(run_id = %plan.run_id, "{why}");
                 self.journal

@@ -426,7 +426,7 @@ impl<'a> StepRun<'a> {
                 warn!("{msg}");
                 Err(Halt::End(match e {
                     AuthorityError::Deposed(_) => StepEnd::Superseded,
-                    AuthorityError::Unavailable(_) | AuthorityError::VotesChanged(_) => {
+                    AuthorityError::Unavailable(_) | AuthorityError::NotRecorded(_) => {
                         StepEnd::Interrupted
                     }
                 }))
@@ -443,7 +443,7 @@ impl<'a> StepRun<'a> {
                 warn!("the shared record refused the step's outcome: {why}");
                 Err(Halt::End(StepEnd::Superseded))
             }
-            Err(AuthorityError::Unavailable(why)) | Err(AuthorityError::VotesChanged(why)) => {
+            Err(AuthorityError::Unavailable(why)) | Err(AuthorityError::NotRecorded(why)) => {
                 // The effect is in place and journaled here; a new leader's check finds it
                 // and records it as adopted.
                 warn!(
