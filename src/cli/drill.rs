@@ -161,6 +161,14 @@ pub fn summarize(name: &str, reports: &[Report]) -> Summary {
             ),
             ("failback (s)".into(), f(|r| r.figures.failback)),
             (
+                "handover to another controller (s)".into(),
+                f(|r| r.figures.handover),
+            ),
+            (
+                "hit controller stopped acting (s)".into(),
+                f(|r| r.figures.stopped_acting),
+            ),
+            (
                 "acknowledged writes lost (failback)".into(),
                 f(|r| r.figures.failback_lost_writes.map(|n| n as f64)),
             ),

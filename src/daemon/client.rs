@@ -55,6 +55,19 @@ impl Client {
         })
     }
 
+    /// The same client, giving up on any call after `timeout` (a stopped daemon must not
+    /// hold its caller for the default 35 s).
+    pub fn with_timeout(mut self, timeout: Duration) -> Client {
+        if let Ok(http) = reqwest::Client::builder()
+            .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+        {
+            self.http = http;
+        }
+        self
+    }
+
     async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let mut req = self.http.get(format!("{}{path}", self.url));
         // Beyond loopback the views need a token; on loopback it is ignored.

@@ -7,8 +7,10 @@ use anyhow::Context;
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use rustix::process::{Pid, Signal, kill_process};
 
+use super::run::Daemon;
 use super::scenario::{Fault, FaultKind, Side};
 use crate::clients::aws::{AwsClients, describe_error};
+use crate::sandbox::ha;
 use crate::sandbox::postgres::StopMode;
 use crate::sandbox::world::{PRIMARY, SECONDARY, World};
 
@@ -39,32 +41,83 @@ async fn post(url: String, body: serde_json::Value) -> anyhow::Result<()> {
 }
 
 /// The proxies the controller reaches a region's services through.
-const CONTROLLER_PROXIES: [&str; 4] = ["db", "api", "workers", "cache"];
+const CONTROLLER_PROXIES: [&str; 4] = ha::SERVICE_PROXIES;
 
 /// A fault in place, and what it needs to be undone.
 pub struct Injected {
     pub kind: FaultKind,
+    /// The region whose servers hold the fault (for a controller's etcd link, the
+    /// controller's own region).
     pub region: String,
     /// The stopped controller, to continue on heal if the fault's own timer has not.
     stopped: Option<u32>,
+    /// The controller a fault on "the acting controller" hit, by name.
+    pub victim: Option<String>,
 }
 
-/// Breaks `region` of the sandbox the way `fault` says. `controller` is the daemon's
-/// process id. A `pause_controller` fault returns once the controller runs again.
+/// Breaks `region` of the sandbox the way `fault` says. Faults on "the controller" hit
+/// the one acting now. A `pause_controller` fault returns once the controller runs again.
 pub async fn inject(
     world: &World,
     fault: &Fault,
     region: &str,
-    controller: u32,
+    daemon: &Daemon,
 ) -> anyhow::Result<Injected> {
+    let mut region = region.to_string();
     let api = world
-        .api_url(region)
+        .api_url(&region)
         .context("no such region in the sandbox")?;
     let kind = fault.kind;
     let mut stopped = None;
+    let mut victim = None;
+    let acting = async || {
+        daemon
+            .leader()
+            .await
+            .map(|(n, _)| (n.name.clone(), n.region.clone(), n.pid))
+            .context("no controller leads right now")
+    };
     match kind {
+        FaultKind::KillController => {
+            let (name, _, pid) = acting().await?;
+            signal(pid, Signal::KILL)?;
+            victim = Some(name);
+        }
+        FaultKind::CutControllerFromEtcd => {
+            let (name, at, _) = acting().await?;
+            let ha = world.ha.as_ref().context("this sandbox runs no etcd")?;
+            let api = world.api_url(&at).with_context(|| {
+                format!("the controller {name} lives in {at}, which the sandbox does not run")
+            })?;
+            for i in 0..ha.etcd.len() {
+                post(
+                    format!("{api}/proxies/{}", ha::etcd_proxy(i)),
+                    serde_json::json!({"mode": "blackhole"}),
+                )
+                .await?;
+            }
+            region = at;
+            victim = Some(name);
+        }
+        FaultKind::KillEtcdMember => {
+            let ha = world.ha.as_ref().context("this sandbox runs no etcd")?;
+            let i = ha
+                .raft_leader()
+                .await
+                .context("no etcd member says who the raft leader is")?;
+            signal(ha.etcd[i].pid, Signal::KILL)?;
+        }
+        FaultKind::CutObserver => {
+            for proxy in ha::SERVICE_PROXIES {
+                post(
+                    format!("{api}/proxies/{}", ha::observer_proxy(proxy)),
+                    serde_json::json!({"mode": "blackhole"}),
+                )
+                .await?;
+            }
+        }
         FaultKind::StopDatabase => {
-            let pg = world.pg(region)?;
+            let pg = world.pg(&region)?;
             tokio::task::spawn_blocking(move || pg.stop(StopMode::Immediate)).await??;
         }
         FaultKind::ApiError => {
@@ -87,8 +140,8 @@ pub async fn inject(
         }
         FaultKind::StorageFail => {
             let clients = AwsClients::for_emulator(&world.moto_url());
-            let bucket = bucket(region);
-            let s3 = clients.s3(region);
+            let bucket = bucket(&region);
+            let s3 = clients.s3(&region);
             // Empty it first: a bucket with objects cannot be deleted. The probes' canaries
             // keep writing objects meanwhile, so a put can land between the listing and the
             // delete: empty it again and retry.
@@ -129,10 +182,12 @@ pub async fn inject(
             }
         }
         FaultKind::PauseController => {
+            let (name, _, controller) = acting().await?;
             signal(controller, Signal::STOP)?;
             stopped = Some(controller);
             tokio::time::sleep(fault.duration).await;
             signal(controller, Signal::CONT)?;
+            victim = Some(name);
         }
         FaultKind::KillWitness => {
             let pid = world
@@ -162,8 +217,9 @@ pub async fn inject(
     }
     Ok(Injected {
         kind,
-        region: region.to_string(),
+        region,
         stopped,
+        victim,
     })
 }
 
@@ -185,7 +241,30 @@ pub async fn heal(world: &World, f: Injected) -> anyhow::Result<()> {
     }
     let api = world.api_url(&f.region).context("no such region")?;
     match f.kind {
-        FaultKind::StopDatabase | FaultKind::PauseController | FaultKind::KillWitness => {}
+        FaultKind::StopDatabase
+        | FaultKind::PauseController
+        | FaultKind::KillWitness
+        | FaultKind::KillController
+        | FaultKind::KillEtcdMember => {}
+        FaultKind::CutControllerFromEtcd => {
+            let members = world.ha.as_ref().map(|h| h.etcd.len()).unwrap_or_default();
+            for i in 0..members {
+                post(
+                    format!("{api}/proxies/{}", ha::etcd_proxy(i)),
+                    serde_json::json!({"mode": "pass"}),
+                )
+                .await?;
+            }
+        }
+        FaultKind::CutObserver => {
+            for proxy in ha::SERVICE_PROXIES {
+                post(
+                    format!("{api}/proxies/{}", ha::observer_proxy(proxy)),
+                    serde_json::json!({"mode": "pass"}),
+                )
+                .await?;
+            }
+        }
         FaultKind::ApiError | FaultKind::FlapApi | FaultKind::SlowApi => {
             post(
                 format!("{api}/fault"),

@@ -4,6 +4,7 @@
 pub mod accounting;
 pub mod drift;
 pub mod faults;
+pub mod invariants;
 pub mod observe;
 pub mod report;
 pub mod run;

@@ -229,9 +229,11 @@ pub struct Seen {
     pub failing: Vec<String>,
 }
 
-/// Polls the daemon's status every 100 ms; keeps the changes and the latest view.
+/// Polls the controllers' status every 100 ms (with several, the view of the one that
+/// leads, or of the first that answers during a handover); keeps the changes and the
+/// latest view.
 pub fn watch_daemon(
-    url: String,
+    urls: Vec<String>,
     primary: String,
     t0: Instant,
 ) -> (Arc<Mutex<Option<StatusView>>>, Running<Vec<Seen>>) {
@@ -240,14 +242,26 @@ pub fn watch_daemon(
     let (stop, mut stopped) = watch::channel(false);
     let task = tokio::spawn(async move {
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(2))
+            .timeout(Duration::from_millis(500))
             .build()
             .unwrap_or_default();
         let mut seen: Vec<Seen> = Vec::new();
         loop {
-            if let Ok(r) = http.get(format!("{url}/v1/status")).send().await
-                && let Ok(v) = r.json::<StatusView>().await
-            {
+            let mut view: Option<StatusView> = None;
+            for url in &urls {
+                if let Ok(r) = http.get(format!("{url}/v1/status")).send().await
+                    && let Ok(v) = r.json::<StatusView>().await
+                {
+                    let leads = v.leadership.leads();
+                    if view.is_none() || leads {
+                        view = Some(v);
+                    }
+                    if leads {
+                        break;
+                    }
+                }
+            }
+            if let Some(v) = view {
                 let verdict = v
                     .regions
                     .iter()

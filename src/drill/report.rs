@@ -59,6 +59,12 @@ pub struct Figures {
     pub failback: Option<f64>,
     /// Acknowledged writes missing after the failback.
     pub failback_lost_writes: Option<u64>,
+    /// HA: from the fault on the acting controller to another one leading.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handover: Option<f64>,
+    /// HA: from the fault to the controller it hit saying it no longer leads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_acting: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]

@@ -3,7 +3,6 @@
 //! rollback that always runs.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -16,16 +15,18 @@ use super::scenario::Scenario;
 use super::scratch;
 use crate::contract::{ApproveBody, FailbackBody, Reply};
 use crate::core::health::Verdict;
-use crate::core::ids::RunId;
 use crate::core::model::Direction;
 use crate::core::step::RunStatus;
 use crate::core::time::Ts;
-use crate::daemon::client::Client;
 use crate::daemon::status::StatusView;
 use crate::journal::{RunDetail, RunRecord};
 use crate::sandbox::world::{self, PRIMARY, SECONDARY, World};
 
+mod daemon;
 mod hold;
+mod takeover;
+
+pub use daemon::Daemon;
 
 /// What a drill needs from its caller.
 pub struct Setup {
@@ -35,73 +36,6 @@ pub struct Setup {
     pub bin: PathBuf,
     /// Where the daemon's logs go.
     pub logs: PathBuf,
-}
-
-/// The daemon under test, and the API client that talks to it; stopped (SIGTERM, then
-/// SIGKILL) when dropped.
-struct Daemon {
-    child: Child,
-    api: Client,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        crate::sandbox::process::stop_pid(self.child.id(), Duration::from_secs(10));
-        let _ = self.child.wait();
-    }
-}
-
-impl Daemon {
-    async fn start(
-        bin: &Path,
-        policy: &Path,
-        journal: &Path,
-        log: &Path,
-    ) -> anyhow::Result<Daemon> {
-        let _ = std::fs::remove_file(journal);
-        let out =
-            std::fs::File::create(log).with_context(|| format!("create {}", log.display()))?;
-        let child = Command::new(bin)
-            .args(["run", "--policy"])
-            .arg(policy)
-            .env("AWS_ACCESS_KEY_ID", crate::sandbox::moto::ACCESS_KEY_ID)
-            .env(
-                "AWS_SECRET_ACCESS_KEY",
-                crate::sandbox::moto::SECRET_ACCESS_KEY,
-            )
-            .env("LIFEBOAT_API_TOKEN", "")
-            .stdout(Stdio::null())
-            .stderr(out)
-            .spawn()
-            .context("start the daemon")?;
-        let published = crate::daemon::discovery::api_path(journal);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(api) = Client::find(journal) {
-                return Ok(Daemon { child, api });
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "the daemon did not publish {} within 20s; see {}",
-                    published.display(),
-                    log.display()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn runs(&self) -> anyhow::Result<Vec<RunRecord>> {
-        self.api.runs().await
-    }
-
-    async fn run(&self, id: &RunId) -> anyhow::Result<RunDetail> {
-        self.api.run(id).await
-    }
-
-    async fn status(&self) -> anyhow::Result<StatusView> {
-        self.api.status().await
-    }
 }
 
 /// The wall clock, as the daemon under test reads it.
@@ -178,15 +112,25 @@ async fn drive(
     let log = setup
         .logs
         .join(format!("{}-{}-daemon.log", s.drill.name, report.repetition));
-    let daemon = Daemon::start(&setup.bin, policy_path, &journal, &log).await?;
+    let daemon = match &world.ha {
+        Some(ha) => Daemon::of_sandbox(ha)?,
+        None => Daemon::start(&setup.bin, policy_path, &journal, &log).await?,
+    };
 
     let t0 = Instant::now();
     let (active, dns) = observe::follow_dns(&world, t0);
     let (writes, load) = observe::write_load(&world, s.load.writes_per_second, active, t0);
     let sampler = observe::sample_writable(&world, t0)?;
-    let (_latest, watcher) = observe::watch_daemon(daemon.api.url.clone(), PRIMARY.to_string(), t0);
+    let (_latest, watcher) = observe::watch_daemon(daemon.urls(), PRIMARY.to_string(), t0);
 
-    let outcome = scenario(setup, policy_path, &world, &daemon, report, &writes, t0).await;
+    let mut outcome = scenario(setup, policy_path, &world, &daemon, report, &writes, t0).await;
+    if let Some(ha) = &world.ha {
+        // What every HA drill must leave true, read from etcd, the journals and the world.
+        match super::invariants::check(&world, ha, &policy, &daemon).await {
+            Ok(checks) => report.checks.extend(checks),
+            Err(e) => outcome = outcome.and(Err(e.context("check the HA invariants"))),
+        }
+    }
 
     // Stop observing, then account.
     let seen = watcher.stop().await;
@@ -210,6 +154,19 @@ async fn drive(
     match crate::journal::Journal::open(&journal).and_then(|j| j.snapshot_to(&kept)) {
         Ok(()) => report.journal = Some(kept.display().to_string()),
         Err(e) => tracing::warn!("could not keep the drill's journal: {e}"),
+    }
+    if let Some(ha) = &world.ha {
+        // Every node's journal and log, before the sandbox (and its directory) goes.
+        for n in &ha.nodes {
+            let stem = format!("{}-{}-{}", s.drill.name, report.repetition, n.name);
+            let _ = std::fs::copy(&n.log, setup.logs.join(format!("{stem}.log")));
+            if n.journal != journal
+                && let Err(e) = crate::journal::Journal::open(&n.journal)
+                    .and_then(|j| j.snapshot_to(&setup.logs.join(format!("{stem}.db"))))
+            {
+                tracing::warn!("could not keep {}'s journal: {e}", n.name);
+            }
+        }
     }
     outcome
 }
@@ -273,12 +230,22 @@ fn steady(v: &StatusView) -> bool {
             .all(|r| r.verdict.is_healthy() && r.healthy_for.is_some_and(|d| d >= SETTLED))
 }
 
-/// The witness sees the same steady state (it votes on what comes next).
+/// The witness, or every HA node, sees the same steady state (they vote on what comes
+/// next).
 async fn witness_steady(world: &World, within: Duration) -> anyhow::Result<()> {
-    let Some(w) = &world.witness else {
-        return Ok(());
+    let ports: Vec<u16> = match (&world.witness, &world.ha) {
+        (Some(w), _) => vec![w.port],
+        (None, Some(ha)) => ha.nodes.iter().map(|n| n.port).collect(),
+        (None, None) => Vec::new(),
     };
-    let url = format!("http://127.0.0.1:{}/v1/status", w.port);
+    for port in ports {
+        voter_steady(port, within).await?;
+    }
+    Ok(())
+}
+
+async fn voter_steady(port: u16, within: Duration) -> anyhow::Result<()> {
+    let url = format!("http://127.0.0.1:{port}/v1/status");
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()
@@ -294,7 +261,7 @@ async fn witness_steady(world: &World, within: Duration) -> anyhow::Result<()> {
         }
         if Instant::now() > deadline {
             bail!(
-                "the witness did not see every region healthy within {}s ({url})",
+                "the witness or observer at {url} did not see every region healthy within {}s",
                 within.as_secs()
             );
         }
@@ -365,7 +332,7 @@ async fn scenario(
     // A few seconds of writes before the fault: the baseline.
     tokio::time::sleep(Duration::from_secs(2)).await;
     if !s.drift.is_empty() {
-        return super::drift::exercise(s, world, &daemon.api, report, t0).await;
+        return super::drift::exercise(s, world, daemon.api().await, report, t0).await;
     }
 
     let fault_wall = now();
@@ -375,6 +342,8 @@ async fn scenario(
         what: "fault".into(),
     });
     let mut injected: Vec<Injected> = Vec::new();
+    let epoch_before = leading_epoch(daemon).await;
+    let mut watch = None;
     let mut faults_sorted = s.faults.clone();
     faults_sorted.sort_by_key(|f| f.at);
     // A failover answers the last group of faults (the outage after a harmless phase, the
@@ -388,11 +357,24 @@ async fn scenario(
             last_wall = now();
         }
         let region = faults::region(f.region);
-        injected.push(
-            faults::inject(world, f, region, daemon.child.id())
-                .await
-                .with_context(|| format!("inject {:?} in {region}", f.kind))?,
-        );
+        if let Some(step) = &f.during_step {
+            takeover::wait_in_step(daemon, step, Duration::from_secs(90)).await?;
+        }
+        let hit = Instant::now();
+        let done = faults::inject(world, f, region, daemon)
+            .await
+            .with_context(|| format!("inject {:?} in {region}", f.kind))?;
+        if daemon.is_ha()
+            && let Some(victim) = &done.victim
+        {
+            watch = Some(takeover::follow(
+                daemon,
+                victim,
+                hit,
+                Duration::from_secs(60),
+            ));
+        }
+        injected.push(done);
         report.timeline.push(Mark {
             at: ms(Instant::now()),
             what: format!("fault: {} ({region})", f.kind.describe()),
@@ -417,6 +399,13 @@ async fn scenario(
         };
         held.check(report).await
     };
+    if daemon.is_ha() {
+        let seen = match watch {
+            Some(w) => Some(w.seen().await),
+            None => None,
+        };
+        ha_checks(&s.expect, daemon, report, seen, epoch_before).await;
+    }
     // Heal whatever is still broken (the rollback's first half; the sandbox goes down after).
     for f in injected {
         let _ = faults::heal(world, f).await;
@@ -440,6 +429,68 @@ async fn scenario(
         },
     });
     Ok(())
+}
+
+/// The epoch of the controller that leads now, if one does.
+async fn leading_epoch(daemon: &Daemon) -> Option<u64> {
+    match daemon.leader().await?.1.leadership {
+        crate::core::controller::Leadership::Leading { epoch } => Some(epoch.0),
+        _ => None,
+    }
+}
+
+/// What an HA drill expects of the controllers: another one takes over from the one hit
+/// (and how fast), the one hit stops acting in time, or the same one leads throughout.
+async fn ha_checks(
+    e: &super::scenario::Expect,
+    daemon: &Daemon,
+    report: &mut Report,
+    seen: Option<takeover::Seen>,
+    epoch_before: Option<u64>,
+) {
+    let seen = seen.unwrap_or_default();
+    report.figures.handover = seen.new_leader.as_ref().map(|(_, t)| *t);
+    report.figures.stopped_acting = seen.victim_stopped;
+    match e.handover {
+        Some(true) => report.checks.push(Assertion {
+            what: "another controller takes over".into(),
+            passed: seen.new_leader.is_some(),
+            detail: match &seen.new_leader {
+                Some((name, t)) => format!("{name} leads {t:.2}s after the fault"),
+                None => "no other controller said it leads within 60s".into(),
+            },
+        }),
+        Some(false) => {
+            let after = leading_epoch(daemon).await;
+            report.checks.push(Assertion {
+                what: "no handover: the same controller leads throughout".into(),
+                passed: epoch_before.is_some() && after == epoch_before,
+                detail: format!(
+                    "leader's epoch before the faults {}, after {}",
+                    epoch_before
+                        .map(|e| e.to_string())
+                        .unwrap_or("(none)".into()),
+                    after.map(|e| e.to_string()).unwrap_or("(none)".into())
+                ),
+            });
+        }
+        None => {}
+    }
+    if let Some(within) = e.stops_acting_within {
+        report.checks.push(Assertion {
+            what: format!(
+                "the controller hit stops acting within {}s",
+                within.as_secs_f64()
+            ),
+            passed: seen
+                .victim_stopped
+                .is_some_and(|t| t <= within.as_secs_f64()),
+            detail: match seen.victim_stopped {
+                Some(t) => format!("it said it no longer leads {t:.2}s after the fault"),
+                None => "it never said it no longer leads".into(),
+            },
+        });
+    }
 }
 
 fn serving_region_healthy(v: &StatusView) -> bool {
@@ -496,7 +547,7 @@ async fn expectations(
             by: "drill".into(),
             allow_data_loss: true,
         };
-        match daemon.api.approve(None, &body).await? {
+        match daemon.api().await.approve(None, &body).await? {
             Reply::Accepted { .. } => {}
             other => bail!("the daemon refused the approval: {other:?}"),
         }
@@ -692,7 +743,7 @@ async fn failback(
             note: "drill failback".into(),
             dry_run: false,
         };
-        match daemon.api.failback(&body).await {
+        match daemon.api().await.failback(&body).await {
             Ok(Reply::Accepted { .. }) => break,
             _ if Instant::now() > deadline => bail!("the daemon kept refusing the failback"),
             _ => tokio::time::sleep(Duration::from_millis(250)).await,

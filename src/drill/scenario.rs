@@ -60,7 +60,26 @@ pub struct Meta {
     /// rule against another on the same outage.
     #[serde(default)]
     pub detection: DetectionOverride,
+    /// A `command` step that only sleeps, added to the failover runbook in the same
+    /// scratch copy: a window in the middle of a run for faults that must land between
+    /// two steps (`during_step = "drill-pause"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_step: Option<PauseStep>,
 }
+
+/// Where the drill's pause step goes and how long it sleeps.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PauseStep {
+    /// The failover step it follows.
+    pub after: String,
+    /// How long it sleeps.
+    #[schemars(with = "DurationText")]
+    pub sleep: String,
+}
+
+/// The pause step's name, for `during_step`.
+pub const PAUSE_STEP: &str = "drill-pause";
 
 /// Detection settings a drill runs with instead of the policy's; the policy loader
 /// checks them as it checks the policy's own.
@@ -153,6 +172,10 @@ pub struct Fault {
     #[serde(default = "d5", deserialize_with = "duration")]
     #[schemars(with = "DurationText")]
     pub duration: Duration,
+    /// Wait until the acting controller's run is in this step (e.g. the drill's
+    /// `drill-pause`), then inject: a fault in the middle of a run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub during_step: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -181,6 +204,15 @@ pub enum FaultKind {
     PauseController,
     /// The witness process dies (SIGKILL): the quorum loses its second observer.
     KillWitness,
+    /// HA: the acting controller is killed (SIGKILL).
+    KillController,
+    /// HA: the acting controller's every path to etcd is cut (it still reaches the
+    /// services).
+    CutControllerFromEtcd,
+    /// HA: one etcd member, the raft leader, is killed (SIGKILL).
+    KillEtcdMember,
+    /// HA: the observer's every path to the region is cut; the controllers still reach it.
+    CutObserver,
 }
 
 impl FaultKind {
@@ -199,6 +231,10 @@ impl FaultKind {
             FaultKind::DegradeReplication => "replication link to the standby cut",
             FaultKind::PauseController => "controller process stopped (SIGSTOP), then continued",
             FaultKind::KillWitness => "the witness killed",
+            FaultKind::KillController => "the acting controller killed (SIGKILL)",
+            FaultKind::CutControllerFromEtcd => "the acting controller cut off from etcd",
+            FaultKind::KillEtcdMember => "the etcd raft leader killed (SIGKILL)",
+            FaultKind::CutObserver => "the observer cut off from the region",
         }
     }
 }
@@ -258,6 +294,14 @@ pub struct Expect {
     /// A drift drill: what readiness must say about the drift.
     #[serde(default)]
     pub readiness: Option<super::drift::ExpectReadiness>,
+    /// HA: whether another controller must take over from the one the faults hit
+    /// (`true`), or the same one must lead throughout (`false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handover: Option<bool>,
+    /// HA: the controller the faults hit says it no longer leads within this long.
+    #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(with = "Option<DurationText>")]
+    pub stops_acting_within: Option<Duration>,
 }
 
 fn d5() -> Duration {

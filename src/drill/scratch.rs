@@ -7,13 +7,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use super::scenario::Meta;
+use super::scenario::{Meta, PAUSE_STEP, PauseStep};
 
 /// The policy to run `meta`'s drill with: `policy` itself when the drill changes
 /// nothing, else a scratch copy the caller removes when the drill ends.
 pub fn drill_policy(meta: &Meta, policy: &Path) -> anyhow::Result<PathBuf> {
     let detection = meta.detection.settings();
-    if meta.advisory.is_empty() && detection.is_empty() {
+    if meta.advisory.is_empty() && detection.is_empty() && meta.pause_step.is_none() {
         return Ok(policy.to_path_buf());
     }
     let p = policy;
@@ -49,6 +49,13 @@ pub fn drill_policy(meta: &Meta, policy: &Path) -> anyhow::Result<PathBuf> {
         }
     }
     let mut changes = Vec::new();
+    if let Some(pause) = &meta.pause_step {
+        add_pause_step(&mut doc, pause, p)?;
+        changes.push(format!(
+            "a `{PAUSE_STEP}` step sleeping {} after `{}`",
+            pause.sleep, pause.after
+        ));
+    }
     if !meta.advisory.is_empty() {
         changes.push(format!(
             "probes made advisory: {}",
@@ -73,6 +80,44 @@ pub fn drill_policy(meta: &Meta, policy: &Path) -> anyhow::Result<PathBuf> {
     std::fs::write(&copy, header + &toml::to_string(&doc)?)
         .with_context(|| format!("write {}", copy.display()))?;
     Ok(copy)
+}
+
+/// Inserts a `command` step that sleeps after `pause.after` in the failover runbook, in a
+/// stage of its own.
+fn add_pause_step(doc: &mut toml::Table, pause: &PauseStep, p: &Path) -> anyhow::Result<()> {
+    let sleep = humantime::parse_duration(&pause.sleep).map_err(|e| {
+        anyhow::anyhow!(
+            "pause_step sleep \"{}\": {e}; write e.g. \"4s\"",
+            pause.sleep
+        )
+    })?;
+    let steps = doc
+        .get_mut("failover")
+        .and_then(|f| f.get_mut("steps"))
+        .and_then(|v| v.as_array_mut())
+        .with_context(|| format!("{} has no [[failover.steps]]", p.display()))?;
+    let at = steps
+        .iter()
+        .position(|v| v.get("name").and_then(|n| n.as_str()) == Some(pause.after.as_str()))
+        .with_context(|| {
+            format!(
+                "the drill pauses after failover step `{}`, but {} has no such step",
+                pause.after,
+                p.display()
+            )
+        })?;
+    let mut step = toml::Table::new();
+    step.insert("name".into(), PAUSE_STEP.into());
+    step.insert("kind".into(), "command".into());
+    step.insert(
+        "run".into(),
+        toml::Value::Array(vec![
+            "sleep".into(),
+            format!("{:.3}", sleep.as_secs_f64()).into(),
+        ]),
+    );
+    steps.insert(at + 1, toml::Value::Table(step));
+    Ok(())
 }
 
 #[cfg(test)]
@@ -139,6 +184,31 @@ name = "storage"
         assert_eq!(d["interval"].as_str(), Some("1s"), "the rest is kept");
         let probes = doc["probes"].as_array().expect("[[probes]]");
         assert!(probes.iter().all(|p| p.get("critical").is_none()));
+    }
+
+    #[test]
+    fn a_pause_step_goes_right_after_the_step_it_names() {
+        let dir = tempfile::tempdir().expect("a scratch dir");
+        let policy = dir.path().join("sandbox.toml");
+        let text = format!(
+            "{POLICY}\n[[failover.steps]]\nname = \"promote\"\n[[failover.steps]]\nname = \"dns\"\n"
+        );
+        std::fs::write(&policy, text).expect("write the policy");
+        let s =
+            scenario("name = \"mid\"\n[drill.pause_step]\nafter = \"promote\"\nsleep = \"1500ms\"");
+        let copy = drill_policy(&s.drill, &policy).expect("the drill's policy");
+        let doc: toml::Table = std::fs::read_to_string(&copy)
+            .expect("read")
+            .parse()
+            .expect("parse");
+        let steps = doc["failover"]["steps"].as_array().expect("steps");
+        let names: Vec<&str> = steps.iter().filter_map(|s| s["name"].as_str()).collect();
+        assert_eq!(names, ["promote", PAUSE_STEP, "dns"]);
+        assert_eq!(steps[1]["run"][1].as_str(), Some("1.500"));
+
+        let s = scenario("name = \"mid\"\n[drill.pause_step]\nafter = \"nope\"\nsleep = \"1s\"");
+        let e = drill_policy(&s.drill, &policy).expect_err("no such step");
+        assert!(e.to_string().contains("no such step"), "{e}");
     }
 
     #[test]
