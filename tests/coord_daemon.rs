@@ -281,6 +281,75 @@ async fn a_leader_killed_mid_failover_is_replaced_and_the_run_finishes_with_each
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_restarted_mid_failover_takes_its_own_run_back_and_finishes_it_once() {
+    let dir = tempdir();
+    let etcd_cluster = cluster(dir.path()).await;
+    let policy = policy(dir.path(), &etcd_cluster.endpoints());
+    let http = reqwest::Client::new();
+    let leading = |s: &StatusView| matches!(s.leadership, Leadership::Leading { .. });
+
+    let a = start(&policy, "ctl-a", dir.path());
+    a.until("ctl-a elected", Duration::from_secs(20), leading)
+        .await;
+    let started: lifeboat::contract::Reply = http
+        .post(format!("{}/v1/failover", a.url))
+        .bearer_auth(&a.token)
+        .json(&serde_json::json!({"by": "tests/coord_daemon.rs"}))
+        .send()
+        .await
+        .expect("failover")
+        .json()
+        .await
+        .expect("reply");
+    let lifeboat::contract::Reply::Accepted {
+        run_id: Some(run_id),
+        ..
+    } = started
+    else {
+        panic!("no run started: {started:?}");
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while effects(dir.path()).is_empty() {
+        assert!(Instant::now() < deadline, "the first step never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut a = a;
+    a.child.kill().expect("SIGKILL ctl-a");
+    a.child.wait().expect("reap ctl-a");
+
+    // The same node on the same journal, as systemd would restart it: once its old
+    // lease lapses it is elected again, finds its own run current in etcd (and in its
+    // journal) and finishes it, without starting another or repeating the first step.
+    let journal = dir.path().join("ctl-a.db");
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lifeboat"));
+    c.args(["run", "--policy"])
+        .arg(&policy)
+        .args(["--node", "ctl-a", "--journal"])
+        .arg(&journal)
+        .env("LIFEBOAT_API_TOKEN", "");
+    let again = Daemon::start(c, &journal, &dir.path().join("ctl-a-again.log"));
+    let s = again
+        .until(
+            "ctl-a, restarted, finishes its run",
+            Duration::from_secs(40),
+            |s| leading(s) && s.active.as_str() == "us-west-2" && s.current_run.is_none(),
+        )
+        .await;
+    assert_eq!(
+        effects(dir.path()),
+        vec!["first", "third"],
+        "each effect once"
+    );
+    let last = s.last_run.expect("the last run");
+    assert_eq!(last.run_id, run_id, "the same run, not a new one");
+    assert_eq!(last.status.as_str(), "completed");
+    let etcd = connect(settings(etcd_cluster.endpoints())).await;
+    let svc = etcd.keys().service(SERVICE).expect("service");
+    assert!(unfinished(&etcd, &svc).await.expect("read").is_none());
+}
+
 /// Automatic mode; the API probe reads `${east}` and `${west}` from each process's own
 /// vars file, so each vantage point can be shown a different world.
 fn auto_policy(dir: &Path, endpoints: &[String]) -> PathBuf {

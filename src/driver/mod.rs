@@ -447,7 +447,11 @@ impl Driver {
     /// the record says ended marked so, the rest driven (a step with an intent and no
     /// outcome is checked first, and adopted when its effect is in place).
     pub fn adopt(&mut self, left: Unfinished) {
-        if self.running.is_some() || self.state.phase.run_in_progress() {
+        // Only a run actually driven here stops the adoption. A phase that says a run is
+        // in progress with nothing driving it is this controller's own run, restored
+        // from its journal after a restart: on etcd it resumes from the shared record,
+        // here (the executor goes on with the run the journal already holds).
+        if self.running.is_some() {
             info!(run_id = %left.intent.run_id, "the shared record's unfinished run is already being driven here");
             return;
         }
