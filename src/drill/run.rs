@@ -341,29 +341,65 @@ async fn scenario(
         at: ms(fault_at),
         what: "fault".into(),
     });
-    let mut injected: Vec<Injected> = Vec::new();
     let epoch_before = leading_epoch(daemon).await;
-    let mut watch = None;
     let mut faults_sorted = s.faults.clone();
     faults_sorted.sort_by_key(|f| f.at);
+    // Faults that wait for a run to reach a step are watched for from the start, beside
+    // the timed ones: the first timed fault may start the run, and the step may come and
+    // go while the later timed ones are injected.
+    let (timed, in_step): (Vec<_>, Vec<_>) = faults_sorted
+        .into_iter()
+        .partition(|f| f.during_step.is_none());
     // A failover answers the last group of faults (the outage after a harmless phase, the
     // primary's death after the lag): its figures count from when that group began.
-    let last_at = faults_sorted.last().map(|f| f.at).unwrap_or_default();
-    let mut last_wall = fault_wall;
-    for f in &faults_sorted {
-        let wait = (fault_at + f.at).saturating_duration_since(Instant::now());
-        tokio::time::sleep(wait).await;
-        if f.at == last_at && last_at > Duration::ZERO && last_wall == fault_wall {
-            last_wall = now();
-        }
+    let last_at = timed.last().map(|f| f.at).unwrap_or_default();
+    let inject = async |f: &super::scenario::Fault| -> anyhow::Result<(Injected, Mark, Instant)> {
         let region = faults::region(f.region);
-        if let Some(step) = &f.during_step {
-            takeover::wait_in_step(daemon, step, Duration::from_secs(90)).await?;
-        }
         let hit = Instant::now();
         let done = faults::inject(world, f, region, daemon)
             .await
             .with_context(|| format!("inject {:?} in {region}", f.kind))?;
+        let mark = Mark {
+            at: ms(Instant::now()),
+            what: format!("fault: {} ({region})", f.kind.describe()),
+        };
+        Ok((done, mark, hit))
+    };
+    let timed_faults = async {
+        let mut out = Vec::new();
+        let mut last_wall = fault_wall;
+        for f in &timed {
+            let wait = (fault_at + f.at).saturating_duration_since(Instant::now());
+            tokio::time::sleep(wait).await;
+            if f.at == last_at && last_at > Duration::ZERO && last_wall == fault_wall {
+                last_wall = now();
+            }
+            match inject(f).await {
+                Ok(done) => out.push(done),
+                Err(e) => return (out, last_wall, Err(e)),
+            }
+        }
+        (out, last_wall, Ok(()))
+    };
+    let step_faults = async {
+        let mut out = Vec::new();
+        for f in &in_step {
+            let step = f.during_step.as_deref().unwrap_or_default();
+            if let Err(e) = takeover::wait_in_step(daemon, step, Duration::from_secs(90)).await {
+                return (out, Err(e));
+            }
+            match inject(f).await {
+                Ok(done) => out.push(done),
+                Err(e) => return (out, Err(e)),
+            }
+        }
+        (out, Ok(()))
+    };
+    let ((timed_done, last_wall, timed_ok), (step_done, step_ok)) =
+        tokio::join!(timed_faults, step_faults);
+    let mut injected: Vec<Injected> = Vec::new();
+    let mut watch = None;
+    for (done, mark, hit) in timed_done.into_iter().chain(step_done) {
         if daemon.is_ha()
             && let Some(victim) = &done.victim
         {
@@ -375,10 +411,13 @@ async fn scenario(
             ));
         }
         injected.push(done);
-        report.timeline.push(Mark {
-            at: ms(Instant::now()),
-            what: format!("fault: {} ({region})", f.kind.describe()),
-        });
+        report.timeline.push(mark);
+    }
+    if let Err(e) = timed_ok.and(step_ok) {
+        for f in injected {
+            let _ = faults::heal(world, f).await;
+        }
+        return Err(e);
     }
 
     let origin = Origin {
