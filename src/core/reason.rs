@@ -571,7 +571,7 @@ impl fmt::Display for Note {
                 )
             }
             Note::Following { leader: None } => f.write_str(
-                "no controller leads the service; this one watches, votes and campaigns",
+                "no controller leads the service yet; this one watches, votes and, unless it is an observer, campaigns",
             ),
             Note::HandedOver { run } => write!(
                 f,
