@@ -133,6 +133,40 @@ fn effects(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Asks the leader `a` for a failover, waits until the first step left its effect, and
+/// kills `a` (SIGKILL) half a second into the second step (`sleep 3`); returns the run.
+async fn failover_then_kill_in_second_step(
+    mut a: Daemon,
+    dir: &Path,
+) -> lifeboat::core::ids::RunId {
+    let started: lifeboat::contract::Reply = reqwest::Client::new()
+        .post(format!("{}/v1/failover", a.url))
+        .bearer_auth(&a.token)
+        .json(&serde_json::json!({"by": "tests/coord_daemon.rs"}))
+        .send()
+        .await
+        .expect("failover on the leader")
+        .json()
+        .await
+        .expect("reply");
+    let lifeboat::contract::Reply::Accepted {
+        run_id: Some(run_id),
+        ..
+    } = started
+    else {
+        panic!("the leader did not start a run: {started:?}");
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while effects(dir).is_empty() {
+        assert!(Instant::now() < deadline, "the first step never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    a.child.kill().expect("SIGKILL ctl-a");
+    a.child.wait().expect("reap ctl-a");
+    run_id
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_killed_mid_failover_is_replaced_and_the_run_finishes_with_each_effect_once() {
     let dir = tempdir();
@@ -175,32 +209,7 @@ async fn a_leader_killed_mid_failover_is_replaced_and_the_run_finishes_with_each
     assert!(effects(dir.path()).is_empty());
 
     // The leader starts the failover; it is killed while the second step runs.
-    let started: lifeboat::contract::Reply = http
-        .post(format!("{}/v1/failover", a.url))
-        .bearer_auth(&a.token)
-        .json(&serde_json::json!({"by": "tests/coord_daemon.rs"}))
-        .send()
-        .await
-        .expect("failover on the leader")
-        .json()
-        .await
-        .expect("reply");
-    let lifeboat::contract::Reply::Accepted {
-        run_id: Some(run_id),
-        ..
-    } = started
-    else {
-        panic!("the leader did not start a run: {started:?}");
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while effects(dir.path()).is_empty() {
-        assert!(Instant::now() < deadline, "the first step never ran");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut a = a;
-    a.child.kill().expect("SIGKILL ctl-a");
-    a.child.wait().expect("reap ctl-a");
+    let run_id = failover_then_kill_in_second_step(a, dir.path()).await;
     let killed = Instant::now();
 
     // B is elected at a newer epoch once A's lease lapses, takes the run over and
@@ -286,38 +295,12 @@ async fn a_leader_restarted_mid_failover_takes_its_own_run_back_and_finishes_it_
     let dir = tempdir();
     let etcd_cluster = cluster(dir.path()).await;
     let policy = policy(dir.path(), &etcd_cluster.endpoints());
-    let http = reqwest::Client::new();
     let leading = |s: &StatusView| matches!(s.leadership, Leadership::Leading { .. });
 
     let a = start(&policy, "ctl-a", dir.path());
     a.until("ctl-a elected", Duration::from_secs(20), leading)
         .await;
-    let started: lifeboat::contract::Reply = http
-        .post(format!("{}/v1/failover", a.url))
-        .bearer_auth(&a.token)
-        .json(&serde_json::json!({"by": "tests/coord_daemon.rs"}))
-        .send()
-        .await
-        .expect("failover")
-        .json()
-        .await
-        .expect("reply");
-    let lifeboat::contract::Reply::Accepted {
-        run_id: Some(run_id),
-        ..
-    } = started
-    else {
-        panic!("no run started: {started:?}");
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while effects(dir.path()).is_empty() {
-        assert!(Instant::now() < deadline, "the first step never ran");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut a = a;
-    a.child.kill().expect("SIGKILL ctl-a");
-    a.child.wait().expect("reap ctl-a");
+    let run_id = failover_then_kill_in_second_step(a, dir.path()).await;
 
     // The same node on the same journal, as systemd would restart it: once its old
     // lease lapses it is elected again, finds its own run current in etcd (and in its

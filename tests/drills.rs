@@ -4,6 +4,7 @@
 //! checks the outcome from the report the drill writes. They share nothing, but run one
 //! at a time (`.config/nextest.toml`): each is timing-sensitive and uses a dozen processes.
 
+use std::path::Path;
 use std::process::Command;
 
 use lifeboat::drill::report::Report;
@@ -15,23 +16,16 @@ fn drill(name: &str) -> (bool, Report) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let policy = support::scratch_sandbox_policy(tmp.path());
     let out = tmp.path().join("reports");
-    let run = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
-        .arg("drill")
-        .arg(format!("policies/drills/{name}.toml"))
-        .arg("--policy")
-        .arg(&policy)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .expect("run lifeboat drill");
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    let text = std::fs::read_to_string(out.join(format!("{name}-1.json")))
-        .unwrap_or_else(|e| panic!("no report for {name} ({e}); stderr:\n{stderr}"));
-    let report: Report = serde_json::from_str(&text).expect("the report is JSON");
+    let support::DrillRun {
+        passed,
+        stderr,
+        report,
+        text,
+    } = support::run_drill(name, Path::new(&policy), &out);
     contracts(&text, &report);
     let daemon_log =
         std::fs::read_to_string(out.join(format!("{name}-1-daemon.log"))).unwrap_or_default();
-    if !run.status.success() {
+    if !passed {
         eprintln!(
             "drill {name} failed:\n{}\n--- stderr\n{stderr}\n--- daemon log (tail)\n{}",
             report.markdown(),
@@ -50,7 +44,7 @@ fn drill(name: &str) -> (bool, Report) {
         !tmp.path().join(".lifeboat/sandbox/sandbox.json").exists(),
         "the drill's rollback takes the sandbox down"
     );
-    (run.status.success(), report)
+    (passed, report)
 }
 
 /// The drill's report, and what `history` and `show` print from the journal it kept,

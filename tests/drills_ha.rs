@@ -9,7 +9,6 @@
 //! tests/coord_daemon.rs cover their faults against real etcd in CI.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
 use lifeboat::drill::report::Report;
 
@@ -23,21 +22,13 @@ fn drill(name: &str) -> (bool, Report) {
     let policy = tmp.path().join("policies/sandbox-ha.toml");
     std::fs::copy("policies/sandbox-ha.toml", &policy).expect("copy the HA policy");
     let out = tmp.path().join("reports");
-    let run = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
-        .arg("drill")
-        .arg(format!("policies/drills/{name}.toml"))
-        .arg("--policy")
-        .arg(&policy)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .expect("run lifeboat drill");
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    let text = std::fs::read_to_string(out.join(format!("{name}-1.json")))
-        .unwrap_or_else(|e| panic!("no report for {name} ({e}); stderr:\n{stderr}"));
-    support::contract::assert_output_valid("drill", text.as_bytes());
-    let report: Report = serde_json::from_str(&text).expect("the report is JSON");
-    if !run.status.success() {
+    let support::DrillRun {
+        passed,
+        stderr,
+        report,
+        ..
+    } = support::run_drill(name, &policy, &out);
+    if !passed {
         eprintln!(
             "drill {name} failed:\n{}\n--- stderr\n{stderr}",
             report.markdown()
@@ -55,7 +46,7 @@ fn drill(name: &str) -> (bool, Report) {
             "the drill keeps {node}'s log beside the report"
         );
     }
-    (run.status.success(), report)
+    (passed, report)
 }
 
 /// The checks of `report` by what they say, with whether each passed.

@@ -35,6 +35,39 @@ pub fn scratch_sandbox_policy(root: &Path) -> String {
     path.to_str().expect("utf-8").to_string()
 }
 
+/// What `lifeboat drill policies/drills/NAME.toml --policy POLICY --out OUT` did: whether
+/// it passed, its stderr, and its report (checked against the published drill schema).
+pub struct DrillRun {
+    pub passed: bool,
+    pub stderr: String,
+    pub report: lifeboat::drill::report::Report,
+    /// The report as written, JSON.
+    pub text: String,
+}
+
+pub fn run_drill(name: &str, policy: &Path, out: &Path) -> DrillRun {
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+        .arg("drill")
+        .arg(format!("policies/drills/{name}.toml"))
+        .arg("--policy")
+        .arg(policy)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .expect("run lifeboat drill");
+    let stderr = String::from_utf8_lossy(&run.stderr).to_string();
+    let text = std::fs::read_to_string(out.join(format!("{name}-1.json")))
+        .unwrap_or_else(|e| panic!("no report for {name} ({e}); stderr:\n{stderr}"));
+    contract::assert_output_valid("drill", text.as_bytes());
+    let report = serde_json::from_str(&text).expect("the report is JSON");
+    DrillRun {
+        passed: run.status.success(),
+        stderr,
+        report,
+        text,
+    }
+}
+
 /// A PostgreSQL primary on a free port with a streaming standby on another.
 pub fn pg_pair(dir: &Path) -> PgPair {
     let (p, s) = (free_port().expect("port"), free_port().expect("port"));
