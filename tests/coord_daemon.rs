@@ -430,6 +430,14 @@ async fn one_vantage_point_alone_never_fails_over_and_a_majority_of_votes_does()
         })
         .await;
     assert_eq!(sa.state, "primary", "{sa:#?}");
+    // The observer never campaigns, and says who leads.
+    c.until("obs-c names the leader", Duration::from_secs(20), |s| {
+        s.leadership
+            == Leadership::Following {
+                leader: Some("ctl-a".into()),
+            }
+    })
+    .await;
 
     // ctl-a's own path to the east API breaks: it alone sees the region down. It leads,
     // and still holds: one vote of the two a majority of three needs.

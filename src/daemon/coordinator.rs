@@ -167,6 +167,11 @@ impl Task {
                 return Ok(());
             }
             if !self.me.campaigns {
+                // An observer never leads, but its status says who does.
+                let leader = etcd.leader(&svc).await.ok().flatten().map(|l| l.node);
+                if !self.tell(Standing::Following { leader }).await {
+                    return Ok(());
+                }
                 tokio::time::sleep(self.pause()).await;
                 continue;
             }
