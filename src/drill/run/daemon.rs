@@ -101,7 +101,16 @@ impl Daemon {
     pub fn of_sandbox(ha: &Ha) -> anyhow::Result<Daemon> {
         let mut nodes = Vec::new();
         for n in &ha.nodes {
-            let api = Client::new(&format!("http://127.0.0.1:{}", n.port), n.pid, None)?
+            // Found through its journal, which also gives the control token it generated.
+            let api = Client::find(&n.journal)
+                .with_context(|| {
+                    format!(
+                        "{} published no API beside {}; see {}",
+                        n.name,
+                        n.journal.display(),
+                        n.log.display()
+                    )
+                })?
                 .with_timeout(ASK);
             nodes.push(Node {
                 name: n.name.clone(),
