@@ -51,8 +51,6 @@ pub struct Injected {
     pub region: String,
     /// The stopped controller, to continue on heal if the fault's own timer has not.
     stopped: Option<u32>,
-    /// The controller a fault on "the acting controller" hit, by name.
-    pub victim: Option<String>,
 }
 
 /// Breaks `region` of the sandbox the way `fault` says. Faults on "the controller" hit
@@ -69,7 +67,6 @@ pub async fn inject(
         .context("no such region in the sandbox")?;
     let kind = fault.kind;
     let mut stopped = None;
-    let mut victim = None;
     let acting = async || {
         daemon
             .leader()
@@ -79,9 +76,8 @@ pub async fn inject(
     };
     match kind {
         FaultKind::KillController => {
-            let (name, _, pid) = acting().await?;
+            let (_, _, pid) = acting().await?;
             signal(pid, Signal::KILL)?;
-            victim = Some(name);
         }
         FaultKind::CutControllerFromEtcd => {
             let (name, at, _) = acting().await?;
@@ -97,7 +93,6 @@ pub async fn inject(
                 .await?;
             }
             region = at;
-            victim = Some(name);
         }
         FaultKind::KillEtcdMember => {
             let ha = world.ha.as_ref().context("this sandbox runs no etcd")?;
@@ -182,12 +177,11 @@ pub async fn inject(
             }
         }
         FaultKind::PauseController => {
-            let (name, _, controller) = acting().await?;
+            let (_, _, controller) = acting().await?;
             signal(controller, Signal::STOP)?;
             stopped = Some(controller);
             tokio::time::sleep(fault.duration).await;
             signal(controller, Signal::CONT)?;
-            victim = Some(name);
         }
         FaultKind::KillWitness => {
             let pid = world
@@ -219,7 +213,6 @@ pub async fn inject(
         kind,
         region,
         stopped,
-        victim,
     })
 }
 

@@ -353,9 +353,22 @@ async fn scenario(
     // A failover answers the last group of faults (the outage after a harmless phase, the
     // primary's death after the lag): its figures count from when that group began.
     let last_at = timed.last().map(|f| f.at).unwrap_or_default();
-    let inject = async |f: &super::scenario::Fault| -> anyhow::Result<(Injected, Mark, Instant)> {
+    type Landed = (Injected, Mark, Option<takeover::Watch>);
+    let inject = async |f: &super::scenario::Fault| -> anyhow::Result<Landed> {
         let region = faults::region(f.region);
-        let hit = Instant::now();
+        // Watched from the moment it lands (a pause returns only once it is over).
+        let mut watch = None;
+        if daemon.is_ha()
+            && f.kind.hits_acting_controller()
+            && let Some((acting, _)) = daemon.leader().await
+        {
+            watch = Some(takeover::follow(
+                daemon,
+                &acting.name,
+                Instant::now(),
+                Duration::from_secs(60),
+            ));
+        }
         let done = faults::inject(world, f, region, daemon)
             .await
             .with_context(|| format!("inject {:?} in {region}", f.kind))?;
@@ -363,7 +376,7 @@ async fn scenario(
             at: ms(Instant::now()),
             what: format!("fault: {} ({region})", f.kind.describe()),
         };
-        Ok((done, mark, hit))
+        Ok((done, mark, watch))
     };
     let timed_faults = async {
         let mut out = Vec::new();
@@ -399,17 +412,8 @@ async fn scenario(
         tokio::join!(timed_faults, step_faults);
     let mut injected: Vec<Injected> = Vec::new();
     let mut watch = None;
-    for (done, mark, hit) in timed_done.into_iter().chain(step_done) {
-        if daemon.is_ha()
-            && let Some(victim) = &done.victim
-        {
-            watch = Some(takeover::follow(
-                daemon,
-                victim,
-                hit,
-                Duration::from_secs(60),
-            ));
-        }
+    for (done, mark, w) in timed_done.into_iter().chain(step_done) {
+        watch = w.or(watch);
         injected.push(done);
         report.timeline.push(mark);
     }

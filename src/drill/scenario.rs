@@ -216,6 +216,16 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
+    /// Whether the fault hits the controller that acts when it lands.
+    pub fn hits_acting_controller(self) -> bool {
+        matches!(
+            self,
+            FaultKind::KillController
+                | FaultKind::PauseController
+                | FaultKind::CutControllerFromEtcd
+        )
+    }
+
     pub fn describe(self) -> &'static str {
         match self {
             FaultKind::StopDatabase => "database stopped abruptly",
