@@ -84,6 +84,8 @@ pub fn settings(c: &EtcdCoordination) -> EtcdSettings {
         safety_margin: c.safety_margin,
         keep_alive: step,
         call_deadline: step,
+        tls: c.tls.clone(),
+        auth: c.auth.clone(),
         ..EtcdSettings::new(c.members.clone(), &c.cluster)
     }
 }
