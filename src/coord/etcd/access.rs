@@ -14,7 +14,7 @@ use rustls::CertificateError;
 
 use super::EtcdSettings;
 use crate::clients::secret::{Secret, resolve};
-use crate::clients::tls::{find_rustls_error, read_identity, roots};
+use crate::clients::tls::{TlsError, find_rustls_error, read_identity, roots};
 use crate::coord::error::CoordError;
 use crate::core::model::SecretRef;
 
@@ -42,8 +42,8 @@ impl LoginSlot {
 
 /// What every client of one [`super::Etcd`] presents and trusts.
 pub(super) struct Access {
-    /// The TLS options of https:// endpoints.
-    tls: TlsOptions,
+    /// The TLS options of https:// endpoints; `None` when there are none.
+    tls: Option<TlsOptions>,
     /// The CA file, when the policy names one (else the system's roots are trusted).
     ca_file: Option<PathBuf>,
     /// The client certificate, when lifeboat presents one.
@@ -66,7 +66,8 @@ struct Login {
 pub(super) enum Refusal {
     /// Fix the configuration or the cluster's users: any member would refuse the same.
     Request(String),
-    /// This member refused (its certificate, its view of the token): another may not.
+    /// This member's TLS refused or failed (its certificate, or lifeboat's in its eyes):
+    /// another member may not.
     Endpoint(String),
     /// The member forgot the login (a token it no longer knows, or authentication was
     /// enabled since): log in again before the next call to it.
@@ -82,19 +83,25 @@ impl Access {
     pub(super) fn load(settings: &EtcdSettings, prefix: &str) -> Result<Access, CoordError> {
         let config = |field, problem: String| CoordError::Config { field, problem };
         let tls = settings.tls.clone().unwrap_or_default();
-        let store = roots(tls.ca_file.as_deref()).map_err(|e| config("ca_file", e.to_string()))?;
-        let mut options = TlsOptions::new().trust_anchors(store.roots);
-        if let Some(c) = &tls.client {
-            let id = read_identity(&c.cert_file, &c.key_file).map_err(|e| {
-                let field = match e {
-                    crate::clients::tls::TlsError::CertFile { .. }
-                    | crate::clients::tls::TlsError::CertEmpty { .. } => "cert_file",
-                    _ => "key_file",
-                };
-                config(field, e.to_string())
-            })?;
-            options = options.identity(Identity::from_pem(id.cert_pem, id.key_pem.expose()));
-        }
+        // Plain http:// members need no roots: a machine without any must still reach them.
+        let options = if settings.endpoints.iter().any(|e| e.starts_with("https://")) {
+            let store =
+                roots(tls.ca_file.as_deref()).map_err(|e| config("ca_file", e.to_string()))?;
+            let mut options = TlsOptions::new().trust_anchors(store.roots);
+            if let Some(c) = &tls.client {
+                let id = read_identity(&c.cert_file, &c.key_file).map_err(|e| {
+                    let field = match e {
+                        TlsError::CertFile { .. } | TlsError::CertEmpty { .. } => "cert_file",
+                        _ => "key_file",
+                    };
+                    config(field, e.to_string())
+                })?;
+                options = options.identity(Identity::from_pem(id.cert_pem, id.key_pem.expose()));
+            }
+            Some(options)
+        } else {
+            None
+        };
         let login = match &settings.auth {
             Some(a) => Some(Login {
                 user: a.user.clone(),
@@ -117,10 +124,9 @@ impl Access {
     /// expire (etcd's `--auth-token-ttl`, 300 s by default) are renewed on the call that
     /// finds them expired, which is then sent again.
     pub(super) fn options(&self, endpoint: &str, base: ConnectOptions) -> ConnectOptions {
-        let base = if endpoint.starts_with("https://") {
-            base.with_tls(self.tls.clone())
-        } else {
-            base
+        let base = match &self.tls {
+            Some(tls) if endpoint.starts_with("https://") => base.with_tls(tls.clone()),
+            _ => base,
         };
         base.with_auto_token_refresh(self.login.is_some())
     }
