@@ -13,12 +13,14 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::sign::CertifiedKey;
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore};
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
 
+use super::secret::Secret;
 use crate::core::model::SslMode;
 use crate::core::sslmode::RDS_BUNDLE_HINT;
 
@@ -36,8 +38,86 @@ pub enum TlsError {
         "no CA to check the server's certificate with: the target sets no ca_file and this machine has no system CA certificates (install Debian's ca-certificates package, or set ca_file)"
     )]
     NoRoots,
+    #[error(
+        "cannot read the certificate file {path}: {reason}; check that it exists and lifeboat may read it"
+    )]
+    CertFile { path: String, reason: String },
+    #[error("the certificate file {path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)")]
+    CertEmpty { path: String },
+    #[error(
+        "cannot read the key file {path}: {reason}; check that it exists and lifeboat may read it"
+    )]
+    KeyFile { path: String, reason: String },
+    #[error(
+        "the key file {path} holds no PEM private key (-----BEGIN PRIVATE KEY-----, or an RSA or EC key)"
+    )]
+    KeyEmpty { path: String },
+    #[error(
+        "the key file {key} is not the private key of the certificate in {cert}; give the key the certificate was issued for"
+    )]
+    KeyMismatch { cert: String, key: String },
     #[error("cannot set up TLS: {0}")]
     Setup(String),
+}
+
+impl TlsError {
+    /// The file could not be read at all (missing, not permitted), as opposed to read and
+    /// found wrong: the machine that validates a policy is not always the one that runs it.
+    pub fn is_unreadable(&self) -> bool {
+        matches!(
+            self,
+            TlsError::CaFile { .. } | TlsError::CertFile { .. } | TlsError::KeyFile { .. }
+        )
+    }
+}
+
+/// A client certificate chain and its private key, as PEM, read and checked: both parse,
+/// and the key is the certificate's. The key's bytes stay in a [`Secret`]; no error
+/// carries any of them.
+pub struct ClientIdentityPem {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Secret,
+}
+
+pub fn read_identity(cert_file: &Path, key_file: &Path) -> Result<ClientIdentityPem, TlsError> {
+    let (cert_shown, key_shown) = (
+        cert_file.display().to_string(),
+        key_file.display().to_string(),
+    );
+    let cert_pem = std::fs::read(cert_file).map_err(|e| TlsError::CertFile {
+        path: cert_shown.clone(),
+        reason: e.kind().to_string(),
+    })?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+        .filter_map(Result::ok)
+        .collect();
+    if certs.is_empty() {
+        return Err(TlsError::CertEmpty { path: cert_shown });
+    }
+    let key_bytes = std::fs::read(key_file).map_err(|e| TlsError::KeyFile {
+        path: key_shown.clone(),
+        reason: e.kind().to_string(),
+    })?;
+    let empty = || TlsError::KeyEmpty {
+        path: key_shown.clone(),
+    };
+    let key = PrivateKeyDer::from_pem_slice(&key_bytes).map_err(|_| empty())?;
+    let key_pem = String::from_utf8(key_bytes).map_err(|_| empty())?;
+    match CertifiedKey::from_der(certs, key, &provider()) {
+        Ok(_) => {}
+        Err(rustls::Error::InconsistentKeys(_)) => {
+            return Err(TlsError::KeyMismatch {
+                cert: cert_shown,
+                key: key_shown,
+            });
+        }
+        // A key of a kind the provider cannot sign with is as good as none.
+        Err(_) => return Err(empty()),
+    }
+    Ok(ClientIdentityPem {
+        cert_pem,
+        key_pem: Secret::new(key_pem),
+    })
 }
 
 /// The one crypto provider lifeboat uses (the AWS SDK already links aws-lc-rs), named

@@ -334,6 +334,37 @@ pub struct EtcdCoordination {
     pub safety_margin: Duration,
     /// Fresh `down` votes an automatic failover needs: at least a majority of `observers`.
     pub quorum: u32,
+    /// How https:// members are trusted and what lifeboat presents to them; `None` when
+    /// every member is http://.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<EtcdTls>,
+    /// The etcd user lifeboat logs in as, for a cluster with `auth enable`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<EtcdAuth>,
+}
+
+/// TLS to the etcd members. Paths were resolved against the policy's directory.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EtcdTls {
+    /// The CA the members' certificates chain to; `None`: the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// lifeboat's client certificate, for members started with `--client-cert-auth`.
+    pub client: Option<ClientIdentity>,
+}
+
+/// A client certificate and its private key, both PEM files. The key is a secret: it is
+/// named by its path and read only when connecting.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientIdentity {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+/// An etcd user and where its password is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EtcdAuth {
+    pub user: String,
+    pub password: SecretRef,
 }
 
 /// A controller or observer, by the name it runs under and where it probes from.

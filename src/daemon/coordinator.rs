@@ -84,6 +84,8 @@ pub fn settings(c: &EtcdCoordination) -> EtcdSettings {
         safety_margin: c.safety_margin,
         keep_alive: step,
         call_deadline: step,
+        tls: c.tls.clone(),
+        auth: c.auth.clone(),
         ..EtcdSettings::new(c.members.clone(), &c.cluster)
     }
 }
@@ -383,5 +385,38 @@ impl Votes {
     pub fn counted(&self, active: &RegionName, now: Ts) -> Vec<CountedVote> {
         let fresh = fresh_votes(&self.latest, now, self.max_age);
         down_majority(&fresh, active, self.configured).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::model::{EtcdAuth, EtcdTls, SecretRef};
+
+    #[test]
+    fn the_daemon_connects_with_the_policys_tls_and_login() {
+        let c = EtcdCoordination {
+            cluster: "prod".into(),
+            members: vec!["https://etcd-a.internal:2379".into()],
+            member_regions: vec!["us-east-1".into()],
+            observers: Vec::new(),
+            lease_ttl: Duration::from_secs(5),
+            safety_margin: Duration::from_secs(2),
+            quorum: 1,
+            tls: Some(EtcdTls {
+                ca_file: Some("/etc/lifeboat/etcd/ca.pem".into()),
+                client: None,
+            }),
+            auth: Some(EtcdAuth {
+                user: "lifeboat".into(),
+                password: SecretRef::Env("LIFEBOAT_ETCD_PASSWORD".into()),
+            }),
+        };
+        let s = settings(&c);
+        assert_eq!(
+            (s.tls.as_ref(), s.auth.as_ref()),
+            (c.tls.as_ref(), c.auth.as_ref())
+        );
+        s.validate().expect("consistent settings");
     }
 }

@@ -194,13 +194,12 @@ pub fn build(report: &mut Report, base_dir: &Path, vars_file: Option<&Path>) -> 
         }
     }
 
-    let commands = commands::build(
-        report,
-        raw_commands,
-        &targets,
-        &channels,
-        guardrails.witness_key.as_ref(),
-    );
+    // The witness key and etcd's password are secrets too: no command may be handed them.
+    let mut secrets: Vec<&SecretRef> = guardrails.witness_key.iter().collect();
+    if let Coordination::Etcd(c) = &coordination {
+        secrets.extend(c.auth.as_ref().map(|a| &a.password));
+    }
+    let commands = commands::build(report, raw_commands, &targets, &channels, &secrets);
     if report.has_errors() {
         return None;
     }

@@ -14,9 +14,9 @@ pub fn build(
     raw: RawCommands,
     targets: &[Target],
     channels: &[Channel],
-    witness_key: Option<&SecretRef>,
+    other_secrets: &[&SecretRef],
 ) -> CommandSettings {
-    let mut refs: Vec<&SecretRef> = witness_key.into_iter().collect();
+    let mut refs: Vec<&SecretRef> = other_secrets.to_vec();
     for ep in targets.iter().flat_map(|t| t.regions.values()) {
         match ep {
             Endpoint::Postgres(p) => refs.extend(&p.password),

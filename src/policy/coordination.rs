@@ -12,7 +12,8 @@ use toml::Spanned;
 
 use super::build::check_name;
 use super::diag::{Diagnostic, Report};
-use super::raw::{NAME_PATTERN, RawDuration};
+use super::etcd_access;
+use super::raw::{NAME_PATTERN, RawDuration, RawSecret};
 use crate::core::model::{Coordination, EtcdCoordination, Guardrails, Mode, Observer};
 
 #[derive(Deserialize, JsonSchema, Debug, Clone, Copy, PartialEq, Default)]
@@ -46,12 +47,30 @@ pub struct RawCoordination {
     /// A leader stops acting this long before its lease could expire (default 2s).
     #[schemars(with = "Option<RawDuration>")]
     pub safety_margin: Option<Spanned<RawDuration>>,
+    /// The CA (PEM) that signed the https:// members' certificates (default: the system's
+    /// roots). Relative to the policy file.
+    #[schemars(with = "Option<String>")]
+    pub ca_file: Option<Spanned<String>>,
+    /// lifeboat's client certificate (PEM), for members started with `--client-cert-auth`;
+    /// needs `key_file`.
+    #[schemars(with = "Option<String>")]
+    pub cert_file: Option<Spanned<String>>,
+    /// The client certificate's private key (PEM). A path, never the key itself; keep the
+    /// file readable by lifeboat alone.
+    #[schemars(with = "Option<String>")]
+    pub key_file: Option<Spanned<String>>,
+    /// The etcd user lifeboat logs in as, when the cluster has `auth enable`; needs `password`.
+    #[schemars(with = "Option<String>")]
+    pub user: Option<Spanned<String>>,
+    /// The etcd user's password, by reference: `{ env = "VAR" }` or `{ file = "/path" }`.
+    #[schemars(with = "Option<RawSecret>")]
+    pub password: Option<Spanned<RawSecret>>,
 }
 
 #[derive(Deserialize, JsonSchema, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct RawMember {
-    /// The member's client URL, `http://host:2379`.
+    /// The member's client URL, `https://host:2379` (or `http://`, without TLS).
     #[schemars(with = "String")]
     pub url: Spanned<String>,
     /// Where it runs, e.g. `eu-west-1`.
@@ -76,7 +95,7 @@ const ETCD_EXAMPLE: &str = "[coordination]\nbackend = \"etcd\"\nmembers = [\n  {
 /// the three-region rule and the HTTP witnesses depend on them.
 pub fn check(
     report: &mut Report,
-    raw: RawCoordination,
+    mut raw: RawCoordination,
     service: Option<&str>,
     mode: Option<Mode>,
     guardrails: &Guardrails,
@@ -97,6 +116,11 @@ pub fn check(
                 "safety_margin",
                 raw.safety_margin.as_ref().map(|s| s.span()),
             ),
+            ("ca_file", raw.ca_file.as_ref().map(|s| s.span())),
+            ("cert_file", raw.cert_file.as_ref().map(|s| s.span())),
+            ("key_file", raw.key_file.as_ref().map(|s| s.span())),
+            ("user", raw.user.as_ref().map(|s| s.span())),
+            ("password", raw.password.as_ref().map(|s| s.span())),
         ] {
             if let Some(span) = span {
                 report.push(
@@ -146,6 +170,18 @@ pub fn check(
             );
         }
     }
+    let access = etcd_access::RawAccess {
+        ca_file: raw.ca_file.take(),
+        cert_file: raw.cert_file.take(),
+        key_file: raw.key_file.take(),
+        user: raw.user.take(),
+        password: raw.password.take(),
+    };
+    let (tls, auth) = etcd_access::check(
+        report,
+        access,
+        raw.members.as_ref().map_or(&[][..], |m| m.get_ref()),
+    );
     let mut observers = Vec::new();
     let mut names = BTreeSet::new();
     for o in raw
@@ -282,5 +318,7 @@ pub fn check(
         lease_ttl,
         safety_margin,
         quorum: (guardrails.quorum as usize).max(majority) as u32,
+        tls,
+        auth,
     })
 }

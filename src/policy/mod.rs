@@ -11,6 +11,7 @@ mod checks;
 mod commands;
 mod coordination;
 pub mod diag;
+mod etcd_access;
 mod limits;
 mod ops;
 mod probes;

@@ -143,12 +143,11 @@ pub fn redis(
     }
 }
 
-/// The CA file, resolved against the policy's directory like every other path in it.
-/// A file that is there but holds no certificate is an error; one that is not there (yet)
-/// is a warning, because the machine that validates is not always the one that runs.
-fn ca_path(report: &mut Report, f: &Spanned<String>) -> Option<PathBuf> {
-    let written = Path::new(f.get_ref());
-    let path = if written.is_absolute() {
+/// A path as the policy writes it, resolved against the policy's directory like every
+/// other path in it.
+pub(super) fn resolve(report: &Report, written: &str) -> PathBuf {
+    let written = Path::new(written);
+    if written.is_absolute() {
         written.to_path_buf()
     } else {
         report
@@ -156,7 +155,29 @@ fn ca_path(report: &mut Report, f: &Spanned<String>) -> Option<PathBuf> {
             .parent()
             .map(|d| d.join(written))
             .unwrap_or_else(|| written.to_path_buf())
-    };
+    }
+}
+
+/// The CA file of a data-store target.
+fn ca_path(report: &mut Report, f: &Spanned<String>) -> Option<PathBuf> {
+    ca_file(
+        report,
+        f,
+        "probes of this target refuse to start without it",
+        RDS_BUNDLE_HINT,
+    )
+}
+
+/// A CA file, resolved. A file that is there but holds no certificate is an error; one
+/// that is not there (yet) is a warning, because the machine that validates is not always
+/// the one that runs. `consequence` says what happens without it, `hint` where to get it.
+pub(super) fn ca_file(
+    report: &mut Report,
+    f: &Spanned<String>,
+    consequence: &str,
+    hint: &str,
+) -> Option<PathBuf> {
+    let path = resolve(report, f.get_ref());
     let certs = std::fs::read(&path).map(|pem| {
         rustls::pki_types::CertificateDer::pem_slice_iter(&pem)
             .filter_map(Result::ok)
@@ -174,7 +195,7 @@ fn ca_path(report: &mut Report, f: &Spanned<String>) -> Option<PathBuf> {
                 .at(f.span())
                 .label("not readable here")
                 .help(format!(
-                    "put it there before lifeboat runs: probes of this target refuse to start without it; {RDS_BUNDLE_HINT}"
+                    "put it there before lifeboat runs: {consequence}; {hint}"
                 )),
             );
             Some(path)
@@ -187,9 +208,7 @@ fn ca_path(report: &mut Report, f: &Spanned<String>) -> Option<PathBuf> {
                 )
                 .at(f.span())
                 .label("no -----BEGIN CERTIFICATE-----")
-                .help(format!(
-                    "give the CA certificates in PEM form; {RDS_BUNDLE_HINT}"
-                )),
+                .help(format!("give the CA certificates in PEM form; {hint}")),
             );
             None
         }

@@ -4,6 +4,10 @@
 //! (etcd 3.4 defaults to false, and a healed partition then forces a needless election).
 //! Members are killed when the value is dropped.
 //!
+//! With [`EtcdCluster::start_secure`] the members serve their client URLs over TLS and
+//! ask every client for a certificate (`--client-cert-auth`); [`EtcdCluster::enable_auth`]
+//! then turns on etcd's users and roles.
+//!
 //! Faults: [`EtcdCluster::kill`] (SIGKILL) and [`EtcdCluster::restart`] a member;
 //! [`EtcdCluster::isolate`] cuts one member off from the others (a gate in front of each
 //! peer port, `peer_gate.rs`); a [`ClientLink`] puts a fault proxy in front of each
@@ -73,6 +77,24 @@ pub struct DetachedMember {
     pub client_port: u16,
 }
 
+/// TLS on the members' client URLs (their peer URLs stay plain, behind the gates). The
+/// files are the caller's: the tests make them with rcgen.
+#[derive(Clone, Debug)]
+pub struct Security {
+    /// `--trusted-ca-file`: the CA every client certificate must be signed by.
+    pub ca_file: PathBuf,
+    /// `--cert-file` and `--key-file`: the members' certificate, for 127.0.0.1.
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// The client certificate the cluster's own checks present. Its common name should be
+    /// `root`: once authentication is on, etcd takes a token-less client for the user
+    /// its certificate names.
+    pub admin_cert_file: PathBuf,
+    pub admin_key_file: PathBuf,
+    /// `--auth-token-ttl`: how long a simple token lives unused (etcd's default 300 s).
+    pub auth_token_ttl: Option<Duration>,
+}
+
 struct Member {
     name: String,
     client_port: u16,
@@ -90,6 +112,7 @@ pub struct EtcdCluster {
     gate_ports: Vec<u16>,
     net: Arc<PeerNet>,
     members: Vec<Member>,
+    security: Option<Security>,
     /// From the first member's start until every member answered a linearizable read.
     pub healthy_after: Duration,
 }
@@ -115,6 +138,23 @@ impl EtcdCluster {
     /// Errors: etcd missing (with how to install it), a member that exits or never
     /// becomes healthy (with the tail of its log).
     pub async fn start(dir: &Path, options: ClusterOptions) -> anyhow::Result<EtcdCluster> {
+        Self::launch(dir, options, None).await
+    }
+
+    /// [`Self::start`] with TLS and client certificates on the client URLs.
+    pub async fn start_secure(
+        dir: &Path,
+        options: ClusterOptions,
+        security: Security,
+    ) -> anyhow::Result<EtcdCluster> {
+        Self::launch(dir, options, Some(security)).await
+    }
+
+    async fn launch(
+        dir: &Path,
+        options: ClusterOptions,
+        security: Option<Security>,
+    ) -> anyhow::Result<EtcdCluster> {
         let program = etcd_program();
         let installed = Command::new(&program)
             .arg("--version")
@@ -161,6 +201,7 @@ impl EtcdCluster {
             gate_ports,
             net,
             members,
+            security,
             healthy_after: Duration::ZERO,
         };
         let started = Instant::now();
@@ -176,8 +217,20 @@ impl EtcdCluster {
         use std::os::unix::process::CommandExt;
         let m = &self.members[i];
         let data = self.dir.join(&m.name);
-        let client = format!("http://127.0.0.1:{}", m.client_port);
+        let client = self.endpoint(i);
         let mut cmd = Command::new(etcd_program());
+        if let Some(s) = &self.security {
+            cmd.arg("--cert-file")
+                .arg(&s.cert_file)
+                .arg("--key-file")
+                .arg(&s.key_file)
+                .arg("--trusted-ca-file")
+                .arg(&s.ca_file)
+                .arg("--client-cert-auth");
+            if let Some(ttl) = s.auth_token_ttl {
+                cmd.arg(format!("--auth-token-ttl={}", ttl.as_secs().max(1)));
+            }
+        }
         cmd.arg("--name")
             .arg(&m.name)
             .arg("--data-dir")
@@ -237,7 +290,77 @@ impl EtcdCluster {
     }
 
     pub fn endpoint(&self, i: usize) -> String {
-        format!("http://127.0.0.1:{}", self.members[i].client_port)
+        format!(
+            "{}://127.0.0.1:{}",
+            self.scheme(),
+            self.members[i].client_port
+        )
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.security.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// A client of member `i` for the cluster's own checks and set-up: over TLS with the
+    /// admin certificate when the cluster is secure.
+    pub async fn admin_client(&self, i: usize) -> anyhow::Result<etcd_client::Client> {
+        let options = match &self.security {
+            None => None,
+            Some(s) => {
+                let read =
+                    |p: &Path| std::fs::read(p).with_context(|| format!("read {}", p.display()));
+                let tls = etcd_client::TlsOptions::new()
+                    .ca_certificate(etcd_client::Certificate::from_pem(read(&s.ca_file)?))
+                    .identity(etcd_client::Identity::from_pem(
+                        read(&s.admin_cert_file)?,
+                        read(&s.admin_key_file)?,
+                    ));
+                Some(etcd_client::ConnectOptions::new().with_tls(tls))
+            }
+        };
+        etcd_client::Client::connect([self.endpoint(i)], options)
+            .await
+            .with_context(|| format!("etcd client for member {i}"))
+    }
+
+    /// Turns on etcd's authentication: a `root` user (with the `root` role, which etcd
+    /// requires) whose password is `root_password`, then `auth enable`. On a secure
+    /// cluster the admin certificate (common name `root`) keeps the cluster's own checks
+    /// working without a password.
+    pub async fn enable_auth(&self, root_password: &str) -> anyhow::Result<()> {
+        let mut c = self.admin_client(0).await?;
+        c.user_add("root", root_password, None)
+            .await
+            .context("add the root user")?;
+        c.user_grant_role("root", "root")
+            .await
+            .context("grant root the root role")?;
+        c.auth_enable().await.context("auth enable")?;
+        Ok(())
+    }
+
+    /// Adds `user` with a role of the same name that may read and write every key under
+    /// `prefix`. Needs the admin certificate's `root` once authentication is on.
+    pub async fn add_user(&self, user: &str, password: &str, prefix: &str) -> anyhow::Result<()> {
+        let mut c = self.admin_client(0).await?;
+        c.role_add(user).await.context("add the role")?;
+        c.role_grant_permission(
+            user,
+            etcd_client::Permission::read_write(prefix).with_prefix(),
+        )
+        .await
+        .context("grant the role readwrite on the prefix")?;
+        c.user_add(user, password, None)
+            .await
+            .context("add the user")?;
+        c.user_grant_role(user, user)
+            .await
+            .context("grant the user its role")?;
+        Ok(())
     }
 
     /// The member an endpoint of [`Self::endpoints`] belongs to.
@@ -302,10 +425,7 @@ impl EtcdCluster {
             .collect();
         let mut clients = Vec::new();
         for &i in &running {
-            let c = etcd_client::Client::connect([self.endpoint(i)], None)
-                .await
-                .with_context(|| format!("etcd client for member {i}"))?;
-            clients.push((i, c));
+            clients.push((i, self.admin_client(i).await?));
         }
         loop {
             let mut healthy = 0;
@@ -350,7 +470,7 @@ impl EtcdCluster {
                 ids.push(None);
                 continue;
             }
-            let Ok(mut c) = etcd_client::Client::connect([self.endpoint(i)], None).await else {
+            let Ok(mut c) = self.admin_client(i).await else {
                 ids.push(None);
                 continue;
             };
@@ -372,7 +492,10 @@ impl EtcdCluster {
         for m in &self.members {
             proxies.push(Proxy::start(&format!("etcd-{}", m.name), 0, m.client_port).await?);
         }
-        Ok(ClientLink { proxies })
+        Ok(ClientLink {
+            proxies,
+            scheme: self.scheme(),
+        })
     }
 }
 
@@ -388,6 +511,7 @@ impl Drop for EtcdCluster {
 #[derive(Debug, Clone)]
 pub struct ClientLink {
     proxies: Vec<Proxy>,
+    scheme: &'static str,
 }
 
 impl ClientLink {
@@ -395,7 +519,7 @@ impl ClientLink {
     pub fn endpoints(&self) -> Vec<String> {
         self.proxies
             .iter()
-            .map(|p| format!("http://127.0.0.1:{}", p.listen_port))
+            .map(|p| format!("{}://127.0.0.1:{}", self.scheme, p.listen_port))
             .collect()
     }
 

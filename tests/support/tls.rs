@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
 };
 
 /// A certificate authority of this test only.
@@ -54,6 +55,22 @@ impl TestCa {
             names.first().copied().unwrap_or("server"),
         );
         let key = KeyPair::generate().expect("server key");
+        let cert = params.signed_by(&key, &*self.issuer).expect("sign");
+        ServerCert {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+}
+
+impl TestCa {
+    /// A client certificate whose common name is `name` (etcd, with authentication on,
+    /// takes a client that sends no token for the user its certificate names).
+    pub fn client(&self, name: &str) -> ServerCert {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("client params");
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let key = KeyPair::generate().expect("client key");
         let cert = params.signed_by(&key, &*self.issuer).expect("sign");
         ServerCert {
             cert_pem: cert.pem(),

@@ -147,14 +147,12 @@ impl Etcd {
         let Some(&i) = self.pool.order().first() else {
             return Ok(false);
         };
-        let mut client = self.pool.client(i);
         let options = WatchOptions::new().with_start_revision(from);
-        let mut stream = match tokio::time::timeout(
-            self.pool.deadline(),
-            client.watch(key.clone(), Some(options)),
-        )
-        .await
-        {
+        let watch = async {
+            let mut client = self.pool.client(i).await?;
+            client.watch(key.clone(), Some(options)).await
+        };
+        let mut stream = match tokio::time::timeout(self.pool.deadline(), watch).await {
             Ok(Ok(s)) => s,
             _ => {
                 self.pool.mark_failed(i);

@@ -10,7 +10,9 @@ use etcd_client::GetOptions;
 use super::acting::ActingRule;
 use super::error::CoordError;
 use super::keys::Keys;
+use crate::core::model::{EtcdAuth, EtcdTls};
 
+mod access;
 mod fenced;
 mod leader;
 mod pool;
@@ -25,8 +27,14 @@ pub use session::{LeaseStatus, Session};
 /// How to reach etcd and the timing every call and lease follows.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EtcdSettings {
-    /// `http://host:port` of each member (or of a proxy in front of it).
+    /// `https://host:port` or `http://host:port` of each member (or of a proxy in front
+    /// of it).
     pub endpoints: Vec<String>,
+    /// The CA and client certificate of https:// endpoints; `None`: the system's roots
+    /// and no client certificate. Only for https:// endpoints.
+    pub tls: Option<EtcdTls>,
+    /// The etcd user to log in as, and where its password is (read when connecting).
+    pub auth: Option<EtcdAuth>,
     /// The `<cluster>` segment of `/lifeboat/v1/<cluster>/`.
     pub cluster: String,
     pub lease_ttl: Duration,
@@ -45,6 +53,8 @@ impl EtcdSettings {
     pub fn new(endpoints: Vec<String>, cluster: &str) -> EtcdSettings {
         EtcdSettings {
             endpoints,
+            tls: None,
+            auth: None,
             cluster: cluster.to_string(),
             lease_ttl: Duration::from_secs(5),
             keep_alive: Duration::from_secs(1),
@@ -65,6 +75,14 @@ impl EtcdSettings {
                 return config(
                     "endpoints",
                     format!("{e:?} is not an http:// or https:// URL"),
+                );
+            }
+            if self.tls.is_some() && e.starts_with("http://") {
+                return config(
+                    "tls",
+                    format!(
+                        "TLS settings need https:// members; {e} is http://: write it as https:// (the member needs --cert-file and --key-file), or drop the TLS settings"
+                    ),
                 );
             }
         }
@@ -154,12 +172,13 @@ impl std::fmt::Debug for Etcd {
 }
 
 impl Etcd {
-    /// Builds one client per endpoint. Connections open lazily, so this succeeds while
-    /// members are down. Errors: `Config` for bad settings.
+    /// Builds one client per endpoint, reading the TLS files and the password. Connections
+    /// open, and clients log in, lazily, so this succeeds while members are down.
+    /// Errors: `Config` for bad settings or a file or secret that cannot be read.
     pub async fn connect(settings: EtcdSettings) -> Result<Etcd, CoordError> {
         let rule = settings.validate()?;
         let keys = Keys::new(&settings.cluster)?;
-        let pool = pool::Pool::connect(&settings).await?;
+        let pool = pool::Pool::connect(&settings, keys.root()).await?;
         Ok(Etcd {
             pool: Arc::new(pool),
             keys,
@@ -277,5 +296,12 @@ mod tests {
             bad(|s| s.keep_alive = Duration::from_millis(2500)),
             "keep_alive"
         );
+        assert_eq!(bad(|s| s.tls = Some(EtcdTls::default())), "tls");
+        let mut https = ok.clone();
+        https.endpoints = vec!["https://127.0.0.1:2379".into()];
+        https.tls = Some(EtcdTls::default());
+        https
+            .validate()
+            .expect("TLS settings with https:// members");
     }
 }

@@ -1,15 +1,18 @@
 //! One `etcd_client::Client` per endpoint, and the rule for choosing one: the endpoint
 //! that last answered first, endpoints that failed lately last. `etcd-client`'s own
-//! balancer keeps sending calls to a dead member, which is why it is not used.
+//! balancer keeps sending calls to a dead member, which is why it is not used. Each
+//! client logs in (when the policy names an etcd user) on its first call, not when it is
+//! built, so a member that is down at start-up costs nothing until it is asked.
 
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use etcd_client::{Client, ConnectOptions};
 use tokio::time::Instant;
 
 use super::EtcdSettings;
+use super::access::{Access, LoginSlot, Refusal};
 use crate::coord::error::CoordError;
 
 /// An endpoint and whether it is in its cool-down after a failure.
@@ -22,6 +25,9 @@ pub struct EndpointHealth {
 
 pub(super) struct Pool {
     members: Vec<(String, Client)>,
+    /// Per member: whether its client has logged in (or found authentication off).
+    logins: Vec<Arc<LoginSlot>>,
+    access: Access,
     state: Mutex<State>,
     deadline: Duration,
     cooldown: Duration,
@@ -37,12 +43,19 @@ struct State {
 pub(super) enum Fault {
     /// The member is unreachable, slow, or cannot serve (no raft leader): try another.
     Endpoint(String),
+    /// The member refused lifeboat's TLS or login (its certificate, a forgotten token):
+    /// try another, and tell this reason rather than another member's silence.
+    Access(String),
     /// etcd refused the request itself; another member would refuse it too.
     Request(String),
     /// The lease does not exist any more.
     LeaseNotFound,
+    /// The member forgot lifeboat's login, or turned authentication on since lifeboat
+    /// found it off: log in and send the call again, once, to the same member.
+    LoggedOut(String),
 }
 
+/// What an error says, before anything is known of the access settings.
 pub(super) fn classify(e: &etcd_client::Error) -> Fault {
     use etcd_client::Error as E;
     use tonic::Code;
@@ -73,7 +86,9 @@ fn code_name(code: tonic::Code) -> String {
 }
 
 impl Pool {
-    pub(super) async fn connect(settings: &EtcdSettings) -> Result<Pool, CoordError> {
+    /// Builds the clients; reads the TLS files and the password (see [`Access::load`]).
+    pub(super) async fn connect(settings: &EtcdSettings, prefix: &str) -> Result<Pool, CoordError> {
+        let access = Access::load(settings, prefix)?;
         let mut members = Vec::new();
         for endpoint in &settings.endpoints {
             let options = ConnectOptions::new()
@@ -84,6 +99,7 @@ impl Pool {
                 // A member cut off from the raft quorum answers "no leader" at once
                 // instead of holding the call until its deadline.
                 .with_require_leader(true);
+            let options = access.options(endpoint, options);
             let connect = Client::connect([endpoint.as_str()], Some(options));
             let client = match tokio::time::timeout(settings.call_deadline, connect).await {
                 Ok(Ok(c)) => c,
@@ -107,6 +123,8 @@ impl Pool {
         let n = members.len();
         Ok(Pool {
             members,
+            logins: (0..n).map(|_| Arc::default()).collect(),
+            access,
             state: Mutex::new(State {
                 preferred: 0,
                 failed_at: vec![None; n],
@@ -125,8 +143,34 @@ impl Pool {
         &self.members[i].0
     }
 
-    pub(super) fn client(&self, i: usize) -> Client {
-        self.members[i].1.clone()
+    /// Member `i`'s client, logged in. Errors: the login's, to [`Self::classify`].
+    pub(super) async fn client(&self, i: usize) -> Result<Client, etcd_client::Error> {
+        let (endpoint, client) = &self.members[i];
+        self.access
+            .log_in(endpoint, client, &self.logins[i])
+            .await?;
+        Ok(client.clone())
+    }
+
+    /// What an error from member `i` means, in words that say what to change when it is
+    /// about access. A member that forgot the login is logged in again on its next call.
+    pub(super) fn classify(&self, i: usize, e: &etcd_client::Error) -> Fault {
+        match self.access.explain(self.endpoint(i), e) {
+            Some(Refusal::Request(d)) if self.logins[i].without_auth() => {
+                self.logins[i].forget();
+                Fault::LoggedOut(format!(
+                    "{d} (authentication was off when lifeboat connected; logging in)"
+                ))
+            }
+            Some(Refusal::Request(d)) => Fault::Request(d),
+            Some(Refusal::Guess(d)) => Fault::Endpoint(d),
+            Some(Refusal::Endpoint(d)) => Fault::Access(d),
+            Some(Refusal::LoggedOut(d)) => {
+                self.logins[i].forget();
+                Fault::LoggedOut(d)
+            }
+            None => classify(e),
+        }
     }
 
     pub(super) fn deadline(&self) -> Duration {
@@ -197,6 +241,9 @@ impl Pool {
         let order = self.order();
         let mut tried = Vec::new();
         let mut detail = String::from("no endpoint tried");
+        // A member that refused lifeboat's certificate or login says what to fix; another
+        // member's silence after it must not hide that.
+        let mut refused = None;
         for (k, &i) in order.iter().enumerate() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -204,15 +251,20 @@ impl Pool {
             }
             let budget = if k + 1 == order.len() { left } else { left / 2 };
             tried.push(self.endpoint(i).to_string());
-            match tokio::time::timeout(budget, f(self.client(i))).await {
+            let attempt = self.attempt(i, &f);
+            match tokio::time::timeout(budget, attempt).await {
                 Ok(Ok(v)) => {
                     self.mark_ok(i);
                     return Ok(v);
                 }
-                Ok(Err(e)) => match classify(&e) {
+                Ok(Err(fault)) => match fault {
                     Fault::Endpoint(d) => {
                         self.mark_failed(i);
                         detail = format!("{}: {d}", self.endpoint(i));
+                    }
+                    Fault::Access(d) | Fault::LoggedOut(d) => {
+                        self.mark_failed(i);
+                        refused = Some(format!("{}: {d}", self.endpoint(i)));
                     }
                     Fault::Request(d) => {
                         return Err(CoordError::Rejected {
@@ -237,22 +289,50 @@ impl Pool {
             call,
             tried: tried.join(", "),
             deadline_ms: self.deadline.as_millis() as u64,
-            detail,
+            detail: refused.unwrap_or(detail),
         })
+    }
+
+    /// One call to member `i`: log in if needed and send it; when the member has forgotten
+    /// the login, log in again and send it once more.
+    async fn attempt<T, F, Fut>(&self, i: usize, f: &F) -> Result<T, Fault>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let mut again = true;
+        loop {
+            let sent = async { f(self.client(i).await?).await }.await;
+            let e = match sent {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            match self.classify(i, &e) {
+                Fault::LoggedOut(_) if again => again = false,
+                Fault::LoggedOut(d) => return Err(Fault::Access(d)),
+                other => return Err(other),
+            }
+        }
     }
 
     /// Asks every member for its raft term and leader, each within the call deadline.
     pub(super) async fn member_status(&self) -> Vec<(String, Result<(u64, u64), CoordError>)> {
         let mut out = Vec::new();
-        for (endpoint, client) in &self.members {
-            let mut c = client.clone();
-            let r = match tokio::time::timeout(self.deadline, c.status()).await {
+        for (i, (endpoint, _)) in self.members.iter().enumerate() {
+            let status = async { self.client(i).await?.status().await };
+            let r = match tokio::time::timeout(self.deadline, status).await {
                 Ok(Ok(s)) => Ok((s.raft_term(), s.leader())),
                 Ok(Err(e)) => Err(CoordError::Unavailable {
                     call: "status",
                     tried: endpoint.clone(),
                     deadline_ms: self.deadline.as_millis() as u64,
-                    detail: e.to_string(),
+                    detail: match self.classify(i, &e) {
+                        Fault::Endpoint(d)
+                        | Fault::Access(d)
+                        | Fault::Request(d)
+                        | Fault::LoggedOut(d) => d,
+                        Fault::LeaseNotFound => e.to_string(),
+                    },
                 }),
                 Err(_) => Err(CoordError::Unavailable {
                     call: "status",

@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::Etcd;
-use super::pool::{Fault, Pool, classify};
+use super::pool::{Fault, Pool};
 use crate::coord::acting::ActingRule;
 use crate::coord::error::CoordError;
 
@@ -166,8 +166,8 @@ enum Opened {
 async fn open(pool: &Pool, lease: i64, status: &watch::Sender<LeaseStatus>) -> Opened {
     for i in pool.order() {
         let sent = Instant::now();
-        let mut client = pool.client(i);
-        match tokio::time::timeout(pool.deadline(), client.lease_keep_alive(lease)).await {
+        let open = async { pool.client(i).await?.lease_keep_alive(lease).await };
+        match tokio::time::timeout(pool.deadline(), open).await {
             Ok(Ok((keeper, stream))) => {
                 pool.mark_ok(i);
                 status.send_modify(|s| {
@@ -177,9 +177,12 @@ async fn open(pool: &Pool, lease: i64, status: &watch::Sender<LeaseStatus>) -> O
                 });
                 return Opened::Stream(keeper, stream, i);
             }
-            Ok(Err(e)) => match classify(&e) {
+            Ok(Err(e)) => match pool.classify(i, &e) {
                 Fault::LeaseNotFound => return Opened::Lost,
-                Fault::Endpoint(detail) | Fault::Request(detail) => {
+                Fault::Endpoint(detail)
+                | Fault::Access(detail)
+                | Fault::Request(detail)
+                | Fault::LoggedOut(detail) => {
                     tracing::warn!(lease = %format_args!("{lease:x}"), endpoint = pool.endpoint(i), %detail, "could not open the lease keep-alive stream; trying the next member");
                     pool.mark_failed(i);
                 }
