@@ -164,7 +164,15 @@ impl Task {
                     lease: session.lease(),
                 });
             }
-            self.register(&etcd, &session).await?;
+            // A call that fails while the session's lease lives (etcd electing a new raft
+            // leader, a member down) keeps the session: the lease, and the leader key
+            // under it, outlive a short raft election, and campaigning again on the same
+            // lease wins back the same epoch instead of waiting out our own key.
+            if let Err(e) = self.register(&etcd, &session).await {
+                keep_session(e)?;
+                tokio::time::sleep(self.pause()).await;
+                continue;
+            }
             if !self.share(&etcd, &svc).await || !self.vote(&etcd, &session, &svc).await {
                 return Ok(());
             }
@@ -200,7 +208,15 @@ impl Task {
                 tokio::time::sleep(self.pause()).await;
                 continue;
             }
-            match etcd.campaign(&session, &svc, &me).await? {
+            let campaign = match etcd.campaign(&session, &svc, &me).await {
+                Ok(c) => c,
+                Err(e) => {
+                    keep_session(e)?;
+                    tokio::time::sleep(self.pause()).await;
+                    continue;
+                }
+            };
+            match campaign {
                 Campaign::Won(l) => {
                     let leading = Standing::Leading {
                         leadership: l.clone(),
@@ -306,6 +322,16 @@ impl Task {
         self.last = Some(key);
         self.events.send(Event::Standing(s)).await.is_ok()
     }
+}
+
+/// `Ok` (after a warning) for an error the session survives; the error itself when the
+/// lease is gone, which ends the session.
+fn keep_session(e: CoordError) -> Result<(), CoordError> {
+    if matches!(e, CoordError::LeaseLost { .. }) {
+        return Err(e);
+    }
+    warn!("etcd: {e}; this controller does not act meanwhile, and tries again on the same session");
+    Ok(())
 }
 
 /// The engine's side of the votes on etcd: it publishes this controller's own view after
