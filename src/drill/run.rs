@@ -331,6 +331,18 @@ async fn scenario(
     witness_steady(world, s.steady_state.timeout).await?;
     // A few seconds of writes before the fault: the baseline.
     tokio::time::sleep(Duration::from_secs(2)).await;
+    // A run before any fault means the controller was fooled while the sandbox started
+    // (a slow emulator, a loaded host): what follows would measure nothing real.
+    if let Some(r) = daemon.runs().await.unwrap_or_default().first() {
+        report.figures.unexpected_failover = true;
+        bail!(
+            "the controller started run {} ({} to {}) before any fault was injected: {}; the drill measures nothing after that (its decision log has the evidence)",
+            r.run_id,
+            r.direction,
+            r.to,
+            r.reason
+        );
+    }
     if !s.drift.is_empty() {
         return super::drift::exercise(s, world, daemon.api().await, report, t0).await;
     }
