@@ -76,6 +76,18 @@ fn password_file(dir: &Path, password: &str) -> PathBuf {
 }
 
 /// Turns authentication on with a `lifeboat` user that may write under the test's prefix.
+/// Lifeboat's client over TLS, logged in as its etcd user with the test's password.
+async fn logged_in(dir: &Path, cluster: &EtcdCluster, pki: &Pki) -> lifeboat::coord::etcd::Etcd {
+    connect(EtcdSettings {
+        auth: Some(EtcdAuth {
+            user: "lifeboat".into(),
+            password: SecretRef::File(password_file(dir, PASSWORD)),
+        }),
+        ..tls_settings(cluster, pki)
+    })
+    .await
+}
+
 async fn with_users(cluster: &EtcdCluster) {
     cluster
         .enable_auth("root-secret")
@@ -312,14 +324,7 @@ async fn a_leader_keeps_acting_and_writing_after_its_auth_tokens_expire() {
     // Tokens expire after 2 s unused; the leader's lease outlives them many times.
     let (mut cluster, pki) = secure_cluster(dir.path(), Some(Duration::from_secs(2))).await;
     with_users(&cluster).await;
-    let etcd = connect(EtcdSettings {
-        auth: Some(EtcdAuth {
-            user: "lifeboat".into(),
-            password: SecretRef::File(password_file(dir.path(), PASSWORD)),
-        }),
-        ..tls_settings(&cluster, &pki)
-    })
-    .await;
+    let etcd = logged_in(dir.path(), &cluster, &pki).await;
     let leadership = lead(
         &etcd,
         &candidate("ctl-a", "us-east-1"),
@@ -391,14 +396,7 @@ async fn a_controller_given_a_login_before_etcd_turns_authentication_on_keeps_wr
     let (cluster, pki) = secure_cluster(dir.path(), None).await;
     // The order of a migration: lifeboat gets its user and password first, while etcd
     // still has authentication off, so no controller is locked out when it goes on.
-    let etcd = connect(EtcdSettings {
-        auth: Some(EtcdAuth {
-            user: "lifeboat".into(),
-            password: SecretRef::File(password_file(dir.path(), PASSWORD)),
-        }),
-        ..tls_settings(&cluster, &pki)
-    })
-    .await;
+    let etcd = logged_in(dir.path(), &cluster, &pki).await;
     let leadership = lead(
         &etcd,
         &candidate("ctl-a", "us-east-1"),
