@@ -353,7 +353,7 @@ async fn scenario(
         at: ms(fault_at),
         what: "fault".into(),
     });
-    let epoch_before = leading_epoch(daemon).await;
+    let epoch_before = takeover::leading_epoch(daemon).await;
     let mut faults_sorted = s.faults.clone();
     faults_sorted.sort_by_key(|f| f.at);
     // Faults that wait for a run to reach a step are watched for from the start, beside
@@ -459,7 +459,7 @@ async fn scenario(
             Some(w) => Some(w.seen().await),
             None => None,
         };
-        ha_checks(&s.expect, daemon, report, seen, epoch_before).await;
+        takeover::checks(&s.expect, daemon, report, seen, epoch_before).await;
     }
     // Heal whatever is still broken (the rollback's first half; the sandbox goes down after).
     for f in injected {
@@ -484,68 +484,6 @@ async fn scenario(
         },
     });
     Ok(())
-}
-
-/// The epoch of the controller that leads now, if one does.
-async fn leading_epoch(daemon: &Daemon) -> Option<u64> {
-    match daemon.leader().await?.1.leadership {
-        crate::core::controller::Leadership::Leading { epoch } => Some(epoch.0),
-        _ => None,
-    }
-}
-
-/// What an HA drill expects of the controllers: another one takes over from the one hit
-/// (and how fast), the one hit stops acting in time, or the same one leads throughout.
-async fn ha_checks(
-    e: &super::scenario::Expect,
-    daemon: &Daemon,
-    report: &mut Report,
-    seen: Option<takeover::Seen>,
-    epoch_before: Option<u64>,
-) {
-    let seen = seen.unwrap_or_default();
-    report.figures.handover = seen.new_leader.as_ref().map(|(_, t)| *t);
-    report.figures.stopped_acting = seen.victim_stopped;
-    match e.handover {
-        Some(true) => report.checks.push(Assertion {
-            what: "another controller takes over".into(),
-            passed: seen.new_leader.is_some(),
-            detail: match &seen.new_leader {
-                Some((name, t)) => format!("{name} leads {t:.2}s after the fault"),
-                None => "no other controller said it leads within 60s".into(),
-            },
-        }),
-        Some(false) => {
-            let after = leading_epoch(daemon).await;
-            report.checks.push(Assertion {
-                what: "no handover: the same controller leads throughout".into(),
-                passed: epoch_before.is_some() && after == epoch_before,
-                detail: format!(
-                    "leader's epoch before the faults {}, after {}",
-                    epoch_before
-                        .map(|e| e.to_string())
-                        .unwrap_or("(none)".into()),
-                    after.map(|e| e.to_string()).unwrap_or("(none)".into())
-                ),
-            });
-        }
-        None => {}
-    }
-    if let Some(within) = e.stops_acting_within {
-        report.checks.push(Assertion {
-            what: format!(
-                "the controller hit stops acting within {}s",
-                within.as_secs_f64()
-            ),
-            passed: seen
-                .victim_stopped
-                .is_some_and(|t| t <= within.as_secs_f64()),
-            detail: match seen.victim_stopped {
-                Some(t) => format!("it said it no longer leads {t:.2}s after the fault"),
-                None => "it never said it no longer leads".into(),
-            },
-        });
-    }
 }
 
 fn serving_region_healthy(v: &StatusView) -> bool {

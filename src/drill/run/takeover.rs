@@ -1,6 +1,6 @@
-//! HA drills: waiting for a run to reach a step before a fault lands, and watching what
-//! the controllers do once the acting one is hit (when it stops saying it leads, and when
-//! another one leads instead).
+//! HA drills: waiting for a run to reach a step before a fault lands, watching what the
+//! controllers do once the acting one is hit (when it stops saying it leads, and when
+//! another one leads instead), and checking that against what the drill expects.
 
 use std::time::{Duration, Instant};
 
@@ -11,6 +11,7 @@ use super::daemon::Daemon;
 use crate::core::controller::Leadership;
 use crate::core::step::StepState;
 use crate::daemon::client::Client;
+use crate::drill::report::{Assertion, Report};
 
 /// Waits until the acting controller's unfinished run is in `step` (taken up, not yet
 /// done).
@@ -96,4 +97,66 @@ pub fn follow(daemon: &Daemon, victim: &str, from: Instant, max: Duration) -> Wa
         seen
     });
     Watch { task }
+}
+
+/// The epoch of the controller that leads now, if one does.
+pub async fn leading_epoch(daemon: &Daemon) -> Option<u64> {
+    match daemon.leader().await?.1.leadership {
+        Leadership::Leading { epoch } => Some(epoch.0),
+        _ => None,
+    }
+}
+
+/// What an HA drill expects of the controllers: another one takes over from the one hit
+/// (and how fast), the one hit stops acting in time, or the same one leads throughout.
+pub async fn checks(
+    e: &crate::drill::scenario::Expect,
+    daemon: &Daemon,
+    report: &mut Report,
+    seen: Option<Seen>,
+    epoch_before: Option<u64>,
+) {
+    let seen = seen.unwrap_or_default();
+    report.figures.handover = seen.new_leader.as_ref().map(|(_, t)| *t);
+    report.figures.stopped_acting = seen.victim_stopped;
+    match e.handover {
+        Some(true) => report.checks.push(Assertion {
+            what: "another controller takes over".into(),
+            passed: seen.new_leader.is_some(),
+            detail: match &seen.new_leader {
+                Some((name, t)) => format!("{name} leads {t:.2}s after the fault"),
+                None => "no other controller said it leads within 60s".into(),
+            },
+        }),
+        Some(false) => {
+            let after = leading_epoch(daemon).await;
+            report.checks.push(Assertion {
+                what: "no handover: the same controller leads throughout".into(),
+                passed: epoch_before.is_some() && after == epoch_before,
+                detail: format!(
+                    "leader's epoch before the faults {}, after {}",
+                    epoch_before
+                        .map(|e| e.to_string())
+                        .unwrap_or("(none)".into()),
+                    after.map(|e| e.to_string()).unwrap_or("(none)".into())
+                ),
+            });
+        }
+        None => {}
+    }
+    if let Some(within) = e.stops_acting_within {
+        report.checks.push(Assertion {
+            what: format!(
+                "the controller hit stops acting within {}s",
+                within.as_secs_f64()
+            ),
+            passed: seen
+                .victim_stopped
+                .is_some_and(|t| t <= within.as_secs_f64()),
+            detail: match seen.victim_stopped {
+                Some(t) => format!("it said it no longer leads {t:.2}s after the fault"),
+                None => "it never said it no longer leads".into(),
+            },
+        });
+    }
 }
