@@ -43,10 +43,7 @@ impl Client {
 
     /// A client of the daemon at `url` (pid for messages), with its control token.
     pub fn new(url: &str, pid: u32, token: Option<String>) -> anyhow::Result<Client> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(35))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+        let http = http(Duration::from_secs(35))?;
         Ok(Client {
             url: url.trim_end_matches('/').to_string(),
             pid,
@@ -58,11 +55,7 @@ impl Client {
     /// The same client, giving up on any call after `timeout` (a stopped daemon must not
     /// hold its caller for the default 35 s).
     pub fn with_timeout(mut self, timeout: Duration) -> Client {
-        if let Ok(http) = reqwest::Client::builder()
-            .timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-        {
+        if let Ok(http) = http(timeout) {
             self.http = http;
         }
         self
@@ -164,4 +157,12 @@ impl Client {
         serde_json::from_str(&text)
             .with_context(|| format!("the daemon answered {status} to POST {path}: {text}"))
     }
+}
+
+/// The HTTP client of the API: no redirects followed (a token must not travel on).
+fn http(timeout: Duration) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
 }

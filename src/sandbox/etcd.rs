@@ -463,27 +463,14 @@ impl EtcdCluster {
     /// The member etcd currently has as raft leader, as the first member that answers
     /// sees it, with the raft term.
     pub async fn raft_leader(&self) -> Option<(usize, u64)> {
-        let mut ids = Vec::new();
-        let mut leader = None;
+        let mut clients = Vec::new();
         for i in 0..self.members.len() {
-            if self.members[i].child.is_none() {
-                ids.push(None);
-                continue;
-            }
-            let Ok(mut c) = self.admin_client(i).await else {
-                ids.push(None);
-                continue;
-            };
-            match tokio::time::timeout(Duration::from_millis(500), c.status()).await {
-                Ok(Ok(s)) => {
-                    ids.push(s.header().map(|h| h.member_id()));
-                    leader = leader.or(Some((s.leader(), s.raft_term())));
-                }
-                _ => ids.push(None),
-            }
+            clients.push(match self.members[i].child {
+                Some(_) => self.admin_client(i).await.ok(),
+                None => None,
+            });
         }
-        let (id, term) = leader?;
-        ids.iter().position(|m| *m == Some(id)).map(|i| (i, term))
+        raft_leader_of(clients).await
     }
 
     /// Fault proxies in front of every member, for one client.
@@ -540,4 +527,26 @@ impl ClientLink {
     pub fn cut(&self, i: usize) {
         self.proxies[i].set_mode(ProxyMode::Blackhole);
     }
+}
+
+/// Which of the members (a client for each that runs, in member order) etcd has as raft
+/// leader, as the first that answers its status sees it, with the raft term.
+pub async fn raft_leader_of(clients: Vec<Option<etcd_client::Client>>) -> Option<(usize, u64)> {
+    let mut ids = Vec::new();
+    let mut leader = None;
+    for c in clients {
+        let status = async {
+            let mut c = c?;
+            c.status().await.ok()
+        };
+        match tokio::time::timeout(Duration::from_millis(500), status).await {
+            Ok(Some(s)) => {
+                ids.push(s.header().map(|h| h.member_id()));
+                leader = leader.or(Some((s.leader(), s.raft_term())));
+            }
+            _ => ids.push(None),
+        }
+    }
+    let (id, term) = leader?;
+    ids.iter().position(|m| *m == Some(id)).map(|i| (i, term))
 }

@@ -71,14 +71,6 @@ pub struct Ha {
 }
 
 impl Ha {
-    pub fn controllers(&self) -> impl Iterator<Item = &Node> {
-        self.nodes.iter().filter(|n| n.role == Role::Controller)
-    }
-
-    pub fn node(&self, name: &str) -> Option<&Node> {
-        self.nodes.iter().find(|n| n.name == name)
-    }
-
     /// etcd's client URLs, directly.
     pub fn endpoints(&self) -> Vec<String> {
         self.etcd
@@ -86,30 +78,24 @@ impl Ha {
             .map(|m| format!("http://127.0.0.1:{}", m.client_port))
             .collect()
     }
-}
 
-impl Ha {
     /// The member etcd has as raft leader, as the first running member that answers
     /// sees it.
     pub async fn raft_leader(&self) -> Option<usize> {
-        let mut ids = Vec::new();
-        let mut leader = None;
-        for m in &self.etcd {
-            let url = format!("http://127.0.0.1:{}", m.client_port);
-            let status = async {
-                let mut c = etcd_client::Client::connect([url], None).await.ok()?;
-                c.status().await.ok()
+        let mut clients = Vec::new();
+        for (m, url) in self.etcd.iter().zip(self.endpoints()) {
+            let connect = etcd_client::Client::connect([url], None);
+            let client = if process::alive(m.pid) {
+                tokio::time::timeout(Duration::from_secs(1), connect)
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            } else {
+                None
             };
-            match tokio::time::timeout(Duration::from_secs(1), status).await {
-                Ok(Some(s)) if process::alive(m.pid) => {
-                    ids.push(s.header().map(|h| h.member_id()));
-                    leader = leader.or(Some(s.leader()));
-                }
-                _ => ids.push(None),
-            }
+            clients.push(client);
         }
-        let id = leader?;
-        ids.iter().position(|m| *m == Some(id))
+        super::etcd::raft_leader_of(clients).await.map(|(i, _)| i)
     }
 }
 
