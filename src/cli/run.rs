@@ -180,7 +180,9 @@ pub fn run(
             role,
             aws,
             limits: daemon::serve::Limits::default(),
-            readiness: !args.witness,
+            // Neither a witness nor an observer ever acts: what a run would meet is no
+            // concern of theirs.
+            readiness: !args.witness && !args.observer,
             node: args.node,
         })
         .await

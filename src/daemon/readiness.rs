@@ -18,8 +18,18 @@ use crate::core::model::Policy;
 use crate::readiness::{self, Round};
 use crate::runbook::StepFactory;
 
-/// How long after start the first round waits: the probes' first rounds go first.
+/// How long after start the first round waits at least: the probes' first rounds go
+/// first.
 const FIRST_AFTER: Duration = Duration::from_secs(2);
+
+/// When the first round starts: after `FIRST_AFTER`, plus a random part of a quarter of
+/// the period (at most 15 s), so controllers started together (a deployment, the HA
+/// sandbox) do not check the same APIs at the same moment every period.
+fn first_round(every: Duration) -> Duration {
+    let spread = (every / 4).min(Duration::from_secs(15));
+    let first = FIRST_AFTER + spread.mul_f64(fastrand::f64());
+    first.min(every)
+}
 
 pub struct Schedule {
     pub policy: Arc<Policy>,
@@ -37,10 +47,8 @@ impl Schedule {
     pub fn spawn(self) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let every = self.policy.readiness.every;
-            let mut tick = tokio::time::interval_at(
-                tokio::time::Instant::now() + FIRST_AFTER.min(every),
-                every,
-            );
+            let mut tick =
+                tokio::time::interval_at(tokio::time::Instant::now() + first_round(every), every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 let asked = tokio::select! {

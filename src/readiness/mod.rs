@@ -1,6 +1,6 @@
 //! One round of readiness: both runbooks planned from the serving region, every step
 //! built by the same factory a run uses (so the check looks at exactly what a run would
-//! act on) and asked `Step::readiness`, all at once, each within a budget; then the IAM
+//! act on) and asked `Step::readiness`, a few at a time, each within a budget; then the IAM
 //! permissions of lifeboat's identity simulated against the actions the planned steps
 //! and the probes call. `lifeboat readiness` runs one round; the daemon runs one on its
 //! `[readiness] every` schedule.
@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::clients::aws::AwsClients;
@@ -29,6 +30,12 @@ use crate::runbook::{ReadyCtx, StepFactory};
 /// standby just behind its writer to catch up.
 pub const STEP_BUDGET: Duration = Duration::from_secs(15);
 
+/// How many checks run at once. A round's checks all at once (both runbooks, some twenty
+/// reads) are a burst of calls to the APIs the probes also use: in the HA sandbox, three
+/// daemons' bursts against one moto held its S3 canary past a 250 ms probe timeout, and
+/// two controllers saw a region down that was not.
+pub const CHECKS_AT_ONCE: usize = 4;
+
 /// What a round needs.
 pub struct Round {
     pub policy: Arc<Policy>,
@@ -42,13 +49,15 @@ pub struct Round {
 /// Runs one round. Never fails: what could not be checked is in the report as "cannot
 /// tell" or "not ready", with why.
 ///
-/// Guarantees: read-only (every check is); returns within about `STEP_BUDGET` plus the
-/// permission check's own timeout, whatever the endpoints do.
+/// Guarantees: read-only (every check is); at most `CHECKS_AT_ONCE` checks at a time;
+/// returns within about `STEP_BUDGET` per `CHECKS_AT_ONCE` steps plus the permission
+/// check's own timeout, whatever the endpoints do.
 pub async fn round(r: Round, now: Ts) -> ReadinessReport {
     let started = tokio::time::Instant::now();
     let mut runbooks = Vec::new();
     let mut tasks = JoinSet::new();
     let mut plans: Vec<Plan> = Vec::new();
+    let slots = Arc::new(Semaphore::new(CHECKS_AT_ONCE));
     for (i, (direction, from, to, next)) in readiness::runbooks(&r.policy, &r.serving)
         .into_iter()
         .enumerate()
@@ -91,7 +100,7 @@ pub async fn round(r: Round, now: Ts) -> ReadinessReport {
                         region: step.region.clone(),
                         readiness: Readiness::cannot_tell("not checked"),
                     });
-                    let ctx = ReadyCtx {
+                    let mut ctx = ReadyCtx {
                         service: r.policy.service.clone(),
                         direction,
                         from: from.clone(),
@@ -105,7 +114,11 @@ pub async fn round(r: Round, now: Ts) -> ReadinessReport {
                         deadline: tokio::time::Instant::now() + STEP_BUDGET,
                     };
                     let built = r.factory.build(&plan, step);
+                    let slots = slots.clone();
                     tasks.spawn(async move {
+                        // The budget counts from the check's start, not from its turn.
+                        let _slot = slots.acquire_owned().await;
+                        ctx.deadline = tokio::time::Instant::now() + STEP_BUDGET;
                         let found = match built {
                             Err(e) => Readiness::not_ready(
                                 format!("the step cannot be built: {}", e.message),
