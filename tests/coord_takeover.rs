@@ -77,17 +77,32 @@ async fn a_controller_lost_mid_run_is_replaced_and_the_new_leader_finishes_with_
     let ended: Vec<&str> = left.ended.iter().map(|(_, d)| d.step.as_str()).collect();
     assert_eq!(ended, vec!["fence-old-primary"], "{left:?}");
 
-    let out = executor(journal(&dir_b), &world, "ctl-b")
+    let journal_b = journal(&dir_b);
+    let out = executor(journal_b.clone(), &world, "ctl-b")
         .authority(Arc::new(EtcdAuthority::new(b.clone(), "ctl-b")))
         .adopt(
             left.intent.plan.clone(),
             &left.intent.started_by,
+            left.intent.started_at,
             &left.ended_steps(),
             "ctl-a",
         )
         .await
         .expect("adopt");
     assert_eq!(out, RunOutcome::Completed);
+    // B's record of the run says when A started it, not when B took it over.
+    let started = journal(&dir_a)
+        .run(&RunId("r1".into()))
+        .expect("A's run")
+        .created_at;
+    assert_eq!(left.intent.started_at, Some(started));
+    assert_eq!(
+        journal_b
+            .run(&RunId("r1".into()))
+            .expect("B's run")
+            .created_at,
+        started
+    );
     for s in SANDBOX_STEPS {
         assert_eq!(
             world.effect_counts().get(s),
@@ -185,7 +200,7 @@ async fn a_run_is_not_started_when_a_counted_vote_changed_or_another_run_is_curr
     let auth = EtcdAuthority::new(leader.clone(), "ctl-a");
     auth.counted(&counted);
     let err = auth
-        .begin(&sandbox_plan("r1"), "lifeboat (automatic)")
+        .begin(&sandbox_plan("r1"), "lifeboat (automatic)", Ts(1))
         .await
         .expect_err("the vote changed");
     assert!(
@@ -196,11 +211,11 @@ async fn a_run_is_not_started_when_a_counted_vote_changed_or_another_run_is_curr
 
     // Counted afresh, the run starts; a second run cannot while it is current.
     auth.counted(&etcd.votes(&svc).await.expect("votes"));
-    auth.begin(&sandbox_plan("r1"), "lifeboat (automatic)")
+    auth.begin(&sandbox_plan("r1"), "lifeboat (automatic)", Ts(1))
         .await
         .expect("begins");
     let err = auth
-        .begin(&sandbox_plan("r2"), "alice")
+        .begin(&sandbox_plan("r2"), "alice", Ts(2))
         .await
         .expect_err("one run at a time");
     assert!(
@@ -210,7 +225,7 @@ async fn a_run_is_not_started_when_a_counted_vote_changed_or_another_run_is_curr
     auth.end(&RunId("r1".into()), "completed")
         .await
         .expect("end");
-    auth.begin(&sandbox_plan("r2"), "alice")
+    auth.begin(&sandbox_plan("r2"), "alice", Ts(2))
         .await
         .expect("r2 begins");
 }

@@ -12,6 +12,7 @@ use super::keys::ServiceKeys;
 use super::records::{CountedVote, RunEnd, RunIntent, SharedState, StepDone, StepIntent};
 use crate::core::ids::RunId;
 use crate::core::plan::Plan;
+use crate::core::time::Ts;
 use crate::runbook::{Authority, AuthorityError, SharedOutcome};
 
 /// Acts for one leadership (one service, one epoch).
@@ -112,13 +113,14 @@ fn refused(e: CoordError) -> AuthorityError {
 
 #[async_trait]
 impl Authority for EtcdAuthority {
-    async fn begin(&self, plan: &Plan, started_by: &str) -> Result<(), AuthorityError> {
+    async fn begin(&self, plan: &Plan, started_by: &str, at: Ts) -> Result<(), AuthorityError> {
         let service = self.leadership.service();
         let intent = RunIntent {
             run_id: plan.run_id.0.clone(),
             epoch: self.leadership.epoch(),
             node: self.node.clone(),
             started_by: started_by.to_string(),
+            started_at: Some(at),
             plan: plan.clone(),
         };
         let mut write = FencedWrite::append_once(service.run_current(), json(&intent));
@@ -308,7 +310,7 @@ impl NotLeading {
 
 #[async_trait]
 impl Authority for NotLeading {
-    async fn begin(&self, _plan: &Plan, _started_by: &str) -> Result<(), AuthorityError> {
+    async fn begin(&self, _plan: &Plan, _started_by: &str, _at: Ts) -> Result<(), AuthorityError> {
         Err(AuthorityError::Deposed(self.why()))
     }
 

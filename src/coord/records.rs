@@ -74,6 +74,10 @@ pub struct RunIntent {
     pub epoch: Epoch,
     pub node: String,
     pub started_by: String,
+    /// When the run started (absent in records an older lifeboat wrote): a controller
+    /// that takes the run over records it as started then, not at the takeover.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Ts>,
     pub plan: crate::core::plan::Plan,
 }
 

@@ -461,6 +461,7 @@ impl Driver {
         let plan = left.intent.plan.clone();
         let ended = left.ended_steps();
         let by = left.intent.started_by.clone();
+        let started_at = left.intent.started_at;
         let from = format!(
             "{} (etcd epoch {}), at etcd epoch {epoch}",
             left.intent.node, left.intent.epoch
@@ -475,7 +476,9 @@ impl Driver {
         let executor = self.executor.clone();
         let task_plan = plan.clone();
         self.spawn(plan, async move {
-            executor.adopt(task_plan, &by, &ended, &from).await
+            executor
+                .adopt(task_plan, &by, started_at, &ended, &from)
+                .await
         });
     }
 

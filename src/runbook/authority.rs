@@ -10,6 +10,7 @@ use thiserror::Error;
 
 use crate::core::ids::RunId;
 use crate::core::plan::Plan;
+use crate::core::time::Ts;
 
 /// How a step ended, as the shared record keeps it (once per step, whatever the epoch).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,10 +46,10 @@ pub enum AuthorityError {
 /// in this session, `done` once after the step's end is journaled locally.
 #[async_trait]
 pub trait Authority: Send + Sync {
-    /// Records that this epoch starts `plan`, after the local journal has and before any
-    /// step acts: the record another controller resumes the run from. Refused
+    /// Records that this epoch starts `plan` (at `at`), after the local journal has and
+    /// before any step acts: the record another controller resumes the run from. Refused
     /// (`NotRecorded`) when another run is current or a counted vote changed.
-    async fn begin(&self, _plan: &Plan, _started_by: &str) -> Result<(), AuthorityError> {
+    async fn begin(&self, _plan: &Plan, _started_by: &str, _at: Ts) -> Result<(), AuthorityError> {
         Ok(())
     }
 

@@ -17,6 +17,7 @@ use crate::clock::WallClock;
 use crate::core::ids::RunId;
 use crate::core::plan::Plan;
 use crate::core::step::{self, ErrorClass, Resume, StageVerdict, StepEnd, StepState};
+use crate::core::time::Ts;
 use crate::journal::{Fence, Journal, JournalError};
 
 /// Runs and resumes runbooks against one journal.
@@ -112,8 +113,9 @@ impl Executor {
         self.drive_new(plan, fence, started_by).await
     }
 
-    /// Takes over a run another controller (`from`, in words) started and recorded in the
-    /// shared record: records it in this journal with the plan it started with, notes the
+    /// Takes over a run another controller (`from`, in words) started (at `started_at`,
+    /// when the record says) and recorded in the shared record: records it in this journal
+    /// with the plan it started with and its start time, notes the
     /// takeover in its audit trail, marks the steps the
     /// shared record says ended (`ended`: step name and who ended it) as done, and
     /// drives the rest. Steps with an intent but no outcome go through `check` first, as
@@ -122,12 +124,14 @@ impl Executor {
         &self,
         plan: Plan,
         started_by: &str,
+        started_at: Option<Ts>,
         ended: &[(String, String)],
         from: &str,
     ) -> Result<RunOutcome, JournalError> {
         let now = self.clock.now();
         let run_id = plan.run_id.clone();
-        let (plan, fence) = match self.journal.begin_run(plan, started_by, now) {
+        let began = started_at.filter(|t| *t <= now).unwrap_or(now);
+        let (plan, fence) = match self.journal.begin_run(plan, started_by, began) {
             Ok(b) => b,
             // This controller drove the run before (and restarted since): its own record
             // of the run goes on.
@@ -246,7 +250,10 @@ impl Executor {
         fence: Fence,
         started_by: &str,
     ) -> Result<RunOutcome, JournalError> {
-        match self.authority.begin(&plan, started_by).await {
+        // The start time the local record holds, so a controller that takes the run
+        // over records the same.
+        let started_at = self.journal.run(&plan.run_id)?.created_at;
+        match self.authority.begin(&plan, started_by, started_at).await {
             Ok(()) => {}
             Err(AuthorityError::NotRecorded(e)) => {
                 let why = format!("the shared record refused the run: {e}");
