@@ -29,8 +29,7 @@ use lifeboat::coord::{EtcdAuthority, unfinished};
 use lifeboat::journal::JournalError;
 use lifeboat::runbook::{Executor, RunOutcome};
 use lifeboat::sandbox::etcd::EtcdCluster;
-use support::{Behaviour, SANDBOX_STEPS, Target, executor, journal, sandbox_plan};
-use tokio::sync::Notify;
+use support::{SANDBOX_STEPS, Target, executor, journal, sandbox_plan};
 
 /// How long any one call of a scenario may take before the test fails.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -211,14 +210,7 @@ async fn a_controller_lost_mid_effect_is_replaced_and_the_effect_is_not_applied_
     name: &str,
 ) {
     let world = Target::in_memory();
-    let hang = Arc::new(Notify::new());
-    world.script(
-        "promote-standby",
-        Behaviour {
-            hang_after_apply: Some(hang.clone()),
-            ..Behaviour::default()
-        },
-    );
+    let hang = world.hang_after_apply("promote-standby");
     let a = b.acting("ctl-a", &world).await;
     let lost = tokio::spawn(async move { a.start(sandbox_plan("r1"), "test").await });
     support::until(|| world.effects().contains(&"promote-standby".to_string())).await;
@@ -256,14 +248,7 @@ async fn a_controller_lost_mid_effect_is_replaced_and_the_effect_is_not_applied_
 
 async fn a_new_run_is_not_started_while_another_is_unfinished(mut b: impl Backend, name: &str) {
     let world = Target::in_memory();
-    let hang = Arc::new(Notify::new());
-    world.script(
-        "move-dns",
-        Behaviour {
-            hang_after_apply: Some(hang.clone()),
-            ..Behaviour::default()
-        },
-    );
+    let hang = world.hang_after_apply("move-dns");
     let a = b.acting("ctl-a", &world).await;
     let lost = tokio::spawn(async move { a.start(sandbox_plan("r1"), "test").await });
     support::until(|| world.effects().contains(&"move-dns".to_string())).await;

@@ -20,8 +20,7 @@ use lifeboat::core::ids::RunId;
 use lifeboat::core::model::RegionName;
 use lifeboat::core::time::Ts;
 use lifeboat::runbook::{Authority, AuthorityError, RunOutcome};
-use support::{Behaviour, SANDBOX_STEPS, Target, executor, journal, sandbox_plan, until};
-use tokio::sync::Notify;
+use support::{SANDBOX_STEPS, Target, executor, journal, sandbox_plan, until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_controller_lost_mid_run_is_replaced_and_the_new_leader_finishes_with_each_effect_once() {
@@ -33,14 +32,7 @@ async fn a_controller_lost_mid_run_is_replaced_and_the_new_leader_finishes_with_
     );
     let svc = etcd_a.keys().service(SERVICE).expect("service");
     let world = Target::in_memory();
-    let hang = Arc::new(Notify::new());
-    world.script(
-        "promote-standby",
-        Behaviour {
-            hang_after_apply: Some(hang.clone()),
-            ..Behaviour::default()
-        },
-    );
+    let hang = world.hang_after_apply("promote-standby");
 
     // Controller A leads and starts the run; it stops answering right after promoting.
     let a = lead(

@@ -171,6 +171,20 @@ impl Target {
             .insert(step.to_string(), b);
     }
 
+    /// Scripts `step` to apply its effect and then hang (a controller lost in the middle
+    /// of the side effect) until the returned `Notify` wakes it.
+    pub fn hang_after_apply(&self, step: &str) -> Arc<Notify> {
+        let hang = Arc::new(Notify::new());
+        self.script(
+            step,
+            Behaviour {
+                hang_after_apply: Some(hang.clone()),
+                ..Behaviour::default()
+            },
+        );
+        hang
+    }
+
     /// Every effect applied, in order.
     pub fn effects(&self) -> Vec<String> {
         match &self.log {
