@@ -4,21 +4,27 @@
 //! writes fenced with a client certificate, and with an etcd user and password; a wrong
 //! password, a CA that did not sign the members' certificates, a missing client
 //! certificate and a missing permission are each refused with a message that says what
-//! to change and never holds the password; a session outlives its auth tokens.
+//! to change and never holds the password; a session outlives its auth tokens. End to
+//! end, two `lifeboat run --node` daemons configured by the policy alone elect one leader
+//! over TLS and a login, and a failover goes through the fenced record.
 
 #[path = "support/etcd.rs"]
 mod etcd_support;
+mod support;
 #[path = "support/tls.rs"]
 mod tls_helpers;
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 use etcd_support::*;
 use lifeboat::coord::error::CoordError;
 use lifeboat::coord::etcd::{EtcdSettings, FencedWrite};
+use lifeboat::core::controller::Leadership;
 use lifeboat::core::model::{ClientIdentity, EtcdAuth, EtcdTls, SecretRef};
 use lifeboat::sandbox::etcd::{ClusterOptions, EtcdCluster, Security};
+use support::daemon::Daemon;
 use tls_helpers::TestCa;
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -417,4 +423,156 @@ async fn a_controller_given_a_login_before_etcd_turns_authentication_on_keeps_wr
     assert!(leadership.acting(), "the lease was kept throughout");
     let held = etcd.get(&state).await.expect("get").expect("state");
     assert_eq!(held.value, b"auth on");
+}
+
+/// A policy whose `[coordination]` reaches the secure cluster with the CA, the client
+/// certificate and the `lifeboat` user (its password in a file), as an operator writes it.
+fn tls_policy(dir: &Path, cluster: &EtcdCluster, pki: &Pki) -> PathBuf {
+    let regions = ["us-east-1", "us-west-2", "eu-west-1"];
+    let members: Vec<String> = cluster
+        .endpoints()
+        .iter()
+        .zip(regions)
+        .map(|(url, region)| format!("{{ url = \"{url}\", region = \"{region}\" }}"))
+        .collect();
+    let effects = dir.join("effects");
+    let text = format!(
+        r#"
+[service]
+name = "{SERVICE}"
+
+[regions]
+primary = "us-east-1"
+secondaries = ["us-west-2"]
+
+[coordination]
+backend = "etcd"
+cluster = "test"
+lease_ttl = "3s"
+safety_margin = "1s"
+members = [{members}]
+ca_file = "{ca}"
+cert_file = "{cert}"
+key_file = "{key}"
+user = "lifeboat"
+password = {{ file = "{password}" }}
+observers = [
+  {{ name = "ctl-a", region = "us-west-2" }},
+  {{ name = "ctl-b", region = "eu-west-1" }},
+  {{ name = "obs-c", region = "us-east-1" }},
+]
+
+[detection]
+interval = "500ms"
+timeout = "200ms"
+mode = "manual"
+
+[readiness]
+every = "1d"
+
+[[probes]]
+name = "alive"
+component = "api"
+kind = "command"
+run = ["true"]
+regions = ["us-east-1", "us-west-2"]
+
+[[failover.steps]]
+name = "first"
+kind = "command"
+run = ["sh", "-c", "echo first >> {effects}"]
+
+[[failover.steps]]
+name = "second"
+kind = "command"
+run = ["sh", "-c", "echo second >> {effects}"]
+
+[[failback.steps]]
+name = "healthy"
+kind = "wait_healthy"
+region = "@to"
+successes = 1
+"#,
+        members = members.join(", "),
+        ca = pki.ca_file.display(),
+        cert = pki.client.cert_file.display(),
+        key = pki.client.key_file.display(),
+        password = password_file(dir, PASSWORD).display(),
+        effects = effects.display(),
+    );
+    let path = dir.join("policy.toml");
+    std::fs::write(&path, text).expect("write the policy");
+    path
+}
+
+fn run_node(policy: &Path, node: &str, dir: &Path) -> Daemon {
+    let journal = dir.join(format!("{node}.db"));
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lifeboat"));
+    c.args(["run", "--policy"])
+        .arg(policy)
+        .args(["--node", node, "--journal"])
+        .arg(&journal)
+        .env("LIFEBOAT_API_TOKEN", "");
+    Daemon::start(c, &journal, &dir.join(format!("{node}.log")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemons_configured_by_the_policy_elect_one_leader_over_tls_and_fail_over_through_it() {
+    let dir = tempdir();
+    let (cluster, pki) = secure_cluster(dir.path(), None).await;
+    with_users(&cluster).await;
+    let policy = tls_policy(dir.path(), &cluster, &pki);
+
+    let a = run_node(&policy, "ctl-a", dir.path());
+    let leading = |s: &lifeboat::daemon::status::StatusView| {
+        matches!(s.leadership, Leadership::Leading { .. })
+    };
+    a.until("ctl-a elected over TLS", Duration::from_secs(30), leading)
+        .await;
+    let b = run_node(&policy, "ctl-b", dir.path());
+    b.until("ctl-b follows ctl-a", Duration::from_secs(30), |s| {
+        s.leadership
+            == Leadership::Following {
+                leader: Some("ctl-a".into()),
+            }
+    })
+    .await;
+
+    // The leader's run writes its intent and outcomes fenced, over TLS and the login;
+    // the follower learns the serving region from the shared record.
+    let reply = reqwest::Client::new()
+        .post(format!("{}/v1/failover", a.url))
+        .bearer_auth(&a.token)
+        .json(&serde_json::json!({"by": "tests/coord_etcd_tls.rs"}))
+        .send()
+        .await
+        .expect("failover on the leader");
+    assert!(reply.status().is_success(), "{:?}", reply.text().await);
+    let done = |s: &lifeboat::daemon::status::StatusView| {
+        s.active.as_str() == "us-west-2" && s.current_run.is_none()
+    };
+    let sa = a
+        .until(
+            "ctl-a completes the failover",
+            Duration::from_secs(30),
+            done,
+        )
+        .await;
+    assert_eq!(
+        sa.last_run.map(|r| r.status.as_str().to_string()),
+        Some("completed".to_string())
+    );
+    b.until(
+        "ctl-b serves from the shared record",
+        Duration::from_secs(30),
+        done,
+    )
+    .await;
+    let effects = std::fs::read_to_string(dir.path().join("effects")).unwrap_or_default();
+    assert_eq!(effects.lines().collect::<Vec<_>>(), vec!["first", "second"]);
+
+    for d in [&a, &b] {
+        let log = std::fs::read_to_string(&d.log).unwrap_or_default();
+        assert!(!log.contains(PASSWORD), "the password is in {:?}", d.log);
+    }
 }
