@@ -20,7 +20,7 @@ use anyhow::bail;
 use super::engine::Event;
 use super::role::Role;
 use crate::clock::WallClock;
-use crate::coord::etcd::{Campaign, Etcd, EtcdSettings, Session};
+use crate::coord::etcd::{Campaign, Etcd, EtcdSettings, Leadership, Session};
 use crate::coord::placement::{Placement, placement};
 use crate::coord::records::{
     Candidate, CountedVote, NodeRecord, SharedState, Vote, down_majority, fresh_votes,
@@ -127,6 +127,16 @@ struct Task {
     last: Option<(bool, Option<String>, u64)>,
 }
 
+/// How often a leading coordinator checks the acting rule while a pass waits on etcd.
+const ACTING_CHECK: Duration = Duration::from_millis(50);
+
+/// Returns once `l` may no longer act: its lease not confirmed in time, or deposed.
+async fn lapsed(l: &Leadership) {
+    while l.acting() {
+        tokio::time::sleep(ACTING_CHECK).await;
+    }
+}
+
 impl Task {
     fn pause(&self) -> Duration {
         (self.settings.lease_ttl / 5).max(Duration::from_millis(200))
@@ -225,12 +235,20 @@ impl Task {
                     if !self.tell(leading).await {
                         return Ok(());
                     }
-                    while l.acting() {
-                        tokio::time::sleep(self.pause()).await;
-                        self.register(&etcd, &session).await.ok();
-                        if !self.share(&etcd, &svc).await || !self.vote(&etcd, &session, &svc).await
-                        {
-                            return Ok(());
+                    // A pass against an unreachable etcd takes a deadline per call, several
+                    // seconds in all: the acting rule is watched beside it, so the engine
+                    // hears that this controller stopped acting when it does.
+                    loop {
+                        let pass = async {
+                            tokio::time::sleep(self.pause()).await;
+                            self.register(&etcd, &session).await.ok();
+                            self.share(&etcd, &svc).await && self.vote(&etcd, &session, &svc).await
+                        };
+                        tokio::select! {
+                            () = lapsed(&l) => break,
+                            alive = pass => if !alive {
+                                return Ok(());
+                            },
                         }
                     }
                     warn!(epoch = %l.epoch(), "this controller stops acting: its lease is not confirmed recently enough, or a newer leader wrote");
