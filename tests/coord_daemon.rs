@@ -17,112 +17,19 @@ use lifeboat::coord::records::{SharedState, StepDone};
 use lifeboat::coord::unfinished;
 use lifeboat::core::controller::Leadership;
 use lifeboat::daemon::status::StatusView;
-use support::daemon::Daemon;
+use support::daemon::{Daemon, THREE_STEPS, etcd_policy, run_node};
 use tokio::time::Instant;
 
 const SERVICE: &str = "ha-orders";
 
-/// A policy for `SERVICE` on the test cluster's etcd (members in three regions, the
-/// observers ctl-a, ctl-b and obs-c), with `rest` (detection, targets, probes,
-/// runbooks) after it. Command steps may write `{effects}`, a file in `dir`.
-fn write_policy(dir: &Path, endpoints: &[String], rest: &str) -> PathBuf {
-    let regions = ["us-east-1", "us-west-2", "eu-west-1"];
-    let members: Vec<String> = endpoints
-        .iter()
-        .zip(regions)
-        .map(|(url, region)| format!("{{ url = \"{url}\", region = \"{region}\" }}"))
-        .collect();
-    let effects = dir.join("effects");
-    let text = format!(
-        r#"
-[service]
-name = "{SERVICE}"
-
-[regions]
-primary = "us-east-1"
-secondaries = ["us-west-2"]
-
-[coordination]
-backend = "etcd"
-cluster = "test"
-lease_ttl = "3s"
-safety_margin = "1s"
-members = [{members}]
-observers = [
-  {{ name = "ctl-a", region = "us-west-2" }},
-  {{ name = "ctl-b", region = "eu-west-1" }},
-  {{ name = "obs-c", region = "us-east-1" }},
-]
-{rest}"#,
-        members = members.join(", "),
-        rest = rest.replace("{effects}", &effects.display().to_string()),
-    );
-    let path = dir.join("policy.toml");
-    std::fs::write(&path, text).expect("write policy");
-    path
-}
-
-/// Manual mode, one command probe, and three command steps: the first and the last
-/// leave a line in `effects`, the second takes 3 s (a leader is killed during it).
+/// Manual mode, one command probe, and three command steps (`support::daemon::THREE_STEPS`).
 fn policy(dir: &Path, endpoints: &[String]) -> PathBuf {
-    write_policy(
-        dir,
-        endpoints,
-        r#"
-[detection]
-interval = "500ms"
-timeout = "200ms"
-mode = "manual"
-
-[readiness]
-every = "1d"
-
-[[probes]]
-name = "alive"
-component = "api"
-kind = "command"
-run = ["true"]
-regions = ["us-east-1", "us-west-2"]
-
-[[failover.steps]]
-name = "first"
-kind = "command"
-run = ["sh", "-c", "echo first >> {effects}"]
-
-[[failover.steps]]
-name = "wait"
-kind = "command"
-run = ["sleep", "3"]
-
-[[failover.steps]]
-name = "third"
-kind = "command"
-run = ["sh", "-c", "echo third >> {effects}"]
-
-[[failback.steps]]
-name = "healthy"
-kind = "wait_healthy"
-region = "@to"
-successes = 1
-"#,
-    )
+    etcd_policy(dir, SERVICE, endpoints, "", THREE_STEPS)
 }
 
 /// `lifeboat run --node NODE` with its own journal, as on its own host.
 fn start(policy: &Path, node: &str, dir: &Path) -> Daemon {
     run_node(policy, node, dir, &[])
-}
-
-fn run_node(policy: &Path, node: &str, dir: &Path, extra: &[&std::ffi::OsStr]) -> Daemon {
-    let journal = dir.join(format!("{node}.db"));
-    let mut c = Command::new(env!("CARGO_BIN_EXE_lifeboat"));
-    c.args(["run", "--policy"])
-        .arg(policy)
-        .args(["--node", node, "--journal"])
-        .arg(&journal)
-        .args(extra)
-        .env("LIFEBOAT_API_TOKEN", "");
-    Daemon::start(c, &journal, &dir.join(format!("{node}.log")))
 }
 
 fn effects(dir: &Path) -> Vec<String> {
@@ -336,9 +243,11 @@ async fn a_leader_restarted_mid_failover_takes_its_own_run_back_and_finishes_it_
 /// Automatic mode; the API probe reads `${east}` and `${west}` from each process's own
 /// vars file, so each vantage point can be shown a different world.
 fn auto_policy(dir: &Path, endpoints: &[String]) -> PathBuf {
-    write_policy(
+    etcd_policy(
         dir,
+        SERVICE,
         endpoints,
+        "",
         r#"
 [vars]
 east = 1

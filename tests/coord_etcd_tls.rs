@@ -15,7 +15,6 @@ mod support;
 mod tls_helpers;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use etcd_support::*;
@@ -24,7 +23,7 @@ use lifeboat::coord::etcd::{EtcdSettings, FencedWrite};
 use lifeboat::core::controller::Leadership;
 use lifeboat::core::model::{ClientIdentity, EtcdAuth, EtcdTls, SecretRef};
 use lifeboat::sandbox::etcd::{ClusterOptions, EtcdCluster, Security};
-use support::daemon::Daemon;
+use support::daemon::{THREE_STEPS, etcd_policy, run_node};
 use tls_helpers::TestCa;
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -428,92 +427,14 @@ async fn a_controller_given_a_login_before_etcd_turns_authentication_on_keeps_wr
 /// A policy whose `[coordination]` reaches the secure cluster with the CA, the client
 /// certificate and the `lifeboat` user (its password in a file), as an operator writes it.
 fn tls_policy(dir: &Path, cluster: &EtcdCluster, pki: &Pki) -> PathBuf {
-    let regions = ["us-east-1", "us-west-2", "eu-west-1"];
-    let members: Vec<String> = cluster
-        .endpoints()
-        .iter()
-        .zip(regions)
-        .map(|(url, region)| format!("{{ url = \"{url}\", region = \"{region}\" }}"))
-        .collect();
-    let effects = dir.join("effects");
-    let text = format!(
-        r#"
-[service]
-name = "{SERVICE}"
-
-[regions]
-primary = "us-east-1"
-secondaries = ["us-west-2"]
-
-[coordination]
-backend = "etcd"
-cluster = "test"
-lease_ttl = "3s"
-safety_margin = "1s"
-members = [{members}]
-ca_file = "{ca}"
-cert_file = "{cert}"
-key_file = "{key}"
-user = "lifeboat"
-password = {{ file = "{password}" }}
-observers = [
-  {{ name = "ctl-a", region = "us-west-2" }},
-  {{ name = "ctl-b", region = "eu-west-1" }},
-  {{ name = "obs-c", region = "us-east-1" }},
-]
-
-[detection]
-interval = "500ms"
-timeout = "200ms"
-mode = "manual"
-
-[readiness]
-every = "1d"
-
-[[probes]]
-name = "alive"
-component = "api"
-kind = "command"
-run = ["true"]
-regions = ["us-east-1", "us-west-2"]
-
-[[failover.steps]]
-name = "first"
-kind = "command"
-run = ["sh", "-c", "echo first >> {effects}"]
-
-[[failover.steps]]
-name = "second"
-kind = "command"
-run = ["sh", "-c", "echo second >> {effects}"]
-
-[[failback.steps]]
-name = "healthy"
-kind = "wait_healthy"
-region = "@to"
-successes = 1
-"#,
-        members = members.join(", "),
+    let access = format!(
+        "ca_file = \"{ca}\"\ncert_file = \"{cert}\"\nkey_file = \"{key}\"\nuser = \"lifeboat\"\npassword = {{ file = \"{password}\" }}",
         ca = pki.ca_file.display(),
         cert = pki.client.cert_file.display(),
         key = pki.client.key_file.display(),
         password = password_file(dir, PASSWORD).display(),
-        effects = effects.display(),
     );
-    let path = dir.join("policy.toml");
-    std::fs::write(&path, text).expect("write the policy");
-    path
-}
-
-fn run_node(policy: &Path, node: &str, dir: &Path) -> Daemon {
-    let journal = dir.join(format!("{node}.db"));
-    let mut c = Command::new(env!("CARGO_BIN_EXE_lifeboat"));
-    c.args(["run", "--policy"])
-        .arg(policy)
-        .args(["--node", node, "--journal"])
-        .arg(&journal)
-        .env("LIFEBOAT_API_TOKEN", "");
-    Daemon::start(c, &journal, &dir.join(format!("{node}.log")))
+    etcd_policy(dir, SERVICE, &cluster.endpoints(), &access, THREE_STEPS)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -523,13 +444,13 @@ async fn daemons_configured_by_the_policy_elect_one_leader_over_tls_and_fail_ove
     with_users(&cluster).await;
     let policy = tls_policy(dir.path(), &cluster, &pki);
 
-    let a = run_node(&policy, "ctl-a", dir.path());
+    let a = run_node(&policy, "ctl-a", dir.path(), &[]);
     let leading = |s: &lifeboat::daemon::status::StatusView| {
         matches!(s.leadership, Leadership::Leading { .. })
     };
     a.until("ctl-a elected over TLS", Duration::from_secs(30), leading)
         .await;
-    let b = run_node(&policy, "ctl-b", dir.path());
+    let b = run_node(&policy, "ctl-b", dir.path(), &[]);
     b.until("ctl-b follows ctl-a", Duration::from_secs(30), |s| {
         s.leadership
             == Leadership::Following {
@@ -569,7 +490,7 @@ async fn daemons_configured_by_the_policy_elect_one_leader_over_tls_and_fail_ove
     )
     .await;
     let effects = std::fs::read_to_string(dir.path().join("effects")).unwrap_or_default();
-    assert_eq!(effects.lines().collect::<Vec<_>>(), vec!["first", "second"]);
+    assert_eq!(effects.lines().collect::<Vec<_>>(), vec!["first", "third"]);
 
     for d in [&a, &b] {
         let log = std::fs::read_to_string(&d.log).unwrap_or_default();

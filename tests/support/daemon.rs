@@ -136,3 +136,105 @@ async fn poll<T: serde::de::DeserializeOwned + std::fmt::Debug>(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A policy for `service` on an etcd cluster at `endpoints` (members in three regions,
+/// the observers ctl-a, ctl-b and obs-c), with `access` (TLS and login fields, or
+/// nothing) in its `[coordination]` and `rest` (detection, targets, probes, runbooks)
+/// after it. Command steps may write `{effects}`, a file in `dir`.
+pub fn etcd_policy(
+    dir: &Path,
+    service: &str,
+    endpoints: &[String],
+    access: &str,
+    rest: &str,
+) -> PathBuf {
+    let regions = ["us-east-1", "us-west-2", "eu-west-1"];
+    let members: Vec<String> = endpoints
+        .iter()
+        .zip(regions)
+        .map(|(url, region)| format!("{{ url = \"{url}\", region = \"{region}\" }}"))
+        .collect();
+    let effects = dir.join("effects");
+    let text = format!(
+        r#"
+[service]
+name = "{service}"
+
+[regions]
+primary = "us-east-1"
+secondaries = ["us-west-2"]
+
+[coordination]
+backend = "etcd"
+cluster = "test"
+lease_ttl = "3s"
+safety_margin = "1s"
+members = [{members}]
+{access}
+observers = [
+  {{ name = "ctl-a", region = "us-west-2" }},
+  {{ name = "ctl-b", region = "eu-west-1" }},
+  {{ name = "obs-c", region = "us-east-1" }},
+]
+{rest}"#,
+        members = members.join(", "),
+        rest = rest.replace("{effects}", &effects.display().to_string()),
+    );
+    let path = dir.join("policy.toml");
+    std::fs::write(&path, text).expect("write policy");
+    path
+}
+
+/// Manual mode, one command probe, and three command steps: the first and the last
+/// leave a line in `{effects}`, the second takes 3 s (long enough to kill a leader in).
+pub const THREE_STEPS: &str = r#"
+[detection]
+interval = "500ms"
+timeout = "200ms"
+mode = "manual"
+
+[readiness]
+every = "1d"
+
+[[probes]]
+name = "alive"
+component = "api"
+kind = "command"
+run = ["true"]
+regions = ["us-east-1", "us-west-2"]
+
+[[failover.steps]]
+name = "first"
+kind = "command"
+run = ["sh", "-c", "echo first >> {effects}"]
+
+[[failover.steps]]
+name = "wait"
+kind = "command"
+run = ["sleep", "3"]
+
+[[failover.steps]]
+name = "third"
+kind = "command"
+run = ["sh", "-c", "echo third >> {effects}"]
+
+[[failback.steps]]
+name = "healthy"
+kind = "wait_healthy"
+region = "@to"
+successes = 1
+"#;
+
+/// `lifeboat run --policy POLICY --node NODE` with its own journal and log in `dir`, as
+/// on its own host, and `extra` arguments.
+pub fn run_node(policy: &Path, node: &str, dir: &Path, extra: &[&std::ffi::OsStr]) -> Daemon {
+    let journal = dir.join(format!("{node}.db"));
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lifeboat"));
+    c.args(["run", "--policy"])
+        .arg(policy)
+        .args(["--node", node, "--journal"])
+        .arg(&journal)
+        .args(extra)
+        .env("LIFEBOAT_API_TOKEN", "");
+    Daemon::start(c, &journal, &dir.join(format!("{node}.log")))
+}
