@@ -29,7 +29,7 @@ use lifeboat::coord::{EtcdAuthority, unfinished};
 use lifeboat::journal::JournalError;
 use lifeboat::runbook::{Executor, RunOutcome};
 use lifeboat::sandbox::etcd::EtcdCluster;
-use support::{SANDBOX_STEPS, Target, executor, journal, sandbox_plan};
+use support::{Target, executor, journal, sandbox_plan};
 
 /// How long any one call of a scenario may take before the test fails.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -168,17 +168,6 @@ impl Backend for OnEtcd {
     }
 }
 
-fn assert_each_effect_once(world: &Target, backend: &str) {
-    for s in SANDBOX_STEPS {
-        assert_eq!(
-            world.effect_counts().get(s),
-            Some(&1),
-            "{backend}: {s} once: {:?}",
-            world.effects()
-        );
-    }
-}
-
 async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(PATIENCE, f)
         .await
@@ -195,14 +184,14 @@ async fn a_run_completes_with_each_effect_once_and_leaves_nothing_to_resume(
         .await
         .expect("journal");
     assert_eq!(out, RunOutcome::Completed, "{name}");
-    assert_each_effect_once(&world, name);
+    world.assert_each_effect_once(name);
     assert!(
         !b.run_left().await,
         "{name}: a completed run is not resumed"
     );
     let next = b.acting("ctl-b", &world).await;
     assert_eq!(within("the resume", b.finish_left_run(&next)).await, None);
-    assert_each_effect_once(&world, name);
+    world.assert_each_effect_once(name);
 }
 
 async fn a_controller_lost_mid_effect_is_replaced_and_the_effect_is_not_applied_again(
@@ -219,7 +208,7 @@ async fn a_controller_lost_mid_effect_is_replaced_and_the_effect_is_not_applied_
     let next = b.acting("ctl-b", &world).await;
     let out = within("the takeover", b.finish_left_run(&next)).await;
     assert_eq!(out, Some(RunOutcome::Completed), "{name}");
-    assert_each_effect_once(&world, name);
+    world.assert_each_effect_once(name);
     assert_eq!(
         world.calls("promote-standby", "apply"),
         1,
@@ -242,7 +231,7 @@ async fn a_controller_lost_mid_effect_is_replaced_and_the_effect_is_not_applied_
         matches!(woke, RunOutcome::Superseded(_) | RunOutcome::Interrupted),
         "{name}: {woke:?}"
     );
-    assert_each_effect_once(&world, name);
+    world.assert_each_effect_once(name);
     assert!(!b.run_left().await, "{name}: the run ended");
 }
 
@@ -270,10 +259,10 @@ async fn a_new_run_is_not_started_while_another_is_unfinished(mut b: impl Backen
 
     let out = within("the takeover", b.finish_left_run(&next)).await;
     assert_eq!(out, Some(RunOutcome::Completed), "{name}: r1 is finished");
-    assert_each_effect_once(&world, name);
+    world.assert_each_effect_once(name);
     hang.notify_one();
     let _ = within("the lost controller", lost).await;
-    assert_each_effect_once(&world, name);
+    world.assert_each_effect_once(name);
     assert!(!b.run_left().await, "{name}: nothing is left");
 }
 

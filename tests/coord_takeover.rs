@@ -95,14 +95,7 @@ async fn a_controller_lost_mid_run_is_replaced_and_the_new_leader_finishes_with_
             .created_at,
         started
     );
-    for s in SANDBOX_STEPS {
-        assert_eq!(
-            world.effect_counts().get(s),
-            Some(&1),
-            "{s}: {:?}",
-            world.effects()
-        );
-    }
+    world.assert_each_effect_once("B finished the run");
     assert_eq!(
         world.calls("fence-old-primary", "check"),
         1,
@@ -120,9 +113,7 @@ async fn a_controller_lost_mid_run_is_replaced_and_the_new_leader_finishes_with_
         matches!(a_out, RunOutcome::Superseded(_) | RunOutcome::Interrupted),
         "{a_out:?}"
     );
-    for s in SANDBOX_STEPS {
-        assert_eq!(world.effect_counts().get(s), Some(&1), "{s} after A woke");
-    }
+    world.assert_each_effect_once("after A woke");
 
     // The shared record: one outcome per step, promote adopted by B; the run ended.
     let prefix = svc.run_prefix("r1").expect("prefix");

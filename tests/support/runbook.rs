@@ -185,6 +185,19 @@ impl Target {
         hang
     }
 
+    /// Panics unless every sandbox step's effect was applied exactly once (`context`
+    /// says when, in the message).
+    pub fn assert_each_effect_once(&self, context: &str) {
+        for s in SANDBOX_STEPS {
+            assert_eq!(
+                self.effect_counts().get(s),
+                Some(&1),
+                "{context}: {s} once: {:?}",
+                self.effects()
+            );
+        }
+    }
+
     /// Every effect applied, in order.
     pub fn effects(&self) -> Vec<String> {
         match &self.log {
