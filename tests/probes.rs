@@ -149,8 +149,37 @@ async fn postgres_reports_roles_and_lag_and_a_stopped_primary_fails_clearly_with
         primary.sql(sql).expect("unfence");
     }
 
+    // The probe holds one idle connection between rounds, which tells at once when the
+    // server goes away.
+    let held = std::sync::Arc::new(helpers::build(
+        ProbeCheck::Postgres,
+        Some(pg_endpoint(primary.port, &pw)),
+        &c,
+    ));
+    let watch = {
+        let held = held.clone();
+        tokio::spawn(async move { held.dropped().await })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !watch.is_finished(),
+        "the held connection ended while the server was up"
+    );
+
     // The primary dies like a machine would.
     primary.stop(StopMode::Immediate).expect("stop the primary");
+    let stopped = Instant::now();
+    tokio::time::timeout(Duration::from_secs(2), watch)
+        .await
+        .expect("the held connection's end was noticed within 2 s of the stop")
+        .expect("the watch ran");
+    eprintln!(
+        "the held connection ended {:?} after the stop",
+        stopped.elapsed()
+    );
+    // With the server down nothing is held, and nothing claims it went away again.
+    let again = tokio::time::timeout(Duration::from_millis(500), held.dropped()).await;
+    assert!(again.is_err(), "dropped() returned with nothing to hold");
     let started = Instant::now();
     let down = probe_primary().await;
     let reason = failed(&down);

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use thiserror::Error;
+use tokio::sync::watch;
 use tokio_postgres::{Client, NoTls};
 
 use super::secret::{self, SecretError};
@@ -87,6 +88,17 @@ SELECT 1::int4 AS alive,
 /// refusing (its SQLSTATE kept); a TLS handshake that failed, explained (which check,
 /// and what to change).
 pub async fn connect(ep: &PostgresEndpoint, timeout: Duration) -> Result<Client, PgError> {
+    connect_watched(ep, timeout).await.map(|(client, _)| client)
+}
+
+/// `connect`, and a receiver that turns `true` when the connection has ended: the
+/// server closed it (stopped, crashed, restarted, ended the session), the network reset
+/// it, or the client was dropped.
+pub async fn connect_watched(
+    ep: &PostgresEndpoint,
+    timeout: Duration,
+) -> Result<(Client, watch::Receiver<bool>), PgError> {
+    let (ended, on_end) = watch::channel(false);
     let endpoint = ep.to_string();
     let mut config = tokio_postgres::Config::new();
     config
@@ -116,6 +128,7 @@ pub async fn connect(ep: &PostgresEndpoint, timeout: Duration) -> Result<Client,
                 tokio::spawn(async move {
                     // Errors surface on the client's next query; nothing to do here.
                     let _ = conn.await;
+                    let _ = ended.send(true);
                 });
                 Ok::<_, tokio_postgres::Error>(client)
             })
@@ -128,6 +141,7 @@ pub async fn connect(ep: &PostgresEndpoint, timeout: Duration) -> Result<Client,
                 let (client, conn) = config.connect(PgTls(tls)).await?;
                 tokio::spawn(async move {
                     let _ = conn.await;
+                    let _ = ended.send(true);
                 });
                 Ok::<_, tokio_postgres::Error>(client)
             })
@@ -144,7 +158,7 @@ pub async fn connect(ep: &PostgresEndpoint, timeout: Duration) -> Result<Client,
                 sqlstate: e.code().map(|c| c.code().to_string()),
             }),
         },
-        Ok(Ok(client)) => Ok(client),
+        Ok(Ok(client)) => Ok((client, on_end)),
     }
 }
 

@@ -46,6 +46,13 @@ pub trait Probe: Send + Sync {
     /// adapter must leave nothing behind when dropped (connections close on drop; the
     /// command probe kills its process group).
     async fn check(&self) -> Result<Facts, Failure>;
+
+    /// Returns when the adapter notices, between rounds, that its target went away (a
+    /// connection it holds was closed), so the scheduler can look at once rather than at
+    /// the next round. Dropped and called again freely. Never returns by default.
+    async fn dropped(&self) {
+        std::future::pending::<()>().await
+    }
 }
 
 /// What a round learned besides pass or fail.
@@ -136,6 +143,11 @@ impl RegionProbe {
             timeout,
             probe,
         }
+    }
+
+    /// See `Probe::dropped`.
+    pub async fn dropped(&self) {
+        self.probe.dropped().await
     }
 
     pub fn endpoint(&self) -> String {

@@ -1,9 +1,11 @@
 //! `postgres` probes: connect, run one query, and report the role and, on a standby,
 //! the replica lag the RPO guardrail reads.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio::sync::watch;
 
 use super::{Facts, Failure, Probe};
 use crate::clients::pg::{self, PgError};
@@ -14,11 +16,25 @@ pub struct PostgresProbe {
     endpoint: PostgresEndpoint,
     /// The connect timeout; the whole round is also bounded by the caller.
     timeout: Duration,
+    /// One idle connection held between rounds, and whether it has ended: a server that
+    /// stops, crashes or restarts closes it, and the scheduler looks at once
+    /// (`Probe::dropped`) instead of at the next round.
+    tripwire: Mutex<Option<(tokio_postgres::Client, watch::Receiver<bool>)>>,
 }
 
 impl PostgresProbe {
     pub fn new(endpoint: PostgresEndpoint, timeout: Duration) -> PostgresProbe {
-        PostgresProbe { endpoint, timeout }
+        PostgresProbe {
+            endpoint,
+            timeout,
+            tripwire: Mutex::new(None),
+        }
+    }
+
+    fn held(
+        &self,
+    ) -> std::sync::MutexGuard<'_, Option<(tokio_postgres::Client, watch::Receiver<bool>)>> {
+        self.tripwire.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -50,6 +66,25 @@ impl PostgresProbe {
 impl Probe for PostgresProbe {
     fn endpoint(&self) -> String {
         format!("postgres {}", self.endpoint)
+    }
+
+    /// Holds one idle connection (opened on the first call, again after it ends) and
+    /// returns when it ends. A server that cannot be reached leaves nothing held: the
+    /// rounds report it, and the next call tries again.
+    async fn dropped(&self) {
+        let armed = self.held().as_ref().map(|(_, ended)| ended.clone());
+        let mut ended = match armed {
+            Some(ended) => ended,
+            None => match pg::connect_watched(&self.endpoint, self.timeout).await {
+                Ok((client, ended)) => {
+                    *self.held() = Some((client, ended.clone()));
+                    ended
+                }
+                Err(_) => return std::future::pending().await,
+            },
+        };
+        let _ = ended.wait_for(|ended| *ended).await;
+        *self.held() = None;
     }
 
     async fn check(&self) -> Result<Facts, Failure> {

@@ -12,6 +12,12 @@
 //! the span that take a region down; `core::health::Thresholds::confirming`) or it passes
 //! again. Then the normal interval resumes. An outage is thus confirmed in a fraction of
 //! `failure_threshold` intervals, while a healthy service is probed no more often.
+//!
+//! Early rounds: a critical probe whose held connection ends (`Probe::dropped`: a
+//! database that stopped or crashed closes it) runs at once rather than at its next
+//! round, but never sooner than `confirm_interval` after its previous one. The verdict
+//! still needs the policy's rule on the probe's own rounds: an early round only starts
+//! the confirmation sooner.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -293,9 +299,28 @@ async fn run_loop(
     let first = first.unwrap_or_else(|| cadence.interval.mul_f64(JITTER * rng.f64()));
     let mut next = Instant::now() + first;
     let mut streak = Streak::default();
+    let mut last: Option<Instant> = None;
+    // Whether the probe's held connection ended since its last round: one early round
+    // per round at most, whatever the connection does.
+    let mut tripped = false;
     loop {
-        tokio::time::sleep_until(next).await;
+        // A critical probe not yet confirming a failure is looked at early, but never
+        // sooner than confirm_interval after its previous round.
+        let early = probe.critical && !cadence.rule.confirming(&streak);
+        tokio::select! {
+            _ = tokio::time::sleep_until(next) => {}
+            () = probe.dropped(), if early && !tripped => {
+                tripped = true;
+                tracing::debug!(probe = %probe.name, region = %probe.region, "{}: the held connection ended; looking now", probe.endpoint());
+                let now = Instant::now();
+                let soonest = last.map_or(now, |l| (l + cadence.confirm_interval).max(now));
+                next = next.min(soonest);
+                continue;
+            }
+        }
+        tripped = false;
         let started = Instant::now();
+        last = Some(started);
         let obs = probe.run(&clock).await;
         streak = streak.then(obs.is_ok(), obs.at, obs.latency);
         if tx.send(obs).await.is_err() {
@@ -366,9 +391,11 @@ mod tests {
         })
     }
 
-    /// Passes, or fails at once while `failing` is set.
+    /// Passes, or fails at once while `failing` is set; `drop_connection` plays a held
+    /// connection that the server closed.
     struct Switch {
         failing: AtomicBool,
+        drop_connection: tokio::sync::Notify,
     }
 
     #[async_trait]
@@ -383,11 +410,15 @@ mod tests {
                 Ok(Facts::default())
             }
         }
+        async fn dropped(&self) {
+            self.drop_connection.notified().await
+        }
     }
 
     fn switched(name: &str, critical: bool) -> (RegionProbe, Arc<Switch>) {
         let sw = Arc::new(Switch {
             failing: AtomicBool::new(false),
+            drop_connection: tokio::sync::Notify::new(),
         });
         let spec = ProbeSpec {
             critical,
@@ -486,6 +517,74 @@ mod tests {
                 Duration::from_secs(1)
             ));
         }
+    }
+
+    /// When `name`'s next round arrives (within `within`); every round seen is kept in
+    /// `seen` with its arrival.
+    async fn next_of(
+        rx: &mut mpsc::Receiver<Observation>,
+        name: &str,
+        within: Duration,
+        seen: &mut Vec<(String, Instant)>,
+    ) -> Instant {
+        let deadline = Instant::now() + within;
+        loop {
+            let o = tokio::time::timeout_at(deadline, rx.recv())
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| panic!("no round of {name} within {within:?}"));
+            seen.push((o.probe.clone(), Instant::now()));
+            if o.probe == name {
+                return Instant::now();
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_held_connection_that_ends_brings_the_next_critical_round_forward() {
+        let (tx, mut rx) = mpsc::channel(64);
+        let (db, db_sw) = switched("db", true);
+        let (cache, cache_sw) = switched("cache", false);
+        let s = Scheduler::start(
+            vec![db, cache],
+            confirming(),
+            Clock::starting_at(Ts::ZERO),
+            tx,
+            11,
+        );
+        let mut seen = Vec::new();
+        let ms = Duration::from_millis;
+        let first = next_of(&mut rx, "db", ms(1000), &mut seen).await;
+        // Half way to the next round (1 s ± 10 %), the held connections end: the critical
+        // probe looks at once.
+        tokio::time::sleep_until(first + ms(500)).await;
+        db_sw.drop_connection.notify_waiters();
+        cache_sw.drop_connection.notify_waiters();
+        let early = next_of(&mut rx, "db", ms(2000), &mut seen).await;
+        assert_eq!(early.duration_since(first), ms(500), "db looked at once");
+        // Ending again right after that round: not sooner than confirm_interval (250 ms).
+        tokio::time::sleep(ms(10)).await;
+        db_sw.drop_connection.notify_waiters();
+        let again = next_of(&mut rx, "db", ms(2000), &mut seen).await;
+        assert_eq!(again.duration_since(early), ms(250));
+        // The advisory probe kept its 1 s beat throughout.
+        while let Ok(Some(o)) = tokio::time::timeout_at(again + ms(2000), rx.recv()).await {
+            seen.push((o.probe.clone(), Instant::now()));
+        }
+        let cache: Vec<Instant> = seen
+            .iter()
+            .filter(|(p, _)| p == "cache")
+            .map(|(_, at)| *at)
+            .collect();
+        assert!(cache.len() >= 3, "{cache:?}");
+        for w in cache.windows(2) {
+            assert!(
+                within_jitter(w[1].duration_since(w[0]), ms(1000)),
+                "{cache:?}"
+            );
+        }
+        s.stop().await;
     }
 
     #[tokio::test(start_paused = true)]

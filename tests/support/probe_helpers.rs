@@ -10,7 +10,7 @@ use lifeboat::core::health::Observation;
 use lifeboat::core::model::{
     Component, Endpoint, ProbeCheck, ProbeSpec, RegionName, Target, TargetKind,
 };
-use lifeboat::probe::{self, Clock, Context};
+use lifeboat::probe::{self, Clock, Context, RegionProbe};
 
 pub const REGION: &str = "us-east-1";
 
@@ -24,6 +24,11 @@ pub fn ctx(timeout: Duration, aws: Option<AwsClients>) -> Context {
 
 /// Runs one round of a `check` probe on `endpoint` (no target for `None`).
 pub async fn round(check: ProbeCheck, endpoint: Option<Endpoint>, ctx: &Context) -> Observation {
+    build(check, endpoint, ctx).run(&Clock::system()).await
+}
+
+/// A critical `check` probe on `endpoint` (no target for `None`).
+pub fn build(check: ProbeCheck, endpoint: Option<Endpoint>, ctx: &Context) -> RegionProbe {
     let spec = ProbeSpec {
         name: "p".into(),
         component: Component::Api,
@@ -37,8 +42,7 @@ pub async fn round(check: ProbeCheck, endpoint: Option<Endpoint>, ctx: &Context)
         kind: TargetKind::Http,
         regions: BTreeMap::from([(region(), e)]),
     });
-    let p = probe::build(&spec, target.as_ref(), &region(), ctx).expect("build the probe");
-    p.run(&Clock::system()).await
+    probe::build(&spec, target.as_ref(), &region(), ctx).expect("build the probe")
 }
 
 pub fn ok(obs: &Observation) -> &Observation {
