@@ -238,7 +238,13 @@ impl Engine {
         }
         let summary = self.summary();
         let quorum = self.driver.policy().guardrails.quorum;
-        if summary.votes() < quorum && self.sees_active_down(&summary) {
+        let short = summary.votes() < quorum;
+        let failing = self.sees_active_failing(&summary);
+        let newly = self
+            .witnesses
+            .suspect
+            .set((short && failing).then(|| self.driver.state().active.clone()));
+        if newly || (short && self.sees_active_down(&summary)) {
             // Ask the witnesses now rather than at their next poll.
             self.witnesses.ask_now.notify_waiters();
         }
@@ -255,6 +261,14 @@ impl Engine {
             votes.extend(v.others(active, self.clock.now()));
         }
         summarize(&self.tracker, &self.links, active, votes, self.clock.now())
+    }
+
+    /// Whether a critical probe of the serving region is failing, down or not yet.
+    fn sees_active_failing(&self, summary: &HealthSummary) -> bool {
+        let active = &self.driver.state().active;
+        summary
+            .get(active)
+            .is_some_and(|r| matches!(r.verdict, Verdict::Suspect { .. } | Verdict::Down { .. }))
     }
 
     fn sees_active_down(&self, summary: &HealthSummary) -> bool {

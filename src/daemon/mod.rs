@@ -206,7 +206,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         witnesses: witness::Witnesses::new(
             &policy.guardrails.witnesses,
             policy.detection.interval * 3,
-        ),
+        )
+        .suspicion_window(witness::Suspect::window_for(&policy)),
         status: status_view.clone(),
         metrics: metrics.clone(),
         clock,
@@ -278,15 +279,17 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
 
     let heartbeat = Arc::new(AtomicU64::new(0));
     let tick = engine::tick_every(&policy);
-    let pollers = witness::spawn_pollers(
-        &policy.guardrails.witnesses,
-        &policy.service,
-        vote_key.clone(),
-        tick,
-        policy.detection.timeout,
-        &engine.witnesses.ask_now,
-        &events_tx,
-    )?;
+    let pollers = witness::spawn_pollers(witness::Pollers {
+        urls: &policy.guardrails.witnesses,
+        service: &policy.service,
+        key: vote_key.clone(),
+        every: tick,
+        hurried: witness::hurried(policy.detection.confirm_interval, tick),
+        timeout: policy.detection.timeout,
+        ask_now: &engine.witnesses.ask_now,
+        suspect: &engine.witnesses.suspect,
+        events: &events_tx,
+    })?;
     let api_state = api::ApiState {
         status: status_view.clone(),
         metrics,

@@ -120,6 +120,64 @@ pub struct Witnesses {
     /// Wakes the pollers early: the controller has just seen an outage and wants the
     /// votes now, not at the next poll.
     pub ask_now: Arc<Notify>,
+    /// The serving region while this controller's own probes of it fail and the quorum
+    /// is not met yet: the pollers then ask often, so a witness's "down" is counted
+    /// within a fraction of a confirmation round of its confirming it. (The witness is
+    /// not told: it samples on its own schedule, so a brief trouble that both share, a
+    /// slow AWS API say, does not get confirmed by both at the same moment.)
+    pub suspect: Suspect,
+}
+
+/// The region a controller suspects, shared with its witness pollers. A suspicion rushes
+/// them for `window` from when it began: long enough for a witness to confirm an outage
+/// at the confirmation interval, not for as long as a partition on the controller's side
+/// keeps its own probes failing.
+#[derive(Clone, Debug)]
+pub struct Suspect {
+    since: Arc<std::sync::Mutex<Option<(RegionName, Instant)>>>,
+    window: Duration,
+}
+
+impl Default for Suspect {
+    fn default() -> Suspect {
+        Suspect::new(Duration::from_secs(5))
+    }
+}
+
+impl Suspect {
+    pub fn new(window: Duration) -> Suspect {
+        Suspect {
+            since: Arc::default(),
+            window,
+        }
+    }
+
+    /// The window for a policy: the confirmation rounds that take a region down, one
+    /// more, and a probe timeout.
+    pub fn window_for(policy: &crate::core::model::Policy) -> Duration {
+        let d = &policy.detection;
+        d.confirm_interval * (d.failure_threshold + 1) + d.timeout
+    }
+
+    /// The suspected region, while its window lasts.
+    pub fn get(&self) -> Option<RegionName> {
+        let s = self.since.lock().unwrap_or_else(|e| e.into_inner());
+        s.as_ref()
+            .filter(|(_, since)| since.elapsed() < self.window)
+            .map(|(region, _)| region.clone())
+    }
+
+    /// Sets the suspicion (`None`: nothing suspected); true when it names a region it did
+    /// not name before, which starts a new window.
+    pub fn set(&self, region: Option<RegionName>) -> bool {
+        let mut s = self.since.lock().unwrap_or_else(|e| e.into_inner());
+        if s.as_ref().map(|(r, _)| r) == region.as_ref() {
+            return false;
+        }
+        let newly = region.is_some();
+        *s = region.map(|r| (r, Instant::now()));
+        newly
+    }
 }
 
 impl Witnesses {
@@ -129,7 +187,14 @@ impl Witnesses {
             seen: urls.iter().map(|u| (u.clone(), Seen::default())).collect(),
             fresh_for,
             ask_now: Arc::new(Notify::new()),
+            suspect: Suspect::default(),
         }
+    }
+
+    /// How long a suspicion rushes the pollers (`Suspect::window_for`).
+    pub fn suspicion_window(mut self, window: Duration) -> Witnesses {
+        self.suspect = Suspect::new(window);
+        self
     }
 
     /// Keeps a poll's answer, which arrived `at`; its observations are dated by their age
@@ -292,18 +357,45 @@ pub async fn ask(
     Ok(Answer::of(&vote))
 }
 
-/// Polls every witness every `every`, and at once when `ask_now` is notified; one task
+/// How often the pollers ask while the controller suspects a region: ten times per
+/// confirmation round (at most every 25 ms), so a witness's confirmation reaches the
+/// quorum within a small fraction of one.
+pub fn hurried(confirm_interval: Duration, every: Duration) -> Duration {
+    let floor = Duration::from_millis(25);
+    (confirm_interval / 10).clamp(floor, every.max(floor))
+}
+
+/// The witnesses' pollers: where they ask, how, and how often.
+pub struct Pollers<'a> {
+    pub urls: &'a [String],
+    pub service: &'a str,
+    pub key: Option<VoteKey>,
+    /// The normal gap between two polls of one witness.
+    pub every: Duration,
+    /// The gap while `suspect` names a region.
+    pub hurried: Duration,
+    pub timeout: Duration,
+    pub ask_now: &'a Arc<Notify>,
+    pub suspect: &'a Suspect,
+    pub events: &'a mpsc::Sender<Event>,
+}
+
+/// Polls every witness every `every` (every `hurried` while the controller suspects a
+/// region), and at once when `ask_now` is notified; one task
 /// each so a slow witness never delays another. Each answer (or failure) is sent as an
 /// event. The tasks end with the loop.
-pub fn spawn_pollers(
-    urls: &[String],
-    service: &str,
-    key: Option<VoteKey>,
-    every: Duration,
-    timeout: Duration,
-    ask_now: &Arc<Notify>,
-    events: &mpsc::Sender<Event>,
-) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+pub fn spawn_pollers(p: Pollers<'_>) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let Pollers {
+        urls,
+        service,
+        key,
+        every,
+        hurried,
+        timeout,
+        ask_now,
+        suspect,
+        events,
+    } = p;
     if urls.is_empty() {
         return Ok(Vec::new());
     }
@@ -320,14 +412,16 @@ pub fn spawn_pollers(
         .map(|url| {
             let (client, url, events) = (client.clone(), url.clone(), events.clone());
             let (key, service) = (key.clone(), service.to_string());
-            let ask_now = ask_now.clone();
+            let (ask_now, suspect) = (ask_now.clone(), suspect.clone());
             tokio::spawn(async move {
                 let mut ticker = tokio::time::interval(every);
                 ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
+                    let hurry = suspect.get().is_some();
                     tokio::select! {
                         _ = ticker.tick() => {}
                         _ = ask_now.notified() => {}
+                        _ = tokio::time::sleep(hurried), if hurry => {}
                     }
                     let result = ask(&client, &url, &service, &key).await;
                     let poll = Poll {
@@ -404,6 +498,24 @@ mod tests {
         );
         assert_eq!(w.agreeing(&east(), t0), 0);
         assert!(!w.views(t0)[0].fresh);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_suspicion_rushes_the_pollers_for_its_window_only() {
+        let s = Suspect::new(Duration::from_secs(1));
+        assert_eq!(s.get(), None);
+        assert!(s.set(Some(east())), "a new suspicion");
+        assert!(!s.set(Some(east())), "the same one, still going");
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        assert_eq!(s.get(), Some(east()));
+        // Still suspected a moment later, but no longer passed on or rushed.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!s.set(Some(east())));
+        assert_eq!(s.get(), None);
+        // Healthy again, then failing again: a new window.
+        assert!(!s.set(None));
+        assert!(s.set(Some(east())));
+        assert_eq!(s.get(), Some(east()));
     }
 
     #[test]
