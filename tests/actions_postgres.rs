@@ -284,6 +284,9 @@ async fn an_unreachable_old_primary_is_recorded_as_not_fenced_and_the_failover_g
             "names the server: {d}"
         );
         assert!(d.contains("must not come back as a writer"), "{d}");
+        // A refused connection is tried again before the server counts as gone: one
+        // reset on a lossy link must not leave a live primary unfenced.
+        assert!(d.contains("3 attempts"), "{d}");
     }
 }
 
