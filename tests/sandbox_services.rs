@@ -179,11 +179,11 @@ async fn a_flapping_api_fails_two_of_every_three_requests_of_each_caller_never_t
         .expect("proxy");
     faults.set_mode(Mode::Flap);
     // The controller reaches the API through the proxy, the witness directly; their
-    // requests interleave, and each must see fail, fail, ok by its own count.
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_millis(500))
-        .build()
-        .expect("client");
+    // requests interleave, and each must see fail, fail, ok by its own count. The
+    // controller's readiness checks (a `(runbook)` user agent) come in between its probe
+    // rounds without taking a turn of theirs.
+    let client = lifeboat::probe::http_client();
+    let runbook = lifeboat::probe::http_client_for("runbook");
     let status = |port: u16| {
         let client = client.clone();
         async move {
@@ -199,6 +199,14 @@ async fn a_flapping_api_fails_two_of_every_three_requests_of_each_caller_never_t
     let (mut via_proxy, mut direct) = (Vec::new(), Vec::new());
     for i in 0..12 {
         via_proxy.push(status(proxy.listen_port).await);
+        if i % 3 == 1 {
+            let looked = runbook
+                .get(format!("http://127.0.0.1:{}/health", proxy.listen_port))
+                .send()
+                .await
+                .expect("answer");
+            assert!([200, 500].contains(&looked.status().as_u16()));
+        }
         if i % 2 == 0 {
             direct.push(status(port).await);
         }

@@ -42,11 +42,14 @@ fn step_factory(
     policy: std::sync::Arc<crate::core::model::Policy>,
     aws: Option<crate::clients::aws::AwsClients>,
 ) -> std::sync::Arc<dyn crate::runbook::StepFactory> {
-    let probes = crate::probe::Context::new(
-        aws.clone(),
-        policy.detection.timeout,
-        policy.detection.interval,
-    );
+    let probes = crate::probe::Context {
+        http: crate::probe::http_client_for("runbook"),
+        ..crate::probe::Context::new(
+            aws.clone(),
+            policy.detection.timeout,
+            policy.detection.interval,
+        )
+    };
     std::sync::Arc::new(crate::action::Factory::new(aws, probes))
 }
 pub use show::render_run;

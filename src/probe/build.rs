@@ -58,9 +58,17 @@ impl Context {
 
 /// The HTTP client all HTTP probes share. Rounds are bounded by the probe timeout, so
 /// the client has none of its own; idle connections are kept for reuse between rounds.
+/// Its user agent ends `(probe)`.
 pub fn http_client() -> reqwest::Client {
+    http_client_for("probe")
+}
+
+/// An HTTP client like `http_client` whose user agent names `purpose` instead: a
+/// runbook step's look at a probe (`wait_healthy`, and readiness) says `(runbook)`, so a
+/// server's log tells it from the probe rounds.
+pub fn http_client_for(purpose: &str) -> reqwest::Client {
     crate::clients::http::build(
-        crate::clients::http::builder("probe").pool_idle_timeout(Duration::from_secs(90)),
+        crate::clients::http::builder(purpose).pool_idle_timeout(Duration::from_secs(90)),
     )
 }
 

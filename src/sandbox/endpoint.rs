@@ -38,7 +38,8 @@ pub enum Mode {
     /// Fails two requests, passes the third, and again: by each caller's own request
     /// count, so no caller ever sees three failures in a row. Requests that come through
     /// the sandbox's proxies (the controller's) are counted apart from the others (the
-    /// witness's, a client's).
+    /// witness's, a client's), and a runbook step's or readiness check's look (user agent
+    /// `(runbook)`) apart from the probe rounds (`(probe)`).
     Flap,
 }
 
@@ -70,8 +71,19 @@ struct Inner {
     heartbeats: bool,
     /// When heartbeats stopped; the newest heartbeat then stays at this time.
     stopped_at: f64,
-    /// `/health` requests seen in `Flap` mode: proxied, direct.
-    flap_counts: [u64; 2],
+    /// `/health` requests seen in `Flap` mode, per caller (proxied, direct) and per
+    /// kind (probe rounds, other looks: a runbook step's or a readiness check's), so each
+    /// probe loop sees exactly fail, fail, ok whatever else asks in between.
+    flap_counts: [[u64; 2]; 2],
+}
+
+/// Whether a request is a lifeboat probe round (its user agent ends `(probe)`), not a
+/// runbook step's or readiness check's look (`(runbook)`) or anyone else's.
+fn probe_round(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ua| ua.starts_with("lifeboat/") && ua.ends_with("(probe)"))
 }
 
 /// The shared state behind one region's endpoint.
@@ -104,7 +116,7 @@ impl Faults {
                 delay: Duration::from_millis(800),
                 heartbeats: true,
                 stopped_at: 0.0,
-                flap_counts: [0, 0],
+                flap_counts: [[0; 2]; 2],
             }),
             peers,
         })
@@ -118,10 +130,11 @@ impl Faults {
         }
     }
 
-    /// In `Flap` mode, whether this request of `caller` fails (its 1st and 2nd of every 3).
-    fn flap_fails(&self, caller: Caller) -> bool {
+    /// In `Flap` mode, whether this request of `caller` fails (its 1st and 2nd of every 3
+    /// of its kind: a probe round, or another look).
+    fn flap_fails(&self, caller: Caller, round: bool) -> bool {
         let mut i = self.lock();
-        let n = &mut i.flap_counts[caller as usize];
+        let n = &mut i.flap_counts[caller as usize][usize::from(!round)];
         let fails = *n % 3 != 2;
         *n += 1;
         fails
@@ -135,7 +148,7 @@ impl Faults {
     pub fn set_mode(&self, mode: Mode) {
         let mut i = self.lock();
         if mode == Mode::Flap && i.mode != Mode::Flap {
-            i.flap_counts = [0, 0];
+            i.flap_counts = [[0; 2]; 2];
         }
         i.mode = mode;
     }
@@ -183,7 +196,11 @@ pub fn router(faults: Arc<Faults>) -> Router {
         .with_state(faults)
 }
 
-async fn health(State(f): State<Arc<Faults>>, ext: axum::http::Extensions) -> Response {
+async fn health(
+    State(f): State<Arc<Faults>>,
+    headers: axum::http::HeaderMap,
+    ext: axum::http::Extensions,
+) -> Response {
     let (mode, delay) = {
         let i = f.lock();
         (i.mode, i.delay)
@@ -191,7 +208,7 @@ async fn health(State(f): State<Arc<Faults>>, ext: axum::http::Extensions) -> Re
     let peer = ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
     match mode {
         Mode::Healthy => healthy(&f.region),
-        Mode::Flap if f.flap_fails(f.caller(peer)) => failing(&f.region),
+        Mode::Flap if f.flap_fails(f.caller(peer), probe_round(&headers)) => failing(&f.region),
         Mode::Flap => healthy(&f.region),
         Mode::Slow => {
             tokio::time::sleep(delay).await;
