@@ -508,7 +508,7 @@ mod tests {
         assert!(!s.set(Some(east())), "the same one, still going");
         tokio::time::sleep(Duration::from_millis(900)).await;
         assert_eq!(s.get(), Some(east()));
-        // Still suspected a moment later, but no longer passed on or rushed.
+        // Still suspected a moment later, but no longer rushing the pollers.
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(!s.set(Some(east())));
         assert_eq!(s.get(), None);
