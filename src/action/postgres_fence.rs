@@ -78,32 +78,16 @@ impl Fence {
     }
 
     /// Connects, or says that nothing answered. A connection refused or reset at once is
-    /// tried again (`ATTEMPTS` in all): on a lossy link one reset must not make a live
-    /// primary count as gone and be left unfenced. A timeout is not retried.
+    /// tried again (`pg::connect_retrying`): on a lossy link one reset must not make a
+    /// live primary count as gone and be left unfenced.
     async fn client(&self, ctx: &StepCtx) -> Result<Result<Client, String>, StepError> {
-        const ATTEMPTS: u32 = 3;
-        let mut attempt = 1;
-        loop {
-            match pg::connect(&self.ep, connect_bound(ctx.deadline)).await {
-                Ok(c) => return Ok(Ok(c)),
-                Err(e @ pg::PgError::Connect { sqlstate: None, .. })
-                    if attempt < ATTEMPTS && tokio::time::Instant::now() < ctx.deadline =>
-                {
-                    tracing::debug!(
-                        "connect to {} (attempt {attempt} of {ATTEMPTS}): {e}",
-                        self.what
-                    );
-                    attempt += 1;
-                }
-                Err(e) if e.is_unreachable() => {
-                    return Ok(Err(if attempt > 1 {
-                        format!("{e}; {attempt} attempts")
-                    } else {
-                        e.to_string()
-                    }));
-                }
-                Err(e) => return Err(pg_connect_error(&e, &format!("connect to {}", self.what))),
+        match pg::connect_retrying(&self.ep, connect_bound(ctx.deadline)).await {
+            Ok((c, _)) => Ok(Ok(c)),
+            Err((e, 1)) if e.is_unreachable() => Ok(Err(e.to_string())),
+            Err((e, attempts)) if e.is_unreachable() => {
+                Ok(Err(format!("{e}; {attempts} attempts")))
             }
+            Err((e, _)) => Err(pg_connect_error(&e, &format!("connect to {}", self.what))),
         }
     }
 

@@ -91,6 +91,31 @@ pub async fn connect(ep: &PostgresEndpoint, timeout: Duration) -> Result<Client,
     connect_watched(ep, timeout).await.map(|(client, _)| client)
 }
 
+/// Connection attempts when the connection itself is refused or reset at once.
+pub const CONNECT_ATTEMPTS: u32 = 3;
+
+/// `connect`, tried again (up to `CONNECT_ATTEMPTS` in all) when nothing answered and the
+/// attempt failed at once (refused, reset): on a lossy link a new connection is now and
+/// then reset, and one reset must not count as the server being gone. A server that
+/// answered with an error, or a connection that timed out, is not tried again. Returns
+/// the attempts made beside the client or the last error.
+pub async fn connect_retrying(
+    ep: &PostgresEndpoint,
+    timeout: Duration,
+) -> Result<(Client, u32), (PgError, u32)> {
+    let mut attempt = 1;
+    loop {
+        match connect(ep, timeout).await {
+            Ok(client) => return Ok((client, attempt)),
+            Err(e @ PgError::Connect { sqlstate: None, .. }) if attempt < CONNECT_ATTEMPTS => {
+                tracing::debug!(endpoint = %ep, "connection attempt {attempt} failed, trying again: {e}");
+                attempt += 1;
+            }
+            Err(e) => return Err((e, attempt)),
+        }
+    }
+}
+
 /// `connect`, and a receiver that turns `true` when the connection has ended: the
 /// server closed it (stopped, crashed, restarted, ended the session), the network reset
 /// it, or the client was dropped.

@@ -38,30 +38,6 @@ impl PostgresProbe {
     }
 }
 
-/// Connection attempts per round when the connection itself is refused or reset.
-const ATTEMPTS: u32 = 3;
-
-impl PostgresProbe {
-    /// Connects, trying again (up to `ATTEMPTS` in all) when nothing answered and the
-    /// attempt failed at once (refused, reset), all within the caller's bound on the
-    /// round. On a lossy link a new connection is now and then reset, and one reset must
-    /// not fail a round: the round reports the server, not the link's dice. A stopped
-    /// server refuses every attempt within a millisecond, so an outage is seen as fast; a
-    /// server that answered with an error, or a connection that timed out, is not retried.
-    async fn connect(&self) -> Result<tokio_postgres::Client, PgError> {
-        let mut attempt = 1;
-        loop {
-            match pg::connect(&self.endpoint, self.timeout).await {
-                Err(e @ PgError::Connect { sqlstate: None, .. }) if attempt < ATTEMPTS => {
-                    tracing::debug!(endpoint = %self.endpoint, "connection attempt {attempt} failed, trying again: {e}");
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
-    }
-}
-
 #[async_trait]
 impl Probe for PostgresProbe {
     fn endpoint(&self) -> String {
@@ -90,10 +66,12 @@ impl Probe for PostgresProbe {
     async fn check(&self) -> Result<Facts, Failure> {
         // A fresh connection every round: a pooled one would hide a server that no
         // longer accepts connections (max_connections reached, pg_hba changed).
-        let client = self
-            .connect()
+        // Retried when refused or reset at once: on a lossy link one reset must not fail
+        // a round; a stopped server refuses every attempt within a millisecond.
+        let client = pg::connect_retrying(&self.endpoint, self.timeout)
             .await
-            .map_err(|e| Failure::new(connect_reason(e)))?;
+            .map(|(client, _)| client)
+            .map_err(|(e, _)| Failure::new(connect_reason(e)))?;
         let row = client
             .query_one(pg::STATUS_QUERY, &[])
             .await
