@@ -155,3 +155,52 @@ impl Reply {
 pub struct ErrorBody {
     pub error: String,
 }
+
+/// One service of a daemon that runs several (`GET /v1/services`, `lifeboat status`
+/// without `--policy`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ServiceLine {
+    pub name: String,
+    /// The controller's state (`primary`, `suspect`, `on_secondary`, `blocked`, …).
+    pub state: String,
+    /// The region serving now.
+    pub active: String,
+    /// Why the controller is not acting, in words.
+    pub why: Option<String>,
+    /// The serving region passes its probes and nothing is blocked (what makes
+    /// `lifeboat status` exit 0).
+    pub healthy: bool,
+    /// The run in progress, if any.
+    pub run: Option<String>,
+    /// The policy file the service runs from.
+    pub policy: Option<String>,
+    /// The last reload found this service's policy file invalid: the service keeps its
+    /// last good policy, and this says what is wrong.
+    pub policy_error: Option<String>,
+}
+
+/// What a reload did (`POST /v1/reload`, SIGHUP, `lifeboat reload`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ReloadReport {
+    /// Services started from new files.
+    pub started: Vec<String>,
+    /// Services restarted on a changed policy.
+    pub restarted: Vec<String>,
+    /// Services stopped because their file went away.
+    pub stopped: Vec<String>,
+    /// Services whose policy did not change.
+    pub unchanged: Vec<String>,
+    /// Files refused: the service (if it runs) keeps its last good policy.
+    pub refused: Vec<Refusal>,
+    /// Changes put off until a run in flight ends: reload again then.
+    pub deferred: Vec<Refusal>,
+}
+
+/// A file or service a reload did not apply, and why.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Refusal {
+    pub file: Option<String>,
+    pub service: Option<String>,
+    /// What is wrong, as `lifeboat validate` says it.
+    pub reason: String,
+}

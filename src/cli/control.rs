@@ -32,14 +32,33 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn load(service: &Service, state_dir: &Path) -> anyhow::Result<(Arc<Policy>, PathBuf)> {
-    let (policy, _) = policy::load_valid(&service.policy)?;
+    let file = super::fleet::policy_file(service, state_dir)?;
+    let (policy, _) = policy::load_valid(&file)?;
     let path = journal::location(&policy, state_dir);
     Ok((Arc::new(policy), path))
 }
 
 pub fn status(args: StatusArgs, state_dir: &Path, color: ColorChoice) -> anyhow::Result<ExitCode> {
-    let (policy, jpath) = load(&args.service, state_dir)?;
     let rt = runtime()?;
+    if args.service.policy.is_none()
+        && args.service.name.is_none()
+        && let Some((client, fleet)) = Client::find_fleet(state_dir)
+        && fleet.services.len() != 1
+    {
+        let lines = rt.block_on(client.services())?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&lines)?);
+        } else {
+            print!("{}", super::fleet::render(&lines));
+        }
+        let healthy = lines.iter().all(|l| l.healthy && l.policy_error.is_none());
+        return Ok(if healthy {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
+    let (policy, jpath) = load(&args.service, state_dir)?;
     let view = match Client::find(&jpath) {
         Some(c) => rt.block_on(c.status())?,
         None => rt.block_on(standalone_status(&policy, &jpath))?,

@@ -3,14 +3,22 @@
 
 use std::path::PathBuf;
 
-use super::journal_args::DEFAULT_POLICY;
-
-/// Which service: its policy file.
+/// Which service: its policy file, or its name on a daemon that runs several.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Service {
-    /// The service's policy file
-    #[arg(long, short = 'p', default_value = DEFAULT_POLICY)]
-    pub policy: PathBuf,
+    /// The service's policy file (default: the one service of a daemon started with
+    /// --policies, else policies/sandbox.toml)
+    #[arg(long, short = 'p')]
+    pub policy: Option<PathBuf>,
+
+    /// On a daemon started with --policies: the service, by name
+    #[arg(
+        long = "service",
+        short = 's',
+        value_name = "NAME",
+        conflicts_with = "policy"
+    )]
+    pub name: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -18,6 +26,8 @@ pub struct Service {
 Examples:
   lifeboat status --policy policies/sandbox.toml
   lifeboat status --policy policies/sandbox.toml --json | jq .why
+  lifeboat status                    # a daemon started with --policies: every service
+  lifeboat status -s payments        # one service of that daemon
 
 With a daemon running on the service, this is the daemon's live view. Without one,
 lifeboat probes every region once and shows what it sees, with the last decision the

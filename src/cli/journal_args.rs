@@ -22,9 +22,21 @@ pub struct JournalArgs {
     /// The journal file itself, instead of the policy's
     #[arg(long, value_name = "PATH")]
     pub journal: Option<PathBuf>,
+
+    /// On a daemon started with --policies: the service, by name
+    #[arg(long = "service", short = 's', value_name = "NAME", conflicts_with_all = ["policy", "journal"])]
+    pub name: Option<String>,
 }
 
 impl JournalArgs {
+    /// Turns `-s NAME` into that service's policy file, from the daemon running it.
+    pub fn pin(&mut self, state_dir: &Path) -> anyhow::Result<()> {
+        if let Some(name) = &self.name {
+            self.policy = Some(super::fleet::policy_of(name, state_dir)?);
+        }
+        Ok(())
+    }
+
     /// The policy: the one given, else the default unless only a journal was named.
     pub fn policy_path(&self) -> Option<PathBuf> {
         match (&self.policy, &self.journal) {

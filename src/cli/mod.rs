@@ -6,6 +6,7 @@ mod control;
 mod control_args;
 mod docs;
 mod drill;
+mod fleet;
 mod history;
 mod journal;
 mod journal_args;
@@ -34,9 +35,11 @@ pub use plan::render_plan;
 
 /// Builds the step adapters a run executes, for a policy.
 pub type FactoryFn = dyn Fn(
-    std::sync::Arc<crate::core::model::Policy>,
-    Option<crate::clients::aws::AwsClients>,
-) -> std::sync::Arc<dyn crate::runbook::StepFactory>;
+        std::sync::Arc<crate::core::model::Policy>,
+        Option<crate::clients::aws::AwsClients>,
+    ) -> std::sync::Arc<dyn crate::runbook::StepFactory>
+    + Send
+    + Sync;
 
 fn step_factory(
     policy: std::sync::Arc<crate::core::model::Policy>,
@@ -175,8 +178,36 @@ impl ColorChoice {
 /// Runs the command line and returns the process exit code: 0 success, 1 failure
 /// (invalid policy, refused action), 2 wrong usage (from clap).
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
+    let mut cli = Cli::parse();
+    let result = pin_service(&mut cli.command, &cli.state_dir).and_then(|()| dispatch(cli));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `-s NAME` on the commands that read a journal: the policy of that service of the
+/// daemon started with `--policies`.
+fn pin_service(command: &mut Command, state_dir: &std::path::Path) -> anyhow::Result<()> {
+    let args = match command {
+        Command::History(a) => &mut a.journal,
+        Command::Show(a) => &mut a.journal,
+        Command::Approve(a) => &mut a.journal,
+        Command::Abort(a) => &mut a.journal,
+        Command::Journal(a) => match &mut a.command {
+            journal::Sub::Backup(b) => &mut b.journal,
+            journal::Sub::Restore(r) => &mut r.journal,
+        },
+        _ => return Ok(()),
+    };
+    args.pin(state_dir)
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
         Command::Validate(args) => validate::run(args, cli.color),
         Command::Plan(args) => plan::run(args, cli.color),
         Command::Sandbox(args) => sandbox::run(args, cli.color),
@@ -197,12 +228,5 @@ pub fn main() -> ExitCode {
         Command::Schema(args) => schema::run(args),
         Command::Completions(args) => docs::completions(args),
         Command::Man(args) => docs::man(args),
-    };
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(1)
-        }
     }
 }

@@ -1,4 +1,5 @@
-//! `lifeboat run`: start the controller for one service and keep it running.
+//! `lifeboat run`: start the controller for one service, or for every service of a
+//! directory of policies, and keep it running.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,8 +10,11 @@ use anyhow::Context;
 
 use super::FactoryFn;
 use super::standalone::aws_for;
+use crate::core::model::Policy;
 use crate::daemon::auth::{self, Access};
+use crate::daemon::fleet::{Loaded, Loader};
 use crate::daemon::role::Role;
+use crate::daemon::service::ServiceSpec;
 use crate::daemon::{self, Options};
 use crate::journal;
 use crate::policy;
@@ -19,6 +23,7 @@ use crate::policy;
 #[command(after_help = "\
 Examples:
   lifeboat run --policy policies/orders.toml
+  lifeboat run --policies /etc/lifeboat/policies      # every *.toml there, one process
   lifeboat run --policy policies/orders.toml --listen 127.0.0.1:7300 --log-format json
   lifeboat run --policy policies/orders.toml --witness --vars witness-vars.toml \
       --journal /var/lib/lifeboat/orders-witness.db --listen 10.0.3.5:7300 --token-file t
@@ -39,6 +44,17 @@ in the policy see the serving region down.
   lifeboat run --policy policies/orders.toml --node ctl-usw2 --listen 10.0.3.5:7300 --token-file t
   lifeboat run --policy policies/orders.toml --node obs-use2 --observer
 
+With --policies DIR one process runs every policy in DIR (*.toml, not drills/): each
+service has its own journal, probes and control loop; the API, the probes' HTTP client and
+the metrics (labelled by service) are shared. Each service's API is under
+/v1/services/NAME/… (GET /v1/services lists them; the single-service routes answer while
+exactly one runs), and `lifeboat status` without --policy lists them all; -s NAME picks
+one for the other commands. SIGHUP, `systemctl reload` or POST /v1/reload read the
+directory again: a new file starts its service, a changed one restarts it, a file that no
+longer validates is refused (its service keeps its last good policy, and
+lifeboat_policy_refused says so), a removed one stops its service. A service in the
+middle of a run is neither stopped nor restarted: reload again once the run ends.
+
 --shadow and --witness never act: no automatic run, no operator run. They serve no
 control call (failover, failback, pause, resume, approve, abort answer 405), and every
 step they could build is refused. A run left unfinished in their journal is not resumed.
@@ -56,8 +72,12 @@ localhost or an --allow-host name. SIGTERM or Ctrl-C stop it cleanly: no new ste
 and the running one reaches a journaled point; the next start resumes.")]
 pub struct Args {
     /// The service's policy file
-    #[arg(long, short = 'p')]
-    pub policy: PathBuf,
+    #[arg(long, short = 'p', required_unless_present = "policies")]
+    pub policy: Option<PathBuf>,
+
+    /// Run every policy in this directory (*.toml, drills/ skipped) in one process
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["policy", "journal", "node", "observer"])]
+    pub policies: Option<PathBuf>,
 
     /// Where the HTTP API listens (0: a free port, published beside the journal)
     #[arg(long, env = "LIFEBOAT_LISTEN", default_value = "127.0.0.1:0")]
@@ -119,33 +139,34 @@ pub struct Args {
 pub fn run(
     args: Args,
     state_dir: &std::path::Path,
-    factory: &FactoryFn,
+    factory: &'static FactoryFn,
 ) -> anyhow::Result<ExitCode> {
     init_logs(&args.log_format);
     let vars = match &args.vars {
         Some(v) => Some(std::path::absolute(v).with_context(|| format!("find {}", v.display()))?),
         None => None,
     };
-    let (mut policy, report) = policy::load_valid_with_vars(&args.policy, vars.as_deref())?;
-    for w in report.warnings() {
-        tracing::warn!("policy warning: {}", w.message);
-    }
-    if args.shadow || args.witness {
-        policy.detection.mode = crate::core::model::Mode::Shadow;
-    }
-    if args.witness {
-        policy.guardrails.witnesses.clear();
-        policy.guardrails.quorum = 1;
-        for c in policy.channels.iter_mut() {
-            c.alerts = false;
+    let source = match (&args.policies, &args.policy) {
+        (Some(dir), _) => {
+            if !dir.is_dir() {
+                anyhow::bail!(
+                    "--policies {}: not a directory; give the directory that holds the policy files (or one file with --policy)",
+                    dir.display()
+                );
+            }
+            Source::Dir(dir.clone())
         }
-        tracing::info!("running as a witness: probing and answering /v1/status, acting on nothing");
-    }
-    let journal_path = match &args.journal {
-        Some(j) => j.clone(),
-        None => journal::location(&policy, state_dir),
+        (None, Some(file)) => {
+            // One policy: refuse it at once, with every diagnostic, as before the daemon
+            // starts anything.
+            let (_, report) = policy::load_valid_with_vars(file, vars.as_deref())?;
+            for w in report.warnings() {
+                tracing::warn!("policy warning: {}", w.message);
+            }
+            Source::File(file.clone())
+        }
+        (None, None) => anyhow::bail!("give --policy FILE or --policies DIR"),
     };
-    let policy = Arc::new(policy);
     let tokens = match (&args.token_file, std::env::var("LIFEBOAT_API_TOKEN")) {
         (Some(f), _) => auth::read(f, Access::Control).context("read the API tokens")?,
         (None, Ok(t)) if !t.trim().is_empty() => {
@@ -165,29 +186,122 @@ pub fn run(
     } else {
         Role::Controller
     };
+    if args.witness {
+        tracing::info!("running as a witness: probing and answering /v1/status, acting on nothing");
+    }
+    let fleet_dir = matches!(source, Source::Dir(_)).then(|| state_dir.to_path_buf());
+    let loader = Arc::new(Files {
+        source,
+        vars,
+        journal: args.journal.clone(),
+        state_dir: state_dir.to_path_buf(),
+        shadow: args.shadow,
+        witness: args.witness,
+        node: args.node.clone(),
+        factory,
+    });
     let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(async {
-        let aws = aws_for(&policy).await;
-        daemon::run(Options {
-            factory: factory(policy.clone(), aws.clone()),
-            policy,
-            journal_path,
-            listen: args.listen,
-            tokens,
-            read_tokens,
-            open_reads: args.open_reads,
-            hosts: args.allow_host,
-            role,
-            aws,
-            limits: daemon::serve::Limits::default(),
-            // Neither a witness nor an observer ever acts: what a run would meet is no
-            // concern of theirs.
-            readiness: !args.witness && !args.observer,
-            node: args.node,
-        })
-        .await
-    })?;
+    rt.block_on(daemon::run(Options {
+        loader,
+        fleet_dir,
+        listen: args.listen,
+        tokens,
+        read_tokens,
+        open_reads: args.open_reads,
+        hosts: args.allow_host,
+        role,
+        limits: daemon::serve::Limits::default(),
+        // Neither a witness nor an observer ever acts: what a run would meet is no
+        // concern of theirs.
+        readiness: !args.witness && !args.observer,
+    }))?;
     Ok(ExitCode::SUCCESS)
+}
+
+enum Source {
+    File(PathBuf),
+    Dir(PathBuf),
+}
+
+/// Reads the daemon's policies, at start and on every reload.
+struct Files {
+    source: Source,
+    vars: Option<PathBuf>,
+    journal: Option<PathBuf>,
+    state_dir: PathBuf,
+    shadow: bool,
+    witness: bool,
+    node: Option<String>,
+    factory: &'static FactoryFn,
+}
+
+impl Files {
+    /// One file, validated and shaped by the daemon's role: the policy, or `validate`'s
+    /// diagnostics.
+    fn policy(&self, file: &std::path::Path) -> Result<Policy, String> {
+        let loaded = policy::load_with_vars(file, self.vars.as_deref());
+        let Some(mut policy) = loaded.policy else {
+            return Err(format!(
+                "{}\n{} is not a valid policy; fix the errors above (lifeboat validate {} shows them all)",
+                loaded.report.render(false).trim_end(),
+                file.display(),
+                file.display()
+            ));
+        };
+        if self.shadow || self.witness {
+            policy.detection.mode = crate::core::model::Mode::Shadow;
+        }
+        if self.witness {
+            policy.guardrails.witnesses.clear();
+            policy.guardrails.quorum = 1;
+            for c in policy.channels.iter_mut() {
+                c.alerts = false;
+            }
+        }
+        Ok(policy)
+    }
+}
+
+#[async_trait::async_trait]
+impl Loader for Files {
+    async fn load(&self) -> Vec<Loaded> {
+        let files = match &self.source {
+            Source::File(f) => vec![f.clone()],
+            Source::Dir(d) => match policy::expand(std::slice::from_ref(d)) {
+                Ok(files) => files,
+                Err(e) => {
+                    return vec![Loaded {
+                        file: d.clone(),
+                        spec: Err(format!("cannot read the directory: {e}")),
+                    }];
+                }
+            },
+        };
+        let mut out = Vec::with_capacity(files.len());
+        for file in files {
+            let spec = match self.policy(&file) {
+                Ok(policy) => {
+                    let journal_path = match &self.journal {
+                        Some(j) => j.clone(),
+                        None => journal::location(&policy, &self.state_dir),
+                    };
+                    let policy = Arc::new(policy);
+                    let aws = aws_for(&policy).await;
+                    Ok(ServiceSpec {
+                        factory: (self.factory)(policy.clone(), aws.clone()),
+                        policy,
+                        file: Some(file.clone()),
+                        journal_path,
+                        aws,
+                        node: self.node.clone(),
+                    })
+                }
+                Err(e) => Err(e),
+            };
+            out.push(Loaded { file, spec });
+        }
+        out
+    }
 }
 
 fn init_logs(format: &str) {

@@ -75,7 +75,7 @@ pub struct ApiState {
 
 impl ApiState {
     /// How long ago the control loop last turned.
-    fn loop_age(&self) -> Duration {
+    pub fn loop_age(&self) -> Duration {
         let last = Duration::from_millis(self.heartbeat.load(Ordering::Relaxed));
         self.started.elapsed().saturating_sub(last)
     }
@@ -136,6 +136,7 @@ pub fn endpoints() -> Vec<(Method, &'static str)> {
     .into_iter()
     .flatten()
     .map(|(m, p, _)| (m, p))
+    .chain(super::fleet::endpoints())
     .collect()
 }
 
@@ -165,7 +166,7 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
     let body = ErrorBody {
         error: message.into(),
     };
@@ -182,17 +183,29 @@ struct Caller(Option<Token>);
 async fn guard(State(s): State<ApiState>, mut req: HttpRequest, next: Next) -> Response {
     let path = req.uri().path();
     let exempt = path == "/healthz" || path == vote::PATH;
+    match identify(&s.tokens, &req, exempt) {
+        Ok(caller) => {
+            req.extensions_mut().insert(Caller(caller));
+            next.run(req).await
+        }
+        Err(refused) => refused,
+    }
+}
+
+/// The token a request presented, checked (`None`: none, or an `exempt` route that
+/// checks its own way); a request without one must name this host.
+fn identify(tokens: &Tokens, req: &HttpRequest, exempt: bool) -> Result<Option<Token>, Response> {
     let presented = req.headers().get(header::AUTHORIZATION);
     let caller = match presented {
         None => None,
         Some(_) if exempt => None,
-        Some(v) => match s.tokens.identify(v.to_str().ok()) {
+        Some(v) => match tokens.identify(v.to_str().ok()) {
             Ok(t) => Some(t.clone()),
             Err(_) => {
-                return error(
+                return Err(error(
                     StatusCode::UNAUTHORIZED,
                     "the token is not one this daemon accepts; use a token from its --token-file (or the file beside its journal, or $LIFEBOAT_API_TOKEN)",
-                );
+                ));
             }
         },
     };
@@ -201,47 +214,62 @@ async fn guard(State(s): State<ApiState>, mut req: HttpRequest, next: Next) -> R
             .headers()
             .get(header::HOST)
             .map(|h| h.to_str().unwrap_or("?"));
-        if !s.tokens.host_allowed(host) {
-            return error(
+        if !tokens.host_allowed(host) {
+            return Err(error(
                 StatusCode::MISDIRECTED_REQUEST,
                 format!(
                     "this daemon does not answer to the host name `{}` without a token; use its address, or start it with --allow-host NAME",
                     crate::clients::http::sanitize(host.unwrap_or(""), 80)
                 ),
-            );
+            ));
         }
     }
-    req.extensions_mut().insert(Caller(caller));
-    next.run(req).await
+    Ok(caller)
 }
 
 fn caller(req: &HttpRequest) -> Option<&Token> {
     req.extensions().get::<Caller>().and_then(|c| c.0.as_ref())
 }
 
-async fn need_read(State(s): State<ApiState>, req: HttpRequest, next: Next) -> Response {
-    match s.tokens.allows(caller(&req), Access::Read) {
-        Ok(()) => next.run(req).await,
-        Err(_) => error(
+/// Whether `caller` may read, or control, as `need` says; the refusal otherwise.
+fn allowed(tokens: &Tokens, caller: Option<&Token>, need: Access) -> Result<(), Response> {
+    match (tokens.allows(caller, need), need) {
+        (Ok(()), _) => Ok(()),
+        (Err(_), Access::Read) => Err(error(
             StatusCode::UNAUTHORIZED,
             "this daemon listens beyond loopback: reading needs `Authorization: Bearer <token>`, a read token (--read-token-file) or a control token",
-        ),
-    }
-}
-
-async fn need_control(State(s): State<ApiState>, req: HttpRequest, next: Next) -> Response {
-    match s.tokens.allows(caller(&req), Access::Control) {
-        Ok(()) => next.run(req).await,
-        Err(Denied::ReadOnly { name }) => error(
+        )),
+        (Err(Denied::ReadOnly { name }), _) => Err(error(
             StatusCode::FORBIDDEN,
             format!(
                 "the token `{name}` may only read; control calls need a control token (--token-file)"
             ),
-        ),
-        Err(Denied::Unknown) => error(
+        )),
+        (Err(Denied::Unknown), _) => Err(error(
             StatusCode::UNAUTHORIZED,
             "control calls need `Authorization: Bearer <token>`; the lifeboat CLI sends it for you (it reads the token file beside the journal, or $LIFEBOAT_API_TOKEN)",
-        ),
+        )),
+    }
+}
+
+/// `guard` and then `need_read` or `need_control` in one, for the routes a daemon serves
+/// beside its services' (`super::fleet`).
+pub fn admit(tokens: &Tokens, req: &HttpRequest, need: Access) -> Result<(), Response> {
+    let caller = identify(tokens, req, false)?;
+    allowed(tokens, caller.as_ref(), need)
+}
+
+async fn need_read(State(s): State<ApiState>, req: HttpRequest, next: Next) -> Response {
+    match allowed(&s.tokens, caller(&req), Access::Read) {
+        Ok(()) => next.run(req).await,
+        Err(refused) => refused,
+    }
+}
+
+async fn need_control(State(s): State<ApiState>, req: HttpRequest, next: Next) -> Response {
+    match allowed(&s.tokens, caller(&req), Access::Control) {
+        Ok(()) => next.run(req).await,
+        Err(refused) => refused,
     }
 }
 

@@ -21,24 +21,63 @@ use crate::journal::{RunDetail, RunRecord};
 pub struct Client {
     pub url: String,
     pub pid: u32,
+    /// On a daemon that runs several services: which one (its routes are under
+    /// `/v1/services/NAME`).
+    pub service: Option<String>,
     token: Option<String>,
     http: reqwest::Client,
+}
+
+/// The token to send: `$LIFEBOAT_API_TOKEN`, else the file the daemon wrote.
+fn token_from(file: Option<&Path>) -> Option<String> {
+    std::env::var("LIFEBOAT_API_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+        .or_else(|| file.and_then(|f| std::fs::read_to_string(f).ok()))
+        .map(|t| t.trim().to_string())
 }
 
 impl Client {
     /// The daemon acting on `journal`, if one runs.
     pub fn find(journal: &Path) -> Option<Client> {
         let info = discovery::find(journal)?;
-        let token = std::env::var("LIFEBOAT_API_TOKEN")
-            .ok()
-            .filter(|t| !t.trim().is_empty())
-            .or_else(|| {
-                info.token_file
-                    .as_ref()
-                    .and_then(|f| std::fs::read_to_string(f).ok())
-            })
-            .map(|t| t.trim().to_string());
-        Client::new(&info.url, info.pid, token).ok()
+        let token = token_from(info.token_file.as_deref());
+        let mut c = Client::new(&info.url, info.pid, token).ok()?;
+        c.service = info.service;
+        Some(c)
+    }
+
+    /// The daemon running a fleet from `state_dir` (`run --policies`), if one runs.
+    pub fn find_fleet(state_dir: &Path) -> Option<(Client, discovery::FleetPublished)> {
+        let info = discovery::find_fleet(state_dir)?;
+        let token = token_from(info.token_file.as_deref());
+        let c = Client::new(&info.url, info.pid, token).ok()?;
+        Some((c, info))
+    }
+
+    /// This client, addressing one service of a daemon that runs several.
+    pub fn for_service(mut self, name: &str) -> Client {
+        self.service = Some(name.to_string());
+        self
+    }
+
+    /// Where a route of the single-service API is for this client's service.
+    fn path(&self, path: &str) -> String {
+        match (&self.service, path.strip_prefix("/v1/")) {
+            (Some(s), Some(rest)) => format!("{}/v1/services/{s}/{rest}", self.url),
+            _ => format!("{}{path}", self.url),
+        }
+    }
+
+    /// Every service the daemon runs, one line each.
+    pub async fn services(&self) -> anyhow::Result<Vec<crate::contract::ServiceLine>> {
+        self.get_raw(&format!("{}/v1/services", self.url)).await
+    }
+
+    /// Asks the daemon to read its policies again.
+    pub async fn reload(&self) -> anyhow::Result<crate::contract::ReloadReport> {
+        self.post_raw(&format!("{}/v1/reload", self.url), &serde_json::json!({}))
+            .await
     }
 
     /// A client of the daemon at `url` (pid for messages), with its control token.
@@ -47,6 +86,7 @@ impl Client {
         Ok(Client {
             url: url.trim_end_matches('/').to_string(),
             pid,
+            service: None,
             token,
             http,
         })
@@ -62,7 +102,11 @@ impl Client {
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
-        let mut req = self.http.get(format!("{}{path}", self.url));
+        self.get_raw(&self.path(path)).await
+    }
+
+    async fn get_raw<T: DeserializeOwned>(&self, url: &str) -> anyhow::Result<T> {
+        let mut req = self.http.get(url);
         // Beyond loopback the views need a token; on loopback it is ignored.
         if let Some(token) = &self.token {
             req = req.bearer_auth(token);
@@ -72,11 +116,13 @@ impl Client {
             .await
             .with_context(|| format!("reach the daemon at {}", self.url))?;
         let status = r.status();
+        let path = url.strip_prefix(&self.url).unwrap_or(url);
         if !status.is_success() {
-            bail!(
-                "the daemon answered {status} to GET {path}: {}",
-                r.text().await.unwrap_or_default()
-            );
+            let text = r.text().await.unwrap_or_default();
+            let why = serde_json::from_str::<crate::contract::ErrorBody>(&text)
+                .map(|e| e.error)
+                .unwrap_or(text);
+            bail!("the daemon answered {status} to GET {path}: {why}");
         }
         r.json()
             .await
@@ -129,14 +175,23 @@ impl Client {
 
     /// A control call. A refusal is a normal answer (`Reply::Refused`), not an error.
     async fn post(&self, path: &str, body: &impl Serialize) -> anyhow::Result<Reply> {
+        self.post_raw(&self.path(path), body).await
+    }
+
+    async fn post_raw<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        body: &impl Serialize,
+    ) -> anyhow::Result<T> {
         let Some(token) = &self.token else {
             bail!(
                 "the daemon's API token is not readable here; set LIFEBOAT_API_TOKEN (the daemon's --token-file) and try again"
             );
         };
+        let path = url.strip_prefix(&self.url).unwrap_or(url);
         let r = self
             .http
-            .post(format!("{}{path}", self.url))
+            .post(url)
             .bearer_auth(token)
             .json(body)
             .send()
@@ -149,7 +204,8 @@ impl Client {
             );
         }
         let text = r.text().await.unwrap_or_default();
-        if status == reqwest::StatusCode::METHOD_NOT_ALLOWED
+        if (status == reqwest::StatusCode::METHOD_NOT_ALLOWED
+            || status == reqwest::StatusCode::NOT_FOUND)
             && let Ok(e) = serde_json::from_str::<crate::contract::ErrorBody>(&text)
         {
             bail!("the daemon at {} refused: {}", self.url, e.error);

@@ -86,6 +86,55 @@ pub struct Published {
     pub pid: u32,
     /// Where the API token is, when the daemon generated it (readable by its user only).
     pub token_file: Option<PathBuf>,
+    /// Set when the daemon runs several services (`run --policies`): this one's API is
+    /// under `/v1/services/NAME`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+}
+
+/// What a daemon running a fleet (`run --policies DIR`) publishes in the state
+/// directory, so that `lifeboat status` without `--policy` finds it and `-s NAME` names
+/// a service.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FleetPublished {
+    pub url: String,
+    pub pid: u32,
+    pub token_file: Option<PathBuf>,
+    pub services: Vec<FleetMember>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FleetMember {
+    pub name: String,
+    pub policy: Option<PathBuf>,
+    pub journal: PathBuf,
+}
+
+/// The fleet discovery file of a state directory: `<state dir>/fleet.api`.
+pub fn fleet_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("fleet.api")
+}
+
+/// The token a fleet daemon generated: `<state dir>/fleet.token`.
+pub fn fleet_token_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("fleet.token")
+}
+
+pub fn publish_fleet(state_dir: &Path, info: &FleetPublished) -> anyhow::Result<()> {
+    std::fs::create_dir_all(state_dir)
+        .with_context(|| format!("create {}", state_dir.display()))?;
+    crate::clients::files::write_atomic(
+        &fleet_path(state_dir),
+        serde_json::to_string_pretty(info)?.as_bytes(),
+        0o644,
+    )
+}
+
+/// The fleet daemon of a state directory, if one is alive.
+pub fn find_fleet(state_dir: &Path) -> Option<FleetPublished> {
+    let text = std::fs::read_to_string(fleet_path(state_dir)).ok()?;
+    let info: FleetPublished = serde_json::from_str(&text).ok()?;
+    crate::process::alive(info.pid).then_some(info)
 }
 
 /// Writes the discovery file whole (temporary file, then rename): a CLI reading it at

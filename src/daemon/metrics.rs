@@ -590,3 +590,59 @@ impl crate::driver::Observer for Metrics {
         self.readiness.round(report);
     }
 }
+
+/// Several expositions (one per service) as one: each metric family once, with its
+/// `# HELP`, `# TYPE` and `# UNIT` lines, then every service's samples of it, and one
+/// `# EOF` at the end. Prometheus refuses a family whose metadata comes twice.
+pub fn merge(parts: &[String]) -> String {
+    let mut order: Vec<String> = Vec::new();
+    let mut families: std::collections::HashMap<String, (Vec<&str>, Vec<&str>)> =
+        std::collections::HashMap::new();
+    for part in parts {
+        let mut current: Option<String> = None;
+        for line in part.lines() {
+            if line == "# EOF" || line.is_empty() {
+                continue;
+            }
+            if let Some(meta) = line.strip_prefix("# ") {
+                let mut words = meta.splitn(3, ' ');
+                let (kind, name) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+                if kind == "HELP" || current.as_deref() != Some(name) {
+                    current = Some(name.to_string());
+                }
+                let f = families.entry(name.to_string()).or_insert_with(|| {
+                    order.push(name.to_string());
+                    (Vec::new(), Vec::new())
+                });
+                if !f.0.iter().any(|m| m.starts_with(&format!("# {kind} "))) {
+                    f.0.push(line);
+                }
+                continue;
+            }
+            let name = current.clone().unwrap_or_default();
+            let f = families.entry(name.clone()).or_insert_with(|| {
+                order.push(name);
+                (Vec::new(), Vec::new())
+            });
+            f.1.push(line);
+        }
+    }
+    let mut out = String::new();
+    for name in order {
+        if let Some((meta, samples)) = families.get(&name) {
+            for l in meta.iter().chain(samples) {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+    }
+    out.push_str("# EOF\n");
+    out
+}
+
+/// A label value as the exposition format writes it.
+pub fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}

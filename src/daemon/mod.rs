@@ -1,6 +1,7 @@
-//! `lifeboat run`: the controller as a long-running process. Probes every region, feeds
-//! the state machine, runs the runbooks it decides on, and serves a small HTTP API on
-//! loopback for status, metrics and control.
+//! `lifeboat run`: the controller as a long-running process. For each service it runs
+//! (one policy, or every policy of a directory) it probes every region, feeds the state
+//! machine and runs the runbooks it decides on (`service`); one HTTP API on loopback
+//! serves status, metrics and control for all of them (`fleet`).
 //!
 //! Invariant: one process acts on a journal at a time (an exclusive lock beside it), and
 //! the daemon never acts on a journal it cannot read.
@@ -11,52 +12,43 @@ pub mod client;
 pub mod coordinator;
 pub mod discovery;
 pub mod engine;
+pub mod fleet;
 pub mod metrics;
 mod metrics_readiness;
 pub mod openapi;
 pub mod readiness;
 pub mod role;
 pub mod serve;
+pub mod service;
 pub mod status;
 pub mod vote;
 pub mod witness;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use tokio::sync::mpsc;
-use tokio::time::Instant;
-use tracing::info;
+use tracing::{info, warn};
 
-use crate::clients::aws::AwsClients;
-use crate::clock::WallClock;
-use crate::core::controller::State;
-use crate::core::health::HealthTracker;
 use crate::core::model::Policy;
-use crate::core::summary::LinkMemory;
-use crate::driver::{Alerter, Alerts, Driver, Observers, Parts};
-use crate::journal::Journal;
-use crate::probe::{
-    self,
-    scheduler::{Cadence, Scheduler},
-};
-use crate::runbook::{Backoff, Cancel, RetrySettings, StepFactory};
+use crate::probe;
+use crate::runbook::{Backoff, RetrySettings};
 use auth::{Token, Tokens};
-use engine::{Engine, Event};
 use role::Role;
 use vote::VoteKey;
 
 pub struct Options {
-    pub policy: Arc<Policy>,
-    pub journal_path: PathBuf,
-    /// Where the API listens; port 0 picks a free one (published beside the journal).
+    /// What to run, read again on every reload: one policy file or a directory of them.
+    pub loader: Arc<dyn fleet::Loader>,
+    /// `run --policies`: the state directory where the daemon says how to reach it, so
+    /// that `lifeboat status` without `--policy` finds it. `None`: one policy.
+    pub fleet_dir: Option<PathBuf>,
+    /// Where the API listens; port 0 picks a free one (published beside each journal).
     pub listen: SocketAddr,
     /// The named bearer tokens control calls (and reads) accept. Empty: generate one and
-    /// keep it in a file beside the journal that only this user can read (loopback only).
+    /// keep it in a file beside each journal that only this user can read (loopback only).
     pub tokens: Vec<Token>,
     /// Tokens that may only read the views.
     pub read_tokens: Vec<Token>,
@@ -66,14 +58,9 @@ pub struct Options {
     /// Host names, besides addresses and `localhost`, a request without a token may name.
     pub hosts: Vec<String>,
     pub role: Role,
-    pub aws: Option<AwsClients>,
-    /// The steps of a controller's runs; a daemon that does not act uses `NeverAct`.
-    pub factory: Arc<dyn StepFactory>,
     pub limits: serve::Limits,
     /// Run the readiness schedule (a witness, which never acts, does not).
     pub readiness: bool,
-    /// This controller's name among an etcd policy's observers (`run --node`).
-    pub node: Option<String>,
 }
 
 /// Retries sized to the policy: a policy that probes every second wants steps re-checked
@@ -115,18 +102,17 @@ fn vote_key(policy: &Policy, role: Role) -> anyhow::Result<Option<VoteKey>> {
     Ok(Some(VoteKey::new(secret).map_err(anyhow::Error::msg)?))
 }
 
-/// Runs until SIGTERM or SIGINT, then stops cleanly: no new step starts, the running one
-/// reaches a journaled point, and the process exits 0.
+/// Runs until SIGTERM or SIGINT, then stops cleanly: no new step starts, each running
+/// one reaches a journaled point, and the process exits 0. SIGHUP reloads the policies
+/// (`fleet::Fleet::reload`) and asks for a readiness round.
 ///
 /// A daemon whose role does not act (a witness, a shadow) serves no control call and
 /// builds every step with `role::NeverAct`.
 ///
-/// Errors: a non-loopback address without a token; a witness key missing or unreadable;
-/// a journal it cannot read (it then acts on nothing); another process holding the
-/// journal's lock; a port it cannot bind.
+/// Errors: a non-loopback address without a token; a port it cannot bind; no service
+/// that could start (each one's reason: a witness key missing or unreadable, a journal
+/// it cannot read, another process holding the journal's lock, …).
 pub async fn run(opts: Options) -> anyhow::Result<()> {
-    let policy = opts.policy.clone();
-    let me = coordinator::me(&policy, opts.node.as_deref(), opts.role)?;
     let loopback = opts.listen.ip().is_loopback();
     if !loopback && opts.tokens.is_empty() {
         bail!(
@@ -134,22 +120,13 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             opts.listen
         );
     }
-    let vote_key = vote_key(&policy, opts.role)?;
-    let journal = Arc::new(
-        Journal::open_or_create(&opts.journal_path)
-            .context("open the journal; lifeboat acts on nothing it cannot read")?,
-    );
-    let _lock = discovery::lock(&opts.journal_path, "lifeboat run")?;
-    let (tokens, token_file) = if opts.tokens.is_empty() {
-        let t = crate::clients::secret::random_token()?;
-        let path = discovery::token_path(&opts.journal_path);
-        crate::clients::secret::write_private(&path, t.expose())?;
+    let (tokens, generated) = if opts.tokens.is_empty() {
         let generated = Token {
             name: auth::DEFAULT_NAME.to_string(),
-            secret: t,
+            secret: crate::clients::secret::random_token()?,
             access: auth::Access::Control,
         };
-        (vec![generated], Some(path))
+        (vec![generated.clone()], Some(generated))
     } else {
         (opts.tokens, None)
     };
@@ -159,231 +136,101 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         loopback || opts.open_reads,
         opts.hosts,
     )?;
-    let factory = role::factory_for(opts.role, opts.factory.clone());
-
-    let (events_tx, mut events_rx) = mpsc::channel::<Event>(1024);
-    let cancel = Cancel::new();
-    let source = format!("daemon pid {}", std::process::id());
-    let clock = WallClock::system();
-    let metrics = Arc::new(metrics::Metrics::for_policy(&policy));
-    let alerts: Arc<dyn Alerts> = Arc::new(Alerter::new(&policy, opts.aws.as_ref()));
-    // Every run that ends leaves a report (and, with a bucket, a journal backup).
-    let archiver = Arc::new(crate::archive::Archiver::new(
-        policy.clone(),
-        journal.clone(),
-        opts.aws.clone(),
-        clock.clone(),
-    ));
-    let (driver, mut runs) = Driver::new(Parts {
-        policy: policy.clone(),
-        journal: journal.clone(),
-        factory,
-        alerts,
-        observer: Arc::new(Observers(vec![metrics.clone(), archiver.clone()])),
-        clock: clock.clone(),
-        source: format!("lifeboat daemon (pid {})", std::process::id()),
-        retry: retry_settings(&policy),
-        cancel: cancel.clone(),
-    });
-    let tracker = HealthTracker::for_policy(&policy);
-    let links = LinkMemory::default();
-    let state = State::new(&policy, policy.regions.primary.clone(), clock.now());
-    let initial = status::build(
-        &policy,
-        &state,
-        &tracker,
-        &links,
-        None,
-        clock.now(),
-        source.clone(),
-    );
-    let status_view = Arc::new(RwLock::new(initial));
-    let started = Instant::now();
-    let mut engine = Engine {
-        driver,
-        tracker,
-        links,
-        witnesses: witness::Witnesses::new(
-            &policy.guardrails.witnesses,
-            policy.detection.interval * 3,
-        )
-        .suspicion_window(witness::Suspect::window_for(&policy)),
-        status: status_view.clone(),
-        metrics: metrics.clone(),
-        clock,
-        cancel,
-        source,
-        started,
-        events: Some(events_tx.clone()),
-        standings: 0,
-        votes: None,
-    };
-    // A daemon that never acts leaves an unfinished run alone: the controller resumes it.
-    // On etcd, the elected leader resumes from the shared record, not from this journal.
-    engine
-        .restore(opts.role.acts() && me.is_none())
-        .context("read the service's state from the journal")?;
-    let coordination = match (&policy.coordination, me) {
-        (crate::core::model::Coordination::Etcd(c), Some(me)) => {
-            // Nothing acts before the coordinator has won an election.
-            engine
-                .driver
-                .standing(crate::coord::Standing::Following { leader: None });
-            engine.publish();
-            let (votes, own) = coordinator::Votes::new(&policy, c, &me);
-            engine.votes = Some(votes);
-            Some(coordinator::spawn(&policy, c, me, own, events_tx.clone()))
-        }
-        _ => None,
-    };
-
-    let ctx = probe::Context::new(
-        opts.aws.clone(),
-        policy.detection.timeout,
-        policy.detection.interval,
-    );
-    let probes = probe::build_all(&policy, &ctx, None).context("build the probes")?;
-    let (obs_tx, mut obs_rx) = mpsc::channel(1024);
-    let mut scheduler = Scheduler::start(
-        probes,
-        Cadence::for_policy(&policy),
-        probe::Clock::system(),
-        obs_tx,
-        fastrand::u64(..),
-    );
-    if let Some(mut restarts) = scheduler.restarts() {
-        let events = events_tx.clone();
-        tokio::spawn(async move {
-            while let Some(r) = restarts.recv().await {
-                if events.send(Event::ProbeRestarted(r)).await.is_err() {
-                    return;
-                }
-            }
-        });
-    }
-
-    let backups = archiver.spawn_scheduled_backups();
-    let readiness_now = Arc::new(tokio::sync::Notify::new());
-    let readiness = opts.readiness.then(|| {
-        readiness::Schedule {
-            policy: policy.clone(),
-            factory: opts.factory.clone(),
-            aws: opts.aws.clone(),
-            status: status_view.clone(),
-            events: events_tx.clone(),
-            clock: WallClock::system(),
-            now: readiness_now.clone(),
-        }
-        .spawn()
-    });
-
-    let heartbeat = Arc::new(AtomicU64::new(0));
-    let tick = engine::tick_every(&policy);
-    let pollers = witness::spawn_pollers(witness::Pollers {
-        urls: &policy.guardrails.witnesses,
-        service: &policy.service,
-        key: vote_key.clone(),
-        every: tick,
-        hurried: witness::hurried(policy.detection.confirm_interval, tick),
-        timeout: policy.detection.timeout,
-        ask_now: &engine.witnesses.ask_now,
-        suspect: &engine.witnesses.suspect,
-        events: &events_tx,
-    })?;
-    let api_state = api::ApiState {
-        status: status_view.clone(),
-        metrics,
-        journal: journal.clone(),
-        service: policy.service.clone(),
-        events: events_tx.clone(),
-        role: opts.role,
-        tokens: Arc::new(tokens),
-        vote_key: vote_key.filter(|_| opts.role == Role::Witness),
-        clock: WallClock::system(),
-        heartbeat: heartbeat.clone(),
-        started,
-        stale_after: (tick * 10).max(Duration::from_secs(5)),
-        readers: api::journal_readers(),
-    };
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .with_context(|| format!("listen on {}", opts.listen))?;
     let addr = listener.local_addr()?;
-    tokio::spawn(serve::serve(listener, api::router(api_state), opts.limits));
-    discovery::publish(
-        &opts.journal_path,
-        &discovery::Published {
-            url: format!("http://{addr}"),
-            pid: std::process::id(),
-            token_file,
-        },
-    )?;
+    let token_file = match (&opts.fleet_dir, &generated) {
+        (Some(dir), Some(t)) => {
+            let path = discovery::fleet_token_path(dir);
+            std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+            crate::clients::secret::write_private(&path, t.secret.expose())?;
+            Some(path)
+        }
+        _ => None,
+    };
+    let shared = service::Shared {
+        role: opts.role,
+        readiness: opts.readiness,
+        tokens: Arc::new(tokens),
+        generated,
+        http: probe::http_client(),
+        url: format!("http://{addr}"),
+        nested: opts.fleet_dir.is_some(),
+        readers: api::journal_readers(),
+    };
+    let fleet = fleet::Fleet::new(shared, opts.loader, opts.fleet_dir.clone(), token_file);
+    let report = fleet.reload().await;
+    if fleet.is_empty() {
+        fleet.stop().await;
+        let why: Vec<String> = report
+            .refused
+            .iter()
+            .map(|r| match &r.file {
+                Some(f) => format!("{f}: {}", r.reason),
+                None => r.reason.clone(),
+            })
+            .collect();
+        if let (None, [r]) = (&opts.fleet_dir, report.refused.as_slice()) {
+            // One policy: its own error.
+            bail!("{}", r.reason);
+        }
+        bail!("no service could start:\n{}", why.join("\n"));
+    }
+    log_report(&report);
+    tokio::spawn(serve::serve(
+        listener,
+        fleet::router(fleet.clone()),
+        opts.limits,
+    ));
     if !opts.role.acts() {
         info!(
             "this daemon is {}: it never acts and serves no control call",
             opts.role.describe()
         );
     }
-    info!(service = %policy.service, "lifeboat is watching `{}` (serving region {}); API on http://{addr}", policy.service, engine.driver.state().active);
+    info!("API on http://{addr} for {} service(s)", fleet.len());
 
-    let mut ticker = tokio::time::interval(tick);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    // SIGHUP (`systemctl reload`) asks for a readiness round at once; the policy itself is
-    // read at start only, so it is not reloaded.
+    // SIGHUP (`systemctl reload`): read the policies again and check readiness now.
     let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     loop {
-        // The tick goes first when several events are ready: after a stall (the process
-        // stopped, the host starved it) the tick is what notices, and the freeze must be
-        // in place before the observations that piled up meanwhile are judged.
-        let event = tokio::select! {
-            biased;
-            _ = ticker.tick() => Event::Tick,
+        tokio::select! {
             _ = sighup.recv() => {
-                if readiness.is_some() {
-                    info!("SIGHUP: checking readiness now");
-                    readiness_now.notify_one();
-                } else {
-                    info!("SIGHUP ignored: a witness checks no readiness");
-                }
-                continue;
+                info!("SIGHUP: reading the policies again and checking readiness now");
+                log_report(&fleet.reload().await);
+                fleet.check_readiness().await;
             }
-            Some(e) = events_rx.recv() => e,
-            Some(o) = obs_rx.recv() => Event::Observed(o),
-            Some(p) = runs.progress.recv() => Event::Progress(p),
-            Some(e) = runs.ended.recv() => Event::RunEnded(e),
-            _ = tokio::signal::ctrl_c() => Event::Shutdown,
-            _ = sigterm.recv() => Event::Shutdown,
-        };
-        heartbeat.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
-        if !engine.handle(event) {
-            break;
+            _ = tokio::signal::ctrl_c() => break,
+            _ = sigterm.recv() => break,
         }
     }
     info!("shutting down: no new step will start");
-    scheduler.stop().await;
-    for p in pollers {
-        p.abort();
-    }
-    if let Some(c) = coordination {
-        // The lease then lapses by itself: a successor waits out its TTL. (Resigning
-        // would hand over sooner, but only once the run's last step is journaled here.)
-        c.abort();
-    }
-    if let Some(r) = readiness {
-        r.abort();
-    }
-    if let Some(b) = backups {
-        b.abort();
-    }
-    engine.shutdown().await;
-    // Drain what the run reported while stopping, so the journal and metrics agree.
-    while let Ok(p) = runs.progress.try_recv() {
-        engine.handle(Event::Progress(p));
-    }
-    // The report (and backup) of a run that just ended.
-    archiver.flush(Duration::from_secs(30)).await;
-    discovery::unpublish(&opts.journal_path);
+    fleet.stop().await;
     info!("stopped");
     Ok(())
+}
+
+/// What a reload did, in the log.
+fn log_report(r: &crate::contract::ReloadReport) {
+    let list = |v: &[String]| v.join(", ");
+    if !r.started.is_empty() {
+        info!("started: {}", list(&r.started));
+    }
+    if !r.restarted.is_empty() {
+        info!("restarted on a changed policy: {}", list(&r.restarted));
+    }
+    if !r.stopped.is_empty() {
+        info!("stopped (policy file gone): {}", list(&r.stopped));
+    }
+    for d in &r.deferred {
+        warn!(
+            "put off for {}: {}",
+            d.service.as_deref().unwrap_or("?"),
+            d.reason
+        );
+    }
+    for f in &r.refused {
+        warn!("refused {}: {}", f.file.as_deref().unwrap_or("?"), f.reason);
+    }
 }

@@ -20,11 +20,12 @@ use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, schema::Schema};
 
-use super::api;
 use super::status::StatusView;
 use super::vote::Vote;
+use super::{api, fleet};
 use crate::contract::{
-    AbortBody, ApproveBody, ErrorBody, FailbackBody, FailoverBody, PauseBody, Reply, ResumeBody,
+    AbortBody, ApproveBody, ErrorBody, FailbackBody, FailoverBody, PauseBody, ReloadReport, Reply,
+    ResumeBody, ServiceLine,
 };
 use crate::core::controller::Decision;
 use crate::journal::{RunDetail, RunRecord};
@@ -60,6 +61,8 @@ by_reference!(
     RunDetail,
     Decision,
     Vote,
+    ServiceLine,
+    ReloadReport,
 );
 
 /// The bodies the API reads: their schemas say what a client may send (fields with
@@ -83,6 +86,8 @@ const REPLIES: &[fn(&mut SchemaGenerator)] = &[
     add::<RunDetail>,
     add::<Decision>,
     add::<Vote>,
+    add::<ServiceLine>,
+    add::<ReloadReport>,
 ];
 
 fn add<T: JsonSchema>(g: &mut SchemaGenerator) {
@@ -99,7 +104,10 @@ loopback, published with the token file's path in `<journal>.api` beside the jou
 token beyond it. Control calls (`POST`) need `Authorization: Bearer <token>` with a control \
 token; the lifeboat CLI sends it for you. A witness or shadow daemon serves no control call. \
 Errors are `{\"error\": \"...\"}`; a control call the controller refuses is a 409 with the \
-reason and the next step.",
+reason and the next step. A daemon started with `--policies` runs several services: \
+`GET /v1/services` lists them, each one's routes are under `/v1/services/{name}/…` \
+(`/v1/services/{name}/status` for `/v1/status`, and so on), and the single-service routes \
+answer only while exactly one service runs.",
     ),
     paths(
         api::healthz,
@@ -117,6 +125,8 @@ reason and the next step.",
         api::approve_run,
         api::abort_run,
         api::answer_vote,
+        fleet::services,
+        fleet::reload,
     ),
     modifiers(&BearerToken),
     tags(

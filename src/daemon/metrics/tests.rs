@@ -128,3 +128,47 @@ fn the_counters_the_alerts_watch_exist_at_zero_from_the_start() {
         );
     }
 }
+
+#[test]
+fn two_services_merge_into_one_exposition_with_each_family_described_once() {
+    let a = policy();
+    let mut b = policy();
+    b.service = "payments".into();
+    let (ma, mb) = (Metrics::for_policy(&a), Metrics::for_policy(&b));
+    ma.run_ended("failover", "completed");
+    let merged = super::merge(&[ma.encode(), mb.encode()]);
+
+    for kind in ["HELP", "TYPE"] {
+        let mut seen = std::collections::HashSet::new();
+        for l in merged
+            .lines()
+            .filter(|l| l.starts_with(&format!("# {kind} ")))
+        {
+            assert!(seen.insert(l.to_string()), "described twice: {l}");
+        }
+    }
+    assert_eq!(merged.matches("# EOF").count(), 1);
+    assert!(merged.ends_with("# EOF\n"));
+    let runs = |service: &str| {
+        merged
+            .lines()
+            .find(|l| {
+                l.starts_with("lifeboat_runs_total{")
+                    && l.contains(&format!("service=\"{service}\""))
+                    && l.contains("direction=\"failover\"")
+                    && l.contains("outcome=\"completed\"")
+            })
+            .map(|l| l.rsplit(' ').next().unwrap_or("").to_string())
+    };
+    assert_eq!(runs(&a.service).as_deref(), Some("1"), "{merged}");
+    assert_eq!(runs("payments").as_deref(), Some("0"), "{merged}");
+    // Every sample still follows its own family's metadata.
+    let parsed = prometheus_parse::Scrape::parse(merged.lines().map(|l| Ok(l.to_string())))
+        .expect("the merged exposition parses");
+    let services: std::collections::BTreeSet<_> = parsed
+        .samples
+        .iter()
+        .filter_map(|s| s.labels.get("service").map(str::to_string))
+        .collect();
+    assert_eq!(services.len(), 2, "{services:?}");
+}
