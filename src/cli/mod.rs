@@ -46,7 +46,7 @@ fn step_factory(
     aws: Option<crate::clients::aws::AwsClients>,
 ) -> std::sync::Arc<dyn crate::runbook::StepFactory> {
     let probes = crate::probe::Context {
-        http: crate::probe::http_client_for("runbook"),
+        http: crate::probe::shared_client("runbook"),
         ..crate::probe::Context::new(
             aws.clone(),
             policy.detection.timeout,

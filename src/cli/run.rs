@@ -10,6 +10,7 @@ use anyhow::Context;
 
 use super::FactoryFn;
 use super::standalone::aws_for;
+use crate::clients::aws::AwsClients;
 use crate::core::model::Policy;
 use crate::daemon::auth::{self, Access};
 use crate::daemon::fleet::{Loaded, Loader};
@@ -199,6 +200,7 @@ pub fn run(
         witness: args.witness,
         node: args.node.clone(),
         factory,
+        aws: Default::default(),
     });
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(daemon::run(Options {
@@ -233,6 +235,9 @@ struct Files {
     witness: bool,
     node: Option<String>,
     factory: &'static FactoryFn,
+    /// AWS clients by settings: services with the same `[aws]` share one set (one
+    /// connection pool and TLS configuration), however many the directory holds.
+    aws: tokio::sync::Mutex<std::collections::BTreeMap<String, Option<AwsClients>>>,
 }
 
 impl Files {
@@ -286,7 +291,17 @@ impl Loader for Files {
                         None => journal::location(&policy, &self.state_dir),
                     };
                     let policy = Arc::new(policy);
-                    let aws = aws_for(&policy).await;
+                    let key = format!("{:?} {:?}", policy.aws, policy.detection.timeout);
+                    let mut cache = self.aws.lock().await;
+                    let aws = match cache.get(&key) {
+                        Some(a) => a.clone(),
+                        None => {
+                            let a = aws_for(&policy).await;
+                            cache.insert(key, a.clone());
+                            a
+                        }
+                    };
+                    drop(cache);
                     Ok(ServiceSpec {
                         factory: (self.factory)(policy.clone(), aws.clone()),
                         policy,

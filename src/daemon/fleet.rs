@@ -490,6 +490,7 @@ fn metrics(table: &Table) -> Response {
         .entries
         .values()
         .map(|e| e.api.metrics.encode())
+        .chain(std::iter::once(super::metrics::process()))
         .collect();
     let mut refused = String::from(
         "# HELP lifeboat_policy_refused Whether the last reload refused the service's policy file (the service keeps running on its last good policy).\n# TYPE lifeboat_policy_refused gauge\n",

@@ -591,6 +591,20 @@ impl crate::driver::Observer for Metrics {
     }
 }
 
+/// The series that belong to the process rather than to one service (the probe rounds'
+/// lateness, across every service's scheduler).
+pub fn process() -> String {
+    let mut r = Registry::with_prefix("lifeboat");
+    r.register(
+        "probe_round_delay_seconds",
+        "How late probe rounds started after they were due, every service together",
+        crate::probe::scheduler::round_delay().clone(),
+    );
+    let mut out = String::new();
+    let _ = prometheus_client::encoding::text::encode(&mut out, &r);
+    out
+}
+
 /// Several expositions (one per service) as one: each metric family once, with its
 /// `# HELP`, `# TYPE` and `# UNIT` lines, then every service's samples of it, and one
 /// `# EOF` at the end. Prometheus refuses a family whose metadata comes twice.

@@ -154,7 +154,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         readiness: opts.readiness,
         tokens: Arc::new(tokens),
         generated,
-        http: probe::http_client(),
+        http: probe::shared_client("probe"),
         url: format!("http://{addr}"),
         nested: opts.fleet_dir.is_some(),
         readers: api::journal_readers(),

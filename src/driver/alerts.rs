@@ -30,7 +30,7 @@ impl Alerter {
     /// The policy's alert channels. A channel that cannot be set up is reported and left
     /// out; the others still get alerts.
     pub fn new(policy: &Policy, aws: Option<&AwsClients>) -> Alerter {
-        let http = crate::probe::http_client();
+        let http = crate::probe::shared_client("probe");
         let mut channels = Vec::new();
         for c in policy.channels.iter().filter(|c| c.alerts) {
             match Via::for_channel(c, aws, &http) {

@@ -63,6 +63,18 @@ pub fn http_client() -> reqwest::Client {
     http_client_for("probe")
 }
 
+/// The process's one HTTP client for `purpose`: every service of a daemon shares its
+/// connection pool and TLS configuration (a fleet of 200 services is one pool, not 200).
+pub fn shared_client(purpose: &'static str) -> reqwest::Client {
+    static CLIENTS: std::sync::Mutex<std::collections::BTreeMap<&'static str, reqwest::Client>> =
+        std::sync::Mutex::new(std::collections::BTreeMap::new());
+    let mut clients = CLIENTS.lock().unwrap_or_else(|p| p.into_inner());
+    clients
+        .entry(purpose)
+        .or_insert_with(|| http_client_for(purpose))
+        .clone()
+}
+
 /// An HTTP client like `http_client` whose user agent names `purpose` instead: a
 /// runbook step's look at a probe (`wait_healthy`, and readiness) says `(runbook)`, so a
 /// server's log tells it from the probe rounds.

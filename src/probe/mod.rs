@@ -25,7 +25,9 @@ use crate::core::health::{Lag, Observation, Role};
 use crate::core::model::{Component, ProbeSpec, RegionName};
 use crate::core::time::{Ts, fmt_duration, millis};
 
-pub use build::{BuildError, Context, build, build_all, http_client, http_client_for, needs_aws};
+pub use build::{
+    BuildError, Context, build, build_all, http_client, http_client_for, needs_aws, shared_client,
+};
 pub use command::CommandProbe;
 pub use heartbeat::{Alive, HeartbeatProbe, Source as HeartbeatSource};
 pub use http::{HttpExpect, HttpProbe};

@@ -286,6 +286,24 @@ fn panic_text(e: task::JoinError) -> String {
     super::snippet(&text, 200)
 }
 
+/// The bounds of `round_delay`'s buckets, in seconds: fine below 20 ms, where a healthy
+/// host keeps every round.
+const DELAY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 1.0,
+];
+
+/// How late each probe round started after it was due, across the process (every
+/// service's scheduler). The daemon's `/metrics` shows it as
+/// `lifeboat_probe_round_delay_seconds`: a host, or a fleet, too busy for its probes shows
+/// here first.
+pub fn round_delay() -> &'static prometheus_client::metrics::histogram::Histogram {
+    static DELAY: std::sync::OnceLock<prometheus_client::metrics::histogram::Histogram> =
+        std::sync::OnceLock::new();
+    DELAY.get_or_init(|| {
+        prometheus_client::metrics::histogram::Histogram::new(DELAY_BUCKETS.iter().copied())
+    })
+}
+
 async fn run_loop(
     probe: Arc<RegionProbe>,
     cadence: Cadence,
@@ -320,6 +338,7 @@ async fn run_loop(
         }
         tripped = false;
         let started = Instant::now();
+        round_delay().observe(started.saturating_duration_since(next).as_secs_f64());
         last = Some(started);
         let obs = probe.run(&clock).await;
         streak = streak.then(obs.is_ok(), obs.at, obs.latency);
