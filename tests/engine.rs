@@ -108,6 +108,8 @@ fn rig(policy: &Arc<Policy>, journal: &Path, target: &Arc<Target>) -> Rig {
         started: tokio::time::Instant::now(),
         events: None,
         standings: 0,
+        publish_every: Duration::ZERO,
+        published: Default::default(),
         votes: None,
     };
     engine.restore(true).expect("restore");

@@ -13,49 +13,18 @@ use std::time::{Duration, Instant};
 
 use lifeboat::contract::{ReloadReport, ServiceLine};
 use lifeboat::sandbox::endpoint::{self, Faults, Mode};
+use lifeboat::sandbox::fleet;
 use support::daemon::Daemon;
 
-/// A manual-mode service with one HTTP probe per region; its failover first waits for an
-/// approval, so an operator's failover is a run in flight until approved or aborted.
+/// A fleet service (`lifeboat::sandbox::fleet`): ten probes per interval against the
+/// servers at `east` and `west`, manual mode, a failover that first waits for approval.
 fn policy(name: &str, interval: &str, east: u16, west: u16) -> String {
-    format!(
-        r#"
-[service]
-name = "{name}"
-
-[regions]
-primary = "us-east-1"
-secondaries = ["us-west-2"]
-
-[detection]
-interval = "{interval}"
-timeout = "200ms"
-mode = "manual"
-
-[readiness]
-every = "1d"
-
-[targets.api]
-kind = "http"
-regions.us-east-1.url = "http://127.0.0.1:{east}/health"
-regions.us-west-2.url = "http://127.0.0.1:{west}/health"
-
-[[probes]]
-name = "api"
-component = "api"
-kind = "http"
-target = "api"
-
-[[failover.steps]]
-name = "confirm"
-kind = "manual_approval"
-prompt = "go?"
-
-[[failback.steps]]
-name = "healthy"
-kind = "wait_healthy"
-"#
-    )
+    fleet::policy(&fleet::Service {
+        name: name.to_string(),
+        east,
+        west,
+        interval: humantime::parse_duration(interval).expect("an interval"),
+    })
 }
 
 struct Fleet {

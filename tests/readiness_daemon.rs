@@ -104,6 +104,8 @@ fn rig(dir: &tempfile::TempDir) -> Rig {
         started: tokio::time::Instant::now(),
         events: None,
         standings: 0,
+        publish_every: std::time::Duration::ZERO,
+        published: Default::default(),
         votes: None,
     };
     engine.restore(true).expect("restore");

@@ -68,12 +68,7 @@ pub fn status(args: StatusArgs, state_dir: &Path, color: ColorChoice) -> anyhow:
     } else {
         print!("{}", status_text::render(&view, color.stdout()));
     }
-    let healthy = view
-        .regions
-        .iter()
-        .any(|r| r.serving && r.verdict.is_healthy())
-        && view.why.is_none();
-    Ok(if healthy {
+    Ok(if view.healthy() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -20,11 +20,12 @@ use crate::contract::Reply;
 use crate::coord::etcd::Leadership;
 use crate::coord::records::{CountedVote, SharedState};
 use crate::coord::{Standing, Unfinished, unfinished};
-use crate::core::controller::{ClockReading, HealthSummary, Input};
+use crate::core::controller::{ClockReading, HealthSummary, Input, Phase};
 use crate::core::health::{HealthTracker, Observation, Verdict, stale_after};
 use crate::core::model::Policy;
 use crate::core::readiness::ReadinessReport;
 use crate::core::summary::{LinkMemory, own_vote, summarize};
+use crate::core::time::Ts;
 use crate::driver::{Driver, Request, RunEnded};
 use crate::journal::JournalError;
 use crate::probe::scheduler::Restart;
@@ -79,7 +80,17 @@ pub struct Engine {
     pub events: Option<tokio::sync::mpsc::Sender<Event>>,
     /// How many `Standing` events came; an election answers only the newest.
     pub standings: u64,
+    /// After an observation that changed no verdict, phase or decision, the view is
+    /// rebuilt at most this often (zero: after every event). Rebuilding reads the
+    /// journal; a fleet's thousands of observations a second would spend most of their
+    /// CPU there. Every other event rebuilds it at once.
+    pub publish_every: Duration,
+    pub published: Published,
 }
+
+/// What the status view last showed, to tell whether an observation changed it.
+#[derive(Default)]
+pub struct Published(std::sync::Mutex<Option<(Instant, Phase, Option<Ts>)>>);
 
 impl Engine {
     /// Restores the controller from the journal and, when `resume`, resumes an unfinished
@@ -113,7 +124,11 @@ impl Engine {
                     self.observed(obs);
                 }
             }
-            Event::Observed(obs) => self.observed(obs),
+            Event::Observed(obs) => {
+                if !self.observed(obs) && !self.publish_due() {
+                    return true;
+                }
+            }
             Event::ProbeRestarted(r) => self.driver.probe_restarted(&r),
             Event::Standing(standing) => {
                 self.standings += 1;
@@ -226,11 +241,14 @@ impl Engine {
         });
     }
 
-    fn observed(&mut self, obs: Observation) {
+    /// Feeds one observation to the tracker and the controller. True when a region's
+    /// verdict changed.
+    fn observed(&mut self, obs: Observation) -> bool {
         self.links.observe(&obs);
         self.metrics
             .observed(self.driver.policy(), &obs, &self.tracker);
-        for c in self.tracker.observe(obs) {
+        let changes = self.tracker.observe(obs);
+        for c in &changes {
             info!(region = %c.region, "region {} went from {} to {}", c.region, c.from, c.to);
         }
         if let Some(v) = &mut self.votes {
@@ -249,6 +267,25 @@ impl Engine {
             self.witnesses.ask_now.notify_waiters();
         }
         self.driver.feed(Input::Health(summary));
+        !changes.is_empty()
+    }
+
+    /// Whether the view should be rebuilt after a quiet observation: the phase or the
+    /// last decision changed, or `publish_every` has passed.
+    fn publish_due(&self) -> bool {
+        let s = self.driver.state();
+        let last = match self.published.0.lock() {
+            Ok(l) => l,
+            Err(p) => p.into_inner(),
+        };
+        match &*last {
+            None => true,
+            Some((at, phase, decided)) => {
+                at.elapsed() >= self.publish_every
+                    || *phase != s.phase
+                    || *decided != s.last_decision.as_ref().map(|d| d.at)
+            }
+        }
     }
 
     /// The controller's input: the tracker's regions and every observer's vote on the
@@ -298,6 +335,14 @@ impl Engine {
         };
         if let Ok(mut s) = self.status.write() {
             *s = view;
+        }
+        let s = self.driver.state();
+        if let Ok(mut last) = self.published.0.lock() {
+            *last = Some((
+                Instant::now(),
+                s.phase.clone(),
+                s.last_decision.as_ref().map(|d| d.at),
+            ));
         }
     }
 

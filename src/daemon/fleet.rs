@@ -323,11 +323,7 @@ fn line(name: &str, e: &Entry) -> ServiceLine {
         state: s.state.clone(),
         active: s.active.to_string(),
         why: s.why.clone(),
-        healthy: s
-            .regions
-            .iter()
-            .any(|r| r.serving && r.verdict.is_healthy())
-            && s.why.is_none(),
+        healthy: s.healthy(),
         run: s.current_run.as_ref().map(|r| r.run_id.to_string()),
         policy: e.file.as_ref().map(|f| f.display().to_string()),
         policy_error: e.policy_error.clone(),

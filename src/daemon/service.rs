@@ -38,6 +38,10 @@ use crate::probe::{
 };
 use crate::runbook::{Cancel, StepFactory};
 
+/// How stale a service's status view may get between observations that change nothing
+/// it shows but the probes' latest rounds.
+const PUBLISH_EVERY: Duration = Duration::from_millis(100);
+
 /// One service to run: its policy and where its state lives.
 #[derive(Clone)]
 pub struct ServiceSpec {
@@ -190,6 +194,8 @@ pub async fn start(spec: ServiceSpec, shared: &Shared) -> anyhow::Result<Running
         events: Some(events_tx.clone()),
         standings: 0,
         votes: None,
+        publish_every: PUBLISH_EVERY,
+        published: Default::default(),
     };
     // A daemon that never acts leaves an unfinished run alone: the controller resumes it.
     // On etcd, the elected leader resumes from the shared record, not from this journal.

@@ -69,6 +69,15 @@ fn one() -> u32 {
 }
 
 impl StatusView {
+    /// The serving region passes its probes and nothing holds the controller back: what
+    /// makes `lifeboat status` exit 0.
+    pub fn healthy(&self) -> bool {
+        self.regions
+            .iter()
+            .any(|r| r.serving && r.verdict.is_healthy())
+            && self.why.is_none()
+    }
+
     /// Why the quorum is short and what to do, when the controller holds a failover for
     /// want of votes and some witness is silent: a witness that does not answer (stopped,
     /// or cut off) is a different story from one that answers and sees the region up, and

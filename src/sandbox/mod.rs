@@ -6,6 +6,7 @@
 pub mod aws;
 pub mod endpoint;
 pub mod etcd;
+pub mod fleet;
 pub mod ha;
 pub mod moto;
 pub mod peer_gate;

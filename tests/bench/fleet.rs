@@ -1,9 +1,10 @@
 //! Benchmark (not a test; not part of `make test`): what a fleet costs in one process.
 //!
 //! Run: `cargo bench --bench fleet` (release). It writes SERVICES policies (default 200,
-//! `FLEET_SERVICES`), each with 10 probes on a 1 s interval (per region two HTTP probes
-//! of the API, one of the workers, and two TCP probes of storage), against local servers
-//! in this process, and starts the release `lifeboat run --policies` on them. Then:
+//! `FLEET_SERVICES`) with `sandbox::fleet`, each with 10 probes on a 1 s interval (per
+//! region two HTTP probes of the API, one of the workers and two TCP probes of storage),
+//! against local servers in this process, and starts the release `lifeboat run
+//! --policies` on them. Then:
 //! - resident memory (VmRSS, and its peak VmHWM) of the daemon, after a warm-up;
 //! - the daemon's CPU (user + system, from /proc) per probe round over MEASURE_FOR;
 //! - how late probe rounds started after they were due, p50/p99, from the daemon's
@@ -19,6 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use lifeboat::sandbox::endpoint::{self, Faults, Mode};
+use lifeboat::sandbox::fleet;
 
 const WARM_UP: Duration = Duration::from_secs(10);
 const MEASURE_FOR: Duration = Duration::from_secs(30);
@@ -38,69 +40,14 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(bench(services))
 }
 
-/// One service's policy: five probes per region, manual mode (a decision, never a run).
+/// One fleet service (`lifeboat::sandbox::fleet`): ten probes at a 1 s interval.
 fn policy(name: &str, east: u16, west: u16) -> String {
-    let mut probes = String::new();
-    for (probe, component, kind, target) in [
-        ("api", "api", "http", "api"),
-        ("api-deep", "api", "http", "api"),
-        ("workers", "workers", "http", "workers"),
-        ("storage", "storage", "tcp", "storage"),
-        ("storage-2", "storage", "tcp", "storage"),
-    ] {
-        let critical = if component == "api" {
-            ""
-        } else {
-            "critical = false\n"
-        };
-        probes.push_str(&format!(
-            "[[probes]]\nname = \"{probe}\"\ncomponent = \"{component}\"\nkind = \"{kind}\"\ntarget = \"{target}\"\n{critical}\n"
-        ));
-    }
-    format!(
-        r#"
-[service]
-name = "{name}"
-
-[regions]
-primary = "us-east-1"
-secondaries = ["us-west-2"]
-
-[detection]
-interval = "1s"
-timeout = "250ms"
-confirm_interval = "250ms"
-mode = "manual"
-
-[readiness]
-every = "1d"
-
-[targets.api]
-kind = "http"
-regions.us-east-1.url = "http://127.0.0.1:{east}/health"
-regions.us-west-2.url = "http://127.0.0.1:{west}/health"
-
-[targets.workers]
-kind = "http"
-regions.us-east-1.url = "http://127.0.0.1:{east}/health"
-regions.us-west-2.url = "http://127.0.0.1:{west}/health"
-
-[targets.storage]
-kind = "tcp"
-regions.us-east-1 = {{ host = "127.0.0.1", port = {east} }}
-regions.us-west-2 = {{ host = "127.0.0.1", port = {west} }}
-
-{probes}
-[[failover.steps]]
-name = "confirm"
-kind = "manual_approval"
-prompt = "go?"
-
-[[failback.steps]]
-name = "healthy"
-kind = "wait_healthy"
-"#
-    )
+    fleet::policy(&fleet::Service {
+        name: name.to_string(),
+        east,
+        west,
+        interval: Duration::from_secs(1),
+    })
 }
 
 struct Daemon {
