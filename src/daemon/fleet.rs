@@ -170,6 +170,7 @@ impl Fleet {
                 Some(r) => {
                     if let Some(run) = r.run_in_flight() {
                         running.insert(name.clone(), r);
+                        warn!(service = %name, "its policy changed, but run {run} is in flight; it keeps the current policy until a reload after the run ends");
                         report.deferred.push(Refusal {
                             file: Some(file),
                             service: Some(name),
@@ -235,6 +236,16 @@ impl Fleet {
             report.stopped.push(name);
         }
         self.set_table(&running, errors);
+        let list = |v: &[String]| v.join(", ");
+        if !report.started.is_empty() {
+            info!("started: {}", list(&report.started));
+        }
+        if !report.restarted.is_empty() {
+            info!("restarted on a changed policy: {}", list(&report.restarted));
+        }
+        if !report.stopped.is_empty() {
+            info!("stopped (policy file gone): {}", list(&report.stopped));
+        }
         report
     }
 

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::core::model::Policy;
 use crate::probe;
@@ -177,7 +177,6 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         }
         bail!("no service could start:\n{}", why.join("\n"));
     }
-    log_report(&report);
     tokio::spawn(serve::serve(
         listener,
         fleet::router(fleet.clone()),
@@ -198,7 +197,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         tokio::select! {
             _ = sighup.recv() => {
                 info!("SIGHUP: reading the policies again and checking readiness now");
-                log_report(&fleet.reload().await);
+                fleet.reload().await;
                 fleet.check_readiness().await;
             }
             _ = tokio::signal::ctrl_c() => break,
@@ -209,28 +208,4 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     fleet.stop().await;
     info!("stopped");
     Ok(())
-}
-
-/// What a reload did, in the log.
-fn log_report(r: &crate::contract::ReloadReport) {
-    let list = |v: &[String]| v.join(", ");
-    if !r.started.is_empty() {
-        info!("started: {}", list(&r.started));
-    }
-    if !r.restarted.is_empty() {
-        info!("restarted on a changed policy: {}", list(&r.restarted));
-    }
-    if !r.stopped.is_empty() {
-        info!("stopped (policy file gone): {}", list(&r.stopped));
-    }
-    for d in &r.deferred {
-        warn!(
-            "put off for {}: {}",
-            d.service.as_deref().unwrap_or("?"),
-            d.reason
-        );
-    }
-    for f in &r.refused {
-        warn!("refused {}: {}", f.file.as_deref().unwrap_or("?"), f.reason);
-    }
 }
