@@ -39,8 +39,9 @@ use crate::probe::{
 use crate::runbook::{Cancel, StepFactory};
 
 /// How stale a service's status view may get between observations that change nothing
-/// it shows but the probes' latest rounds.
-const PUBLISH_EVERY: Duration = Duration::from_millis(100);
+/// it shows but the probes' latest rounds (a service with ten probes at a 1 s interval
+/// observes ten times a second; verdicts, phases and decisions show at once).
+const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
 /// One service to run: its policy and where its state lives.
 #[derive(Clone)]

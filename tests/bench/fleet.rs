@@ -97,6 +97,14 @@ async fn start(dir: &Path, state: &Path, n: usize) -> anyhow::Result<Daemon> {
     }
 }
 
+/// A service faults are injected into: its name, its primary's switch, port and server.
+type Victim = (
+    String,
+    std::sync::Arc<Faults>,
+    u16,
+    tokio::task::JoinHandle<()>,
+);
+
 async fn bench(services: usize) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let east_faults = Faults::new("us-east-1");
@@ -186,7 +194,7 @@ async fn bench(services: usize) -> anyhow::Result<()> {
 async fn decisions(
     http: &reqwest::Client,
     url: &str,
-    victims: &[(String, Faults, u16, tokio::task::JoinHandle<()>)],
+    victims: &[Victim],
 ) -> anyhow::Result<Vec<Duration>> {
     let mut out = Vec::new();
     for (name, faults, _, _) in victims {
