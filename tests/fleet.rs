@@ -97,6 +97,31 @@ impl Fleet {
         r.json().await.expect("a reload report")
     }
 
+    /// An operator's failover of `name` to us-west-2, once that region passes its probes
+    /// (before, the guardrails refuse it); the run waits for its approval. Its id.
+    async fn failover(&self, name: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while verdict(&self.status(name).await, "us-west-2") != "healthy" {
+            assert!(
+                Instant::now() < deadline,
+                "us-west-2 never healthy for {name}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let r = self
+            .http
+            .post(format!("{}/v1/services/{name}/failover", self.daemon.url))
+            .bearer_auth(&self.daemon.token)
+            .json(&serde_json::json!({"by": "t", "expect_to": "us-west-2"}))
+            .send()
+            .await
+            .expect("failover");
+        let status = r.status();
+        let reply: serde_json::Value = r.json().await.expect("a reply");
+        assert_eq!(status, 200, "{reply}");
+        reply["run_id"].as_str().expect("a run id").to_string()
+    }
+
     /// `lifeboat ARGS --state-dir STATE`: exit status and stdout.
     fn cli(&self, args: &[&str]) -> (bool, String, String) {
         let out = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
@@ -131,21 +156,51 @@ impl Fleet {
     }
 }
 
+/// A temporary policy directory and state directory, and a healthy server for each
+/// region.
+struct Place {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    state: PathBuf,
+    east: u16,
+    west: u16,
+    _servers: [tokio::task::JoinHandle<()>; 2],
+}
+
+async fn place() -> Place {
+    let tmp = support::tempdir();
+    let (dir, state) = (tmp.path().join("policies"), tmp.path().join("state"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let (east, t1) = endpoint::spawn(Faults::new("us-east-1"), 0)
+        .await
+        .expect("east");
+    let (west, t2) = endpoint::spawn(Faults::new("us-west-2"), 0)
+        .await
+        .expect("west");
+    Place {
+        _tmp: tmp,
+        dir,
+        state,
+        east,
+        west,
+        _servers: [t1, t2],
+    }
+}
+
 fn names(lines: &[ServiceLine]) -> Vec<&str> {
     lines.iter().map(|l| l.name.as_str()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_process_runs_every_policy_with_its_own_routes_metrics_and_cli_name() {
-    let tmp = support::tempdir();
-    let (dir, state) = (tmp.path().join("policies"), tmp.path().join("state"));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let (east, _t1) = endpoint::spawn(Faults::new("us-east-1"), 0)
-        .await
-        .expect("east");
-    let (west, _t2) = endpoint::spawn(Faults::new("us-west-2"), 0)
-        .await
-        .expect("west");
+    let Place {
+        _tmp,
+        dir,
+        state,
+        east,
+        west,
+        _servers,
+    } = place().await;
     for name in ["a", "b", "c"] {
         std::fs::write(
             dir.join(format!("{name}.toml")),
@@ -265,15 +320,14 @@ async fn one_process_runs_every_policy_with_its_own_routes_metrics_and_cli_name(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reload_starts_restarts_refuses_and_stops_but_never_under_a_run() {
-    let tmp = support::tempdir();
-    let (dir, state) = (tmp.path().join("policies"), tmp.path().join("state"));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let (east, _t1) = endpoint::spawn(Faults::new("us-east-1"), 0)
-        .await
-        .expect("east");
-    let (west, _t2) = endpoint::spawn(Faults::new("us-west-2"), 0)
-        .await
-        .expect("west");
+    let Place {
+        _tmp,
+        dir,
+        state,
+        east,
+        west,
+        _servers,
+    } = place().await;
     let file = |n: &str| dir.join(format!("{n}.toml"));
     std::fs::write(file("a"), policy("a", "500ms", east, west)).expect("a");
     std::fs::write(file("b"), policy("b", "500ms", east, west)).expect("b");
@@ -283,6 +337,16 @@ async fn a_reload_starts_restarts_refuses_and_stops_but_never_under_a_run() {
     let r = f.reload().await;
     assert_eq!(r.unchanged, ["a", "b"], "{r:?}");
     assert!(r.started.is_empty() && r.restarted.is_empty() && r.refused.is_empty());
+
+    // The directory gone for a moment (a deploy swapping it): nothing stops.
+    let aside = dir.with_extension("aside");
+    std::fs::rename(&dir, &aside).expect("move the directory away");
+    let r = f.reload().await;
+    std::fs::rename(&aside, &dir).expect("move it back");
+    assert!(r.stopped.is_empty(), "{r:?}");
+    assert_eq!(r.refused.len(), 1, "{r:?}");
+    assert!(r.refused[0].reason.contains("nothing was changed"), "{r:?}");
+    assert_eq!(names(&f.services().await), ["a", "b"]);
 
     // A new file, a changed one and a broken one.
     std::fs::write(file("c"), policy("c", "500ms", east, west)).expect("c");
@@ -341,18 +405,7 @@ async fn a_reload_starts_restarts_refuses_and_stops_but_never_under_a_run() {
 
     // A run in flight on c (an operator's failover waiting for approval): removing its
     // file stops nothing until the run ends.
-    let reply: serde_json::Value = f
-        .http
-        .post(format!("{}/v1/services/c/failover", f.daemon.url))
-        .bearer_auth(&f.daemon.token)
-        .json(&serde_json::json!({"by": "t", "expect_to": "us-west-2"}))
-        .send()
-        .await
-        .expect("failover")
-        .json()
-        .await
-        .expect("reply");
-    let run = reply["run_id"].as_str().expect("a run id").to_string();
+    let run = f.failover("c").await;
     std::fs::remove_file(file("c")).expect("rm c");
     std::fs::write(file("a"), &good_a).expect("a fixed");
     let r = f.reload().await;
@@ -455,15 +508,7 @@ async fn one_service_hanging_waiting_or_broken_does_not_hold_the_others_back() {
     );
 
     // One service waits for an approval, one's primary never answers.
-    let reply = f
-        .http
-        .post(format!("{}/v1/services/waiting/failover", f.daemon.url))
-        .bearer_auth(&f.daemon.token)
-        .json(&serde_json::json!({"by": "t", "expect_to": "us-west-2"}))
-        .send()
-        .await
-        .expect("failover");
-    assert_eq!(reply.status(), 200);
+    f.failover("waiting").await;
     hung_faults.set_mode(Mode::Hang);
     tokio::time::sleep(Duration::from_secs(1)).await;
 
@@ -490,10 +535,11 @@ async fn one_service_hanging_waiting_or_broken_does_not_hold_the_others_back() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let took = fault.elapsed();
-    // Three failed rounds at 500 ms, confirmed at a shorter interval: about a second
-    // alone. A service held back by the hung one would wait out its timeouts every round,
+    // Three failed rounds at 500 ms: one to two seconds alone. A service held back by the hung one would wait out its timeouts every round,
     // or never decide.
-    assert!(took < Duration::from_secs(4), "took {took:?}");
+    // (6 s leaves room for a loaded CI host; a shared, blocked loop never decides.)
+    eprintln!("the eight healthy services saw their primary down {took:?} after the fault");
+    assert!(took < Duration::from_secs(6), "took {took:?}");
     // The waiting service still waits, the hung one's probe still reports timeouts.
     let waiting = f.status("waiting").await;
     assert!(waiting["current_run"]["waiting"].is_string(), "{waiting:#}");
@@ -503,9 +549,14 @@ async fn one_service_hanging_waiting_or_broken_does_not_hold_the_others_back() {
 
 /// The verdict on us-east-1 in a status view.
 fn east_verdict(status: &serde_json::Value) -> String {
+    verdict(status, "us-east-1")
+}
+
+/// The verdict on `region` in a status view.
+fn verdict(status: &serde_json::Value, region: &str) -> String {
     status["regions"]
         .as_array()
-        .and_then(|rs| rs.iter().find(|r| r["region"] == "us-east-1"))
+        .and_then(|rs| rs.iter().find(|r| r["region"] == region))
         .and_then(|r| r["verdict"]["verdict"].as_str())
         .unwrap_or("?")
         .to_string()

@@ -244,15 +244,8 @@ impl Files {
     /// One file, validated and shaped by the daemon's role: the policy, or `validate`'s
     /// diagnostics.
     fn policy(&self, file: &std::path::Path) -> Result<Policy, String> {
-        let loaded = policy::load_with_vars(file, self.vars.as_deref());
-        let Some(mut policy) = loaded.policy else {
-            return Err(format!(
-                "{}\n{} is not a valid policy; fix the errors above (lifeboat validate {} shows them all)",
-                loaded.report.render(false).trim_end(),
-                file.display(),
-                file.display()
-            ));
-        };
+        let (mut policy, _) = policy::load_valid_with_vars(file, self.vars.as_deref())
+            .map_err(|e| format!("{e:#}"))?;
         if self.shadow || self.witness {
             policy.detection.mode = crate::core::model::Mode::Shadow;
         }
@@ -269,18 +262,21 @@ impl Files {
 
 #[async_trait::async_trait]
 impl Loader for Files {
-    async fn load(&self) -> Vec<Loaded> {
+    async fn load(&self) -> Result<Vec<Loaded>, String> {
         let files = match &self.source {
             Source::File(f) => vec![f.clone()],
-            Source::Dir(d) => match policy::expand(std::slice::from_ref(d)) {
-                Ok(files) => files,
-                Err(e) => {
-                    return vec![Loaded {
-                        file: d.clone(),
-                        spec: Err(format!("cannot read the directory: {e}")),
-                    }];
-                }
-            },
+            Source::Dir(d) if !d.is_dir() => {
+                return Err(format!(
+                    "the policy directory {} is gone or not a directory; nothing was changed",
+                    d.display()
+                ));
+            }
+            Source::Dir(d) => policy::expand(std::slice::from_ref(d)).map_err(|e| {
+                format!(
+                    "cannot read the policy directory {}: {e}; nothing was changed",
+                    d.display()
+                )
+            })?,
         };
         let mut out = Vec::with_capacity(files.len());
         for file in files {
@@ -315,7 +311,7 @@ impl Loader for Files {
             };
             out.push(Loaded { file, spec });
         }
-        out
+        Ok(out)
     }
 }
 

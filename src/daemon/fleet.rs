@@ -34,7 +34,10 @@ use crate::contract::{Refusal, ReloadReport, ServiceLine};
 /// `run --policy FILE` the one file.
 #[async_trait::async_trait]
 pub trait Loader: Send + Sync {
-    async fn load(&self) -> Vec<Loaded>;
+    /// Every policy file, each read and validated. Errors: the set of files itself cannot
+    /// be read (a directory gone or unreadable); the reload then changes nothing, rather
+    /// than stopping every service as if its file had been removed.
+    async fn load(&self) -> Result<Vec<Loaded>, String>;
 }
 
 /// One policy file, read and validated: the service to run, or what is wrong with it
@@ -105,9 +108,20 @@ impl Fleet {
     /// Reads every policy and brings the running services in line with them (see the
     /// module's comment). The first call starts the daemon's services.
     pub async fn reload(&self) -> ReloadReport {
-        let loaded = self.loader.load().await;
-        let mut running = self.running.lock().await;
         let mut report = ReloadReport::default();
+        let loaded = match self.loader.load().await {
+            Ok(l) => l,
+            Err(reason) => {
+                error!("reload refused: {reason}");
+                report.refused.push(Refusal {
+                    file: None,
+                    service: None,
+                    reason,
+                });
+                return report;
+            }
+        };
+        let mut running = self.running.lock().await;
         let mut errors: BTreeMap<String, String> = BTreeMap::new();
         let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
         for l in loaded {
