@@ -327,15 +327,6 @@ impl Fleet {
             let _ = std::fs::remove_file(discovery::fleet_path(dir));
         }
     }
-
-    /// One line per service, for `GET /v1/services`.
-    pub fn lines(&self) -> Vec<ServiceLine> {
-        self.table()
-            .entries
-            .iter()
-            .map(|(name, e)| line(name, e))
-            .collect()
-    }
 }
 
 fn line(name: &str, e: &Entry) -> ServiceLine {
