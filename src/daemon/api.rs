@@ -188,13 +188,16 @@ async fn guard(State(s): State<ApiState>, mut req: HttpRequest, next: Next) -> R
             req.extensions_mut().insert(Caller(caller));
             next.run(req).await
         }
-        Err(refused) => refused,
+        Err(refused) => *refused,
     }
 }
 
+/// A refusal, boxed: a `Response` is large, and most requests are not refused.
+type Refused = Box<Response>;
+
 /// The token a request presented, checked (`None`: none, or an `exempt` route that
 /// checks its own way); a request without one must name this host.
-fn identify(tokens: &Tokens, req: &HttpRequest, exempt: bool) -> Result<Option<Token>, Response> {
+fn identify(tokens: &Tokens, req: &HttpRequest, exempt: bool) -> Result<Option<Token>, Refused> {
     let presented = req.headers().get(header::AUTHORIZATION);
     let caller = match presented {
         None => None,
@@ -202,10 +205,10 @@ fn identify(tokens: &Tokens, req: &HttpRequest, exempt: bool) -> Result<Option<T
         Some(v) => match tokens.identify(v.to_str().ok()) {
             Ok(t) => Some(t.clone()),
             Err(_) => {
-                return Err(error(
+                return Err(Box::new(error(
                     StatusCode::UNAUTHORIZED,
                     "the token is not one this daemon accepts; use a token from its --token-file (or the file beside its journal, or $LIFEBOAT_API_TOKEN)",
-                ));
+                )));
             }
         },
     };
@@ -215,13 +218,13 @@ fn identify(tokens: &Tokens, req: &HttpRequest, exempt: bool) -> Result<Option<T
             .get(header::HOST)
             .map(|h| h.to_str().unwrap_or("?"));
         if !tokens.host_allowed(host) {
-            return Err(error(
+            return Err(Box::new(error(
                 StatusCode::MISDIRECTED_REQUEST,
                 format!(
                     "this daemon does not answer to the host name `{}` without a token; use its address, or start it with --allow-host NAME",
                     crate::clients::http::sanitize(host.unwrap_or(""), 80)
                 ),
-            ));
+            )));
         }
     }
     Ok(caller)
@@ -232,29 +235,30 @@ fn caller(req: &HttpRequest) -> Option<&Token> {
 }
 
 /// Whether `caller` may read, or control, as `need` says; the refusal otherwise.
-fn allowed(tokens: &Tokens, caller: Option<&Token>, need: Access) -> Result<(), Response> {
-    match (tokens.allows(caller, need), need) {
-        (Ok(()), _) => Ok(()),
-        (Err(_), Access::Read) => Err(error(
+fn allowed(tokens: &Tokens, caller: Option<&Token>, need: Access) -> Result<(), Refused> {
+    let refused = match (tokens.allows(caller, need), need) {
+        (Ok(()), _) => return Ok(()),
+        (Err(_), Access::Read) => error(
             StatusCode::UNAUTHORIZED,
             "this daemon listens beyond loopback: reading needs `Authorization: Bearer <token>`, a read token (--read-token-file) or a control token",
-        )),
-        (Err(Denied::ReadOnly { name }), _) => Err(error(
+        ),
+        (Err(Denied::ReadOnly { name }), _) => error(
             StatusCode::FORBIDDEN,
             format!(
                 "the token `{name}` may only read; control calls need a control token (--token-file)"
             ),
-        )),
-        (Err(Denied::Unknown), _) => Err(error(
+        ),
+        (Err(Denied::Unknown), _) => error(
             StatusCode::UNAUTHORIZED,
             "control calls need `Authorization: Bearer <token>`; the lifeboat CLI sends it for you (it reads the token file beside the journal, or $LIFEBOAT_API_TOKEN)",
-        )),
-    }
+        ),
+    };
+    Err(Box::new(refused))
 }
 
 /// `guard` and then `need_read` or `need_control` in one, for the routes a daemon serves
 /// beside its services' (`super::fleet`).
-pub fn admit(tokens: &Tokens, req: &HttpRequest, need: Access) -> Result<(), Response> {
+pub fn admit(tokens: &Tokens, req: &HttpRequest, need: Access) -> Result<(), Refused> {
     let caller = identify(tokens, req, false)?;
     allowed(tokens, caller.as_ref(), need)
 }
@@ -262,14 +266,14 @@ pub fn admit(tokens: &Tokens, req: &HttpRequest, need: Access) -> Result<(), Res
 async fn need_read(State(s): State<ApiState>, req: HttpRequest, next: Next) -> Response {
     match allowed(&s.tokens, caller(&req), Access::Read) {
         Ok(()) => next.run(req).await,
-        Err(refused) => refused,
+        Err(refused) => *refused,
     }
 }
 
 async fn need_control(State(s): State<ApiState>, req: HttpRequest, next: Next) -> Response {
     match allowed(&s.tokens, caller(&req), Access::Control) {
         Ok(()) => next.run(req).await,
-        Err(refused) => refused,
+        Err(refused) => *refused,
     }
 }
 

@@ -367,19 +367,19 @@ async fn dispatch(State(fleet): State<Arc<Fleet>>, req: Request) -> Response {
         "/healthz" if method == axum::http::Method::GET => return healthz(&table),
         "/metrics" if method == axum::http::Method::GET => {
             if let Err(refused) = api::admit(&fleet.shared.tokens, &req, Access::Read) {
-                return refused;
+                return *refused;
             }
             return metrics(&table);
         }
         "/v1/services" if method == axum::http::Method::GET => {
             if let Err(refused) = api::admit(&fleet.shared.tokens, &req, Access::Read) {
-                return refused;
+                return *refused;
             }
             return services(&table);
         }
         "/v1/reload" if method == axum::http::Method::POST => {
             if let Err(refused) = api::admit(&fleet.shared.tokens, &req, Access::Control) {
-                return refused;
+                return *refused;
             }
             return reload(&fleet).await;
         }
