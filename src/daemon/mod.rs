@@ -136,10 +136,19 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         loopback || opts.open_reads,
         opts.hosts,
     )?;
-    let listener = tokio::net::TcpListener::bind(opts.listen)
-        .await
+    // Bound now, for its address (port 0 picks one), but listening only once the
+    // services have started and published it: whoever waits for the port to answer then
+    // finds every service's discovery file in place.
+    let socket = match opts.listen {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+    }
+    .with_context(|| format!("listen on {}", opts.listen))?;
+    socket.set_reuseaddr(true)?;
+    socket
+        .bind(opts.listen)
         .with_context(|| format!("listen on {}", opts.listen))?;
-    let addr = listener.local_addr()?;
+    let addr = socket.local_addr()?;
     let token_file = match (&opts.fleet_dir, &generated) {
         (Some(dir), Some(t)) => {
             let path = discovery::fleet_token_path(dir);
@@ -177,6 +186,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         }
         bail!("no service could start:\n{}", why.join("\n"));
     }
+    let listener = socket
+        .listen(1024)
+        .with_context(|| format!("listen on {addr}"))?;
     tokio::spawn(serve::serve(
         listener,
         fleet::router(fleet.clone()),
