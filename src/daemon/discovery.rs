@@ -123,29 +123,29 @@ pub fn fleet_token_path(state_dir: &Path) -> PathBuf {
 pub fn publish_fleet(state_dir: &Path, info: &FleetPublished) -> anyhow::Result<()> {
     std::fs::create_dir_all(state_dir)
         .with_context(|| format!("create {}", state_dir.display()))?;
-    crate::clients::files::write_atomic(
-        &fleet_path(state_dir),
-        serde_json::to_string_pretty(info)?.as_bytes(),
-        0o644,
-    )
+    write_whole(&fleet_path(state_dir), info)
 }
 
 /// The fleet daemon of a state directory, if one is alive.
 pub fn find_fleet(state_dir: &Path) -> Option<FleetPublished> {
-    let text = std::fs::read_to_string(fleet_path(state_dir)).ok()?;
-    let info: FleetPublished = serde_json::from_str(&text).ok()?;
-    crate::process::alive(info.pid).then_some(info)
+    read_live(&fleet_path(state_dir), |i: &FleetPublished| i.pid)
 }
 
 /// Writes the discovery file whole (temporary file, then rename): a CLI reading it at
 /// the same moment sees the old daemon or the new, never half of either.
 pub fn publish(journal: &Path, info: &Published) -> anyhow::Result<()> {
-    let path = api_path(journal);
-    crate::clients::files::write_atomic(
-        &path,
-        serde_json::to_string_pretty(info)?.as_bytes(),
-        0o644,
-    )
+    write_whole(&api_path(journal), info)
+}
+
+/// A discovery file written whole (temporary file, then rename).
+fn write_whole(path: &Path, info: &impl Serialize) -> anyhow::Result<()> {
+    crate::clients::files::write_atomic(path, serde_json::to_string_pretty(info)?.as_bytes(), 0o644)
+}
+
+/// A discovery file's contents, while the process that wrote it (`pid`) is alive.
+fn read_live<T: serde::de::DeserializeOwned>(path: &Path, pid: impl Fn(&T) -> u32) -> Option<T> {
+    let info: T = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    crate::process::alive(pid(&info)).then_some(info)
 }
 
 pub fn unpublish(journal: &Path) {
@@ -154,7 +154,5 @@ pub fn unpublish(journal: &Path) {
 
 /// The daemon acting on `journal`, if one is alive.
 pub fn find(journal: &Path) -> Option<Published> {
-    let text = std::fs::read_to_string(api_path(journal)).ok()?;
-    let info: Published = serde_json::from_str(&text).ok()?;
-    crate::process::alive(info.pid).then_some(info)
+    read_live(&api_path(journal), |i: &Published| i.pid)
 }
