@@ -574,11 +574,27 @@ impl Driver {
                 )
             }
             Ok(RunOutcome::AwaitingApproval(steps)) => {
-                self.feed(Input::RunWaiting {
-                    run,
-                    why: joined(&steps),
-                });
-                return;
+                // An approval or an abort that came while the executor was still pausing
+                // found it running and left the rest to it; it has ended since without
+                // seeing either. The journal says which came.
+                match self.journal.run(&run).map(|r| r.status) {
+                    Ok(status) if status.is_finished() => (self.ended_elsewhere(run), "superseded"),
+                    Ok(crate::core::step::RunStatus::Running) => {
+                        self.feed(Input::RunWaiting {
+                            run: run.clone(),
+                            why: joined(&steps),
+                        });
+                        self.resume(&run);
+                        return;
+                    }
+                    _ => {
+                        self.feed(Input::RunWaiting {
+                            run,
+                            why: joined(&steps),
+                        });
+                        return;
+                    }
+                }
             }
             Ok(RunOutcome::Interrupted) => return,
             Ok(RunOutcome::NotStarted(why)) => {
@@ -592,24 +608,28 @@ impl Driver {
                     "not_started",
                 )
             }
-            Ok(RunOutcome::Superseded(_)) => {
-                let rec = self.journal.run(&run).ok();
-                if rec.as_ref().is_some_and(|r| r.status.is_finished()) {
-                    self.archive(&run);
-                }
-                let end = RunEnd::Superseded {
-                    status: rec
-                        .as_ref()
-                        .map(|r| r.status)
-                        .unwrap_or(crate::core::step::RunStatus::Running),
-                    ended_by: rec.as_ref().and_then(|r| r.ended_by.clone()),
-                    outcome: rec.and_then(|r| r.outcome),
-                };
-                (Input::RunFinished { run, end }, "superseded")
-            }
+            Ok(RunOutcome::Superseded(_)) => (self.ended_elsewhere(run), "superseded"),
         };
         self.observer.run_ended(direction, outcome);
         self.feed(input);
+    }
+
+    /// The end of a run this executor stopped acting on because the journal says another
+    /// executor owns it, or it was aborted: as the journal records it.
+    fn ended_elsewhere(&mut self, run: RunId) -> Input {
+        let rec = self.journal.run(&run).ok();
+        if rec.as_ref().is_some_and(|r| r.status.is_finished()) {
+            self.archive(&run);
+        }
+        let end = RunEnd::Superseded {
+            status: rec
+                .as_ref()
+                .map(|r| r.status)
+                .unwrap_or(crate::core::step::RunStatus::Running),
+            ended_by: rec.as_ref().and_then(|r| r.ended_by.clone()),
+            outcome: rec.and_then(|r| r.outcome),
+        };
+        Input::RunFinished { run, end }
     }
 
     /// Carries out an operator's request and says how it went.
