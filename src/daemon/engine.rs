@@ -88,9 +88,16 @@ pub struct Engine {
     pub published: Published,
 }
 
-/// What the status view last showed, to tell whether an observation changed it.
+/// What the status view last showed, to tell whether an observation changed it, and
+/// the journal's last run as last read with the journal's version then (read again only
+/// once the journal changed).
 #[derive(Default)]
-pub struct Published(std::sync::Mutex<Option<(Instant, Phase, Option<Ts>)>>);
+pub struct Published(
+    std::sync::Mutex<Option<(Instant, Phase, Option<Ts>)>>,
+    std::sync::Mutex<Option<LastRun>>,
+);
+
+type LastRun = ((u64, i64), Option<crate::journal::RunRecord>);
 
 impl Engine {
     /// Restores the controller from the journal and, when `resume`, resumes an unfinished
@@ -245,9 +252,12 @@ impl Engine {
     /// verdict changed.
     fn observed(&mut self, obs: Observation) -> bool {
         self.links.observe(&obs);
-        self.metrics
-            .observed(self.driver.policy(), &obs, &self.tracker);
+        // The metrics after the tracker, so the failure count and the verdicts they show
+        // include this round.
+        let round = obs.clone();
         let changes = self.tracker.observe(obs);
+        self.metrics
+            .observed(self.driver.policy(), &round, &self.tracker);
         for c in &changes {
             info!(region = %c.region, "region {} went from {} to {}", c.region, c.from, c.to);
         }
@@ -317,8 +327,7 @@ impl Engine {
 
     /// Refreshes the shared status view the API serves.
     pub fn publish(&self) {
-        let journal = self.driver.journal();
-        let last_run = journal.runs(1).ok().and_then(|mut r| r.pop());
+        let last_run = self.last_run();
         let view = status::build(
             self.driver.policy(),
             self.driver.state(),
@@ -343,6 +352,33 @@ impl Engine {
                 s.phase.clone(),
                 s.last_decision.as_ref().map(|d| d.at),
             ));
+        }
+    }
+
+    /// The journal's newest run, read again only when the journal changed since the last
+    /// read (a fleet publishes hundreds of views a second; most find nothing new).
+    fn last_run(&self) -> Option<crate::journal::RunRecord> {
+        let journal = self.driver.journal();
+        let version = journal.version().ok();
+        let mut cached = match self.published.1.lock() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        };
+        if let (Some(v), Some((seen, run))) = (version, cached.as_ref())
+            && v == *seen
+        {
+            return run.clone();
+        }
+        match journal.runs(1) {
+            Ok(mut runs) => {
+                let run = runs.pop();
+                *cached = version.map(|v| (v, run.clone()));
+                run
+            }
+            Err(_) => {
+                *cached = None;
+                None
+            }
         }
     }
 

@@ -18,6 +18,19 @@ impl Journal {
         self.read(|tx| self.run_in(tx, run_id))
     }
 
+    /// A value that changes whenever what the journal holds may have changed: a write
+    /// through this handle (SQLite's count of changed rows on its connection) or a
+    /// commit by any other connection, in this process or another (`PRAGMA
+    /// data_version`). Equal values mean a read would return what it returned before.
+    pub fn version(&self) -> Result<(u64, i64), JournalError> {
+        let conn = self.conn();
+        let other: i64 = conn
+            .prepare_cached("PRAGMA data_version")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(|e| self.err(e))?;
+        Ok((conn.total_changes(), other))
+    }
+
     /// Runs, newest first, at most `limit`.
     pub fn runs(&self, limit: usize) -> Result<Vec<RunRecord>, JournalError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);

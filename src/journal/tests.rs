@@ -577,3 +577,24 @@ fn decisions_are_kept_with_their_evidence_newest_first_and_cannot_be_rewritten()
             .is_err()
     );
 }
+
+#[test]
+fn the_version_changes_with_every_write_from_this_handle_or_another_and_only_then() {
+    let (_d, path, j) = fresh();
+    let v0 = j.version().expect("version");
+    j.runs(5).expect("read");
+    assert_eq!(j.version().expect("version"), v0, "a read changes nothing");
+    let (_, fence) = j.begin_run(sandbox_plan("r1"), "a", T0).expect("begin");
+    let v1 = j.version().expect("version");
+    assert_ne!(v1, v0, "a write through this handle");
+    assert_eq!(j.version().expect("version"), v1);
+    // Another connection (the CLI, another process) writes: the run is taken over.
+    let other = Journal::open(&path).expect("open");
+    other
+        .take_over(&fence.run_id, "executor B", at(1))
+        .expect("take over");
+    let v2 = j.version().expect("version");
+    assert_ne!(v2, v1, "a commit by another connection");
+    j.runs(1).expect("runs");
+    assert_eq!(j.version().expect("version"), v2);
+}
