@@ -498,7 +498,7 @@ fn healthz(table: &Table) -> Response {
 
 /// Every service's metrics in one exposition, plus whether each policy was refused.
 fn metrics(table: &Table) -> Response {
-    let parts: Vec<String> = table
+    let mut parts: Vec<String> = table
         .entries
         .values()
         .map(|e| e.api.metrics.encode())
@@ -514,15 +514,16 @@ fn metrics(table: &Table) -> Response {
             u8::from(e.policy_error.is_some())
         ));
     }
-    let mut body = super::metrics::merge(&parts);
-    let eof = body.rfind("# EOF").unwrap_or(body.len());
-    body.insert_str(eof, &refused);
+    parts.push(refused);
+    let chunks = super::metrics::merge_chunks(parts);
+    let body =
+        futures_util::stream::iter(chunks.into_iter().map(Ok::<_, std::convert::Infallible>));
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        Body::from(body),
+        Body::from_stream(body),
     )
         .into_response()
 }

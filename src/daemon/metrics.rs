@@ -17,7 +17,7 @@ use prometheus_client::registry::Registry;
 
 use crate::core::controller::{Phase, State};
 use crate::core::health::{HealthTracker, Observation, Role, Verdict};
-use crate::core::model::Policy;
+use crate::core::model::{Policy, RegionName};
 use crate::core::time::Ts;
 use crate::daemon::witness::WitnessView;
 
@@ -87,6 +87,24 @@ struct Memory {
     /// The reasons `blocked` has a series for: kept at 0 once over, so a dashboard and
     /// `absent()` see the series rather than a gap.
     block_reasons: Vec<String>,
+    /// Each (probe, region)'s series, looked up once: a fleet records thousands of
+    /// rounds a second, and a family lookup hashes and compares five label strings.
+    probes: Vec<ProbeSeries>,
+    /// The region verdicts and lags last set, so a round that changes neither sets
+    /// nothing.
+    verdicts: Vec<(String, &'static str, f64)>,
+    /// The state, blocking reason and serving region last set.
+    shown: Option<(&'static str, Option<&'static str>, String)>,
+}
+
+/// The series one (probe, region) sets on every round (handles to the family's own).
+#[derive(Debug)]
+struct ProbeSeries {
+    probe: String,
+    region: String,
+    up: Gauge,
+    latency: Histogram,
+    failures: Gauge,
 }
 
 /// The reasons the alert rules name, given a series from the start.
@@ -346,39 +364,73 @@ impl Metrics {
 
     /// A probe round came in.
     pub fn observed(&self, policy: &Policy, obs: &Observation, tracker: &HealthTracker) {
-        let labels = Metrics::probe_labels(policy, obs);
-        self.probe_up
-            .get_or_create(&labels)
-            .set(i64::from(obs.is_ok()));
-        self.probe_latency
-            .get_or_create(&labels)
-            .observe(obs.latency.as_secs_f64());
         let failures = tracker
             .probe(&obs.probe, &obs.region)
             .map_or(0, |p| p.consecutive_failures);
-        self.probe_failures
-            .get_or_create(&labels)
-            .set(i64::from(failures));
-        for (region, verdict) in tracker.verdicts() {
-            let current = verdict_name(verdict);
-            for v in VERDICTS {
-                let l = VerdictLabels {
-                    region: region.to_string(),
-                    verdict: v.to_string(),
-                };
-                self.region_verdict
-                    .get_or_create(&l)
-                    .set(i64::from(v == current));
-            }
-            let lag = tracker
-                .replica_lag(&region)
-                .and_then(|r| r.lag.duration())
-                .map_or(0.0, |d| d.as_secs_f64());
-            self.replica_lag
-                .get_or_create(&RegionLabels {
-                    region: region.to_string(),
+        let verdicts: Vec<(RegionName, Verdict)> = tracker.verdicts();
+        {
+            let mut mem = match self.memory.lock() {
+                Ok(m) => m,
+                Err(p) => p.into_inner(),
+            };
+            let at = match mem
+                .probes
+                .iter()
+                .position(|p| p.probe == obs.probe && p.region == obs.region.as_str())
+            {
+                Some(at) => at,
+                None => {
+                    let labels = Metrics::probe_labels(policy, obs);
+                    mem.probes.push(ProbeSeries {
+                        probe: obs.probe.clone(),
+                        region: obs.region.to_string(),
+                        up: self.probe_up.get_or_create(&labels).clone(),
+                        latency: self.probe_latency.get_or_create(&labels).clone(),
+                        failures: self.probe_failures.get_or_create(&labels).clone(),
+                    });
+                    mem.probes.len() - 1
+                }
+            };
+            let series = &mem.probes[at];
+            series.up.set(i64::from(obs.is_ok()));
+            series.latency.observe(obs.latency.as_secs_f64());
+            series.failures.set(i64::from(failures));
+            let now: Vec<(&RegionName, &'static str, f64)> = verdicts
+                .iter()
+                .map(|(region, verdict)| {
+                    let lag = tracker
+                        .replica_lag(region)
+                        .and_then(|r| r.lag.duration())
+                        .map_or(0.0, |d| d.as_secs_f64());
+                    (region, verdict_name(*verdict), lag)
                 })
-                .set(lag);
+                .collect();
+            let same = now.len() == mem.verdicts.len()
+                && now.iter().zip(&mem.verdicts).all(|(a, b)| {
+                    a.0.as_str() == b.0 && a.1 == b.1 && a.2.to_bits() == b.2.to_bits()
+                });
+            if !same {
+                for (region, current, lag) in &now {
+                    for v in VERDICTS {
+                        let l = VerdictLabels {
+                            region: region.to_string(),
+                            verdict: v.to_string(),
+                        };
+                        self.region_verdict
+                            .get_or_create(&l)
+                            .set(i64::from(v == *current));
+                    }
+                    self.replica_lag
+                        .get_or_create(&RegionLabels {
+                            region: region.to_string(),
+                        })
+                        .set(*lag);
+                }
+                mem.verdicts = now
+                    .into_iter()
+                    .map(|(r, v, lag)| (r.to_string(), v, lag))
+                    .collect();
+            }
         }
         if let Some(role) = obs.role {
             self.database_role_seen(&obs.region.to_string(), role);
@@ -414,13 +466,6 @@ impl Metrics {
     /// The controller stepped.
     pub fn controller(&self, state: &State) {
         let current = state.display_name();
-        for s in STATES {
-            self.state
-                .get_or_create(&StateLabels {
-                    state: s.to_string(),
-                })
-                .set(i64::from(s == current));
-        }
         let (started, waiting) = match &state.phase {
             Phase::FailingOver {
                 started, waiting, ..
@@ -444,10 +489,26 @@ impl Metrics {
         let Ok(mut mem) = self.memory.lock() else {
             return;
         };
+        mem.run_started = started;
         let blocked = match &state.phase {
             Phase::Blocked { hold, .. } => Some(hold.label()),
             _ => None,
         };
+        // Most steps change none of the labelled series: a fleet steps thousands of
+        // times a second.
+        if mem.shown.as_ref().is_some_and(|(c, b, a)| {
+            *c == current && *b == blocked && a.as_str() == state.active.as_str()
+        }) {
+            return;
+        }
+        mem.shown = Some((current, blocked, state.active.to_string()));
+        for s in STATES {
+            self.state
+                .get_or_create(&StateLabels {
+                    state: s.to_string(),
+                })
+                .set(i64::from(s == current));
+        }
         if let Some(b) = blocked
             && !mem.block_reasons.iter().any(|r| r == b)
         {
@@ -466,7 +527,6 @@ impl Metrics {
                 .set(i64::from(*r == active));
         }
         mem.active = Some(active);
-        mem.run_started = started;
     }
 
     /// The failover's fence step could not reach the old primary (`NOT FENCED`): it is
@@ -608,49 +668,91 @@ pub fn process() -> String {
 /// Several expositions (one per service) as one: each metric family once, with its
 /// `# HELP`, `# TYPE` and `# UNIT` lines, then every service's samples of it, and one
 /// `# EOF` at the end. Prometheus refuses a family whose metadata comes twice.
-pub fn merge(parts: &[String]) -> String {
+pub fn merge(parts: Vec<String>) -> String {
+    let chunks = merge_chunks(parts);
+    let mut out = String::with_capacity(chunks.iter().map(|c| c.len()).sum());
+    for c in &chunks {
+        out.push_str(&String::from_utf8_lossy(c));
+    }
+    out
+}
+
+/// `merge`, as pieces of the parts themselves to send one after the other: a fleet's
+/// page is megabytes, and a merged copy would hold it twice while it is sent.
+pub fn merge_chunks(parts: Vec<String>) -> Vec<axum::body::Bytes> {
+    use axum::body::Bytes;
+    /// A family's description lines, and the runs of its samples in each part.
+    #[derive(Default)]
+    struct Family {
+        meta: Vec<Bytes>,
+        samples: Vec<Bytes>,
+    }
     let mut order: Vec<String> = Vec::new();
-    let mut families: std::collections::HashMap<String, (Vec<&str>, Vec<&str>)> =
-        std::collections::HashMap::new();
-    for part in parts {
-        let mut current: Option<String> = None;
-        for line in part.lines() {
-            if line == "# EOF" || line.is_empty() {
-                continue;
-            }
-            if let Some(meta) = line.strip_prefix("# ") {
+    let mut families: std::collections::HashMap<String, Family> = std::collections::HashMap::new();
+    fn family<'f>(
+        order: &mut Vec<String>,
+        families: &'f mut std::collections::HashMap<String, Family>,
+        name: &str,
+    ) -> &'f mut Family {
+        if !families.contains_key(name) {
+            order.push(name.to_string());
+        }
+        families.entry(name.to_string()).or_default()
+    }
+    for mut part in parts {
+        if !part.ends_with('\n') {
+            part.push('\n');
+        }
+        let part = Bytes::from(part);
+        let text = std::str::from_utf8(&part).unwrap_or_default();
+        let mut current = String::new();
+        // The run of sample lines not yet handed out: (start, end) in `part`.
+        let mut run: Option<(usize, usize)> = None;
+        let mut at = 0;
+        for line in text.split_inclusive('\n') {
+            let (start, end) = (at, at + line.len());
+            at = end;
+            let bare = line.trim_end_matches('\n');
+            if bare.starts_with("# ") || bare.is_empty() {
+                if let Some((a, b)) = run.take() {
+                    family(&mut order, &mut families, &current)
+                        .samples
+                        .push(part.slice(a..b));
+                }
+                let Some(meta) = bare.strip_prefix("# ") else {
+                    continue;
+                };
+                if meta == "EOF" {
+                    continue;
+                }
                 let mut words = meta.splitn(3, ' ');
                 let (kind, name) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-                if kind == "HELP" || current.as_deref() != Some(name) {
-                    current = Some(name.to_string());
+                if kind == "HELP" || current != name {
+                    current = name.to_string();
                 }
-                let f = families.entry(name.to_string()).or_insert_with(|| {
-                    order.push(name.to_string());
-                    (Vec::new(), Vec::new())
-                });
-                if !f.0.iter().any(|m| m.starts_with(&format!("# {kind} "))) {
-                    f.0.push(line);
+                let f = family(&mut order, &mut families, name);
+                let prefix = format!("# {kind} ");
+                if !f.meta.iter().any(|m| m.starts_with(prefix.as_bytes())) {
+                    f.meta.push(part.slice(start..end));
                 }
                 continue;
             }
-            let name = current.clone().unwrap_or_default();
-            let f = families.entry(name.clone()).or_insert_with(|| {
-                order.push(name);
-                (Vec::new(), Vec::new())
-            });
-            f.1.push(line);
+            run = Some(run.map_or((start, end), |(a, _)| (a, end)));
+        }
+        if let Some((a, b)) = run.take() {
+            family(&mut order, &mut families, &current)
+                .samples
+                .push(part.slice(a..b));
         }
     }
-    let mut out = String::new();
+    let mut out = Vec::new();
     for name in order {
-        if let Some((meta, samples)) = families.get(&name) {
-            for l in meta.iter().chain(samples) {
-                out.push_str(l);
-                out.push('\n');
-            }
+        if let Some(f) = families.remove(&name) {
+            out.extend(f.meta);
+            out.extend(f.samples);
         }
     }
-    out.push_str("# EOF\n");
+    out.push(Bytes::from_static(b"# EOF\n"));
     out
 }
 

@@ -136,7 +136,7 @@ fn two_services_merge_into_one_exposition_with_each_family_described_once() {
     b.service = "payments".into();
     let (ma, mb) = (Metrics::for_policy(&a), Metrics::for_policy(&b));
     ma.run_ended("failover", "completed");
-    let merged = super::merge(&[ma.encode(), mb.encode()]);
+    let merged = super::merge(vec![ma.encode(), mb.encode()]);
 
     for kind in ["HELP", "TYPE"] {
         let mut seen = std::collections::HashSet::new();
