@@ -39,7 +39,7 @@ impl Context {
     /// A context with a fresh HTTP client.
     pub fn new(aws: Option<AwsClients>, timeout: Duration, interval: Duration) -> Context {
         Context {
-            http: http_client(),
+            http: shared_client("probe"),
             aws,
             timeout,
             interval,
