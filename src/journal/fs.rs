@@ -89,6 +89,10 @@ pub(crate) fn configure_for(
     storage: Storage,
 ) -> Result<(), JournalError> {
     let sqlite = |e| JournalError::sqlite(path, e);
+    // A journal is small and read a little at a time; the OS caches its file anyway. A
+    // bounded cache keeps a daemon of many services small (SQLite's default is 2 MB).
+    conn.execute_batch("PRAGMA cache_size = -256;")
+        .map_err(sqlite)?;
     match storage {
         Storage::Local => {
             // WAL: readers (the CLI) never block the writer. FULL: a commit survives
