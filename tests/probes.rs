@@ -319,6 +319,16 @@ async fn tcp_passes_when_a_port_accepts_and_fails_when_nothing_listens() {
         port,
     };
     ok(&round(ProbeCheck::Tcp, Some(tcp(port)), &c).await);
+    // The round closed its connection with a reset, so it left no port in TIME_WAIT (a
+    // fleet probing one server hundreds of times a second would run out of ports).
+    let (mut accepted, _) = listener.accept().expect("accept");
+    let mut buf = [0u8; 1];
+    let read = std::io::Read::read(&mut accepted, &mut buf);
+    assert_eq!(
+        read.as_ref().map_err(std::io::Error::kind).err(),
+        Some(std::io::ErrorKind::ConnectionReset),
+        "the probe's connection should end with a reset, not a FIN: {read:?}"
+    );
     let closed = free_port().expect("port");
     let obs = round(ProbeCheck::Tcp, Some(tcp(closed)), &c).await;
     assert!(failed(&obs).contains("Connection refused"), "{obs:?}");
