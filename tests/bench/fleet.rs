@@ -1,6 +1,7 @@
 //! Benchmark (not a test; not part of `make test`): what a fleet costs in one process.
 //!
-//! Run: `cargo bench --bench fleet` (release). It writes SERVICES policies (default 200,
+//! Run: `cargo bench --bench fleet` (release; `FLEET_SERVICES`, and `FLEET_WRAP` to run the
+//! daemon under a profiler). It writes SERVICES policies (default 200,
 //! `FLEET_SERVICES`) with `sandbox::fleet`, each with 10 probes on a 1 s interval (per
 //! region two HTTP probes of the API, one of the workers and two TCP probes of storage),
 //! against local servers in this process, and starts the release `lifeboat run
@@ -65,7 +66,18 @@ impl Drop for Daemon {
 /// Starts the release daemon on `dir` and waits until it runs `n` services.
 async fn start(dir: &Path, state: &Path, n: usize) -> anyhow::Result<Daemon> {
     std::fs::create_dir_all(state)?;
-    let child = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+    // FLEET_WRAP runs the daemon under a profiler: `FLEET_WRAP="heaptrack -o /tmp/fleet"`.
+    let wrap = std::env::var("FLEET_WRAP").unwrap_or_default();
+    let mut words = wrap.split_whitespace();
+    let mut command = match words.next() {
+        Some(program) => {
+            let mut c = Command::new(program);
+            c.args(words).arg(env!("CARGO_BIN_EXE_lifeboat"));
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_lifeboat")),
+    };
+    let child = command
         .args(["run", "--policies"])
         .arg(dir)
         .arg("--state-dir")
