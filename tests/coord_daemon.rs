@@ -405,3 +405,115 @@ async fn one_vantage_point_alone_never_fails_over_and_a_majority_of_votes_does()
     }
     drop(c);
 }
+
+/// `lifeboat run --policies DIR --node NODE` with its state in `state`, as on its own
+/// host; found through the first service's discovery file.
+fn start_fleet(policies: &Path, node: &str, state: &Path, first: &str) -> Daemon {
+    std::fs::create_dir_all(state).expect("the state directory");
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lifeboat"));
+    c.args(["run", "--policies"])
+        .arg(policies)
+        .args(["--node", node, "--state-dir"])
+        .arg(state)
+        .env("LIFEBOAT_API_TOKEN", "");
+    Daemon::start(
+        c,
+        &state.join(format!("{first}.db")),
+        &state.join(format!("{node}.log")),
+    )
+}
+
+/// Polls one service's status in a fleet daemon until `ok` holds.
+async fn until_service(
+    d: &Daemon,
+    service: &str,
+    what: &str,
+    ok: impl Fn(&StatusView) -> bool,
+) -> StatusView {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s: StatusView = reqwest::get(format!("{}/v1/services/{service}/status", d.url))
+            .await
+            .expect("GET the service's status")
+            .json()
+            .await
+            .expect("a status view");
+        if ok(&s) {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within 20 s; {service}'s leadership {:?}; the log:\n{}",
+            s.leadership,
+            d.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleets_on_etcd_are_elected_per_service_and_a_survivor_takes_over_the_services_it_follows()
+{
+    let dir = tempdir();
+    let etcd_cluster = cluster(dir.path()).await;
+    // Three services; ctl-a runs orders and payments, ctl-b payments and search.
+    let (a_dir, b_dir) = (dir.path().join("a-policies"), dir.path().join("b-policies"));
+    for (name, dirs) in [
+        ("fleet-orders", vec![&a_dir]),
+        ("fleet-payments", vec![&a_dir, &b_dir]),
+        ("fleet-search", vec![&b_dir]),
+    ] {
+        let own = dir.path().join(name);
+        std::fs::create_dir_all(&own).expect("dir");
+        let p = etcd_policy(&own, name, &etcd_cluster.endpoints(), "", THREE_STEPS);
+        for d in dirs {
+            std::fs::create_dir_all(d).expect("dir");
+            std::fs::copy(&p, d.join(format!("{name}.toml"))).expect("copy the policy");
+        }
+    }
+    let leading = |s: &StatusView| matches!(s.leadership, Leadership::Leading { .. });
+    let following_a = |s: &StatusView| {
+        s.leadership
+            == Leadership::Following {
+                leader: Some("ctl-a".into()),
+            }
+    };
+
+    let a = start_fleet(&a_dir, "ctl-a", &dir.path().join("a"), "fleet-orders");
+    for s in ["fleet-orders", "fleet-payments"] {
+        until_service(&a, s, "ctl-a elected", leading).await;
+    }
+    // ctl-b leads the service only it runs and follows ctl-a on the one they share.
+    let b = start_fleet(&b_dir, "ctl-b", &dir.path().join("b"), "fleet-search");
+    until_service(&b, "fleet-search", "ctl-b elected", leading).await;
+    let Leadership::Leading { epoch: before } =
+        until_service(&a, "fleet-payments", "ctl-a leads payments", leading)
+            .await
+            .leadership
+    else {
+        unreachable!()
+    };
+    until_service(&b, "fleet-payments", "ctl-b follows", following_a).await;
+    let refused = reqwest::Client::new()
+        .post(format!("{}/v1/services/fleet-payments/failover", b.url))
+        .bearer_auth(&b.token)
+        .json(&serde_json::json!({"by": "tests/coord_daemon.rs"}))
+        .send()
+        .await
+        .expect("failover on the follower");
+    assert_eq!(refused.status(), 409);
+    let text = refused.text().await.expect("text");
+    assert!(
+        text.contains("controller ctl-a leads this service"),
+        "{text}"
+    );
+
+    // ctl-a dies: ctl-b is elected for payments at a newer epoch and keeps search.
+    drop(a);
+    let s = until_service(&b, "fleet-payments", "ctl-b takes payments", leading).await;
+    let Leadership::Leading { epoch: after } = s.leadership else {
+        unreachable!()
+    };
+    assert!(after > before, "{after} > {before}");
+    until_service(&b, "fleet-search", "ctl-b still leads search", leading).await;
+}

@@ -54,7 +54,10 @@ one for the other commands. SIGHUP, `systemctl reload` or POST /v1/reload read t
 directory again: a new file starts its service, a changed one restarts it, a file that no
 longer validates is refused (its service keeps its last good policy, and
 lifeboat_policy_refused says so), a removed one stops its service. A service in the
-middle of a run is neither stopped nor restarted: reload again once the run ends.
+middle of a run is neither stopped nor restarted: reload again once the run ends. With
+--node (and --observer) every policy in DIR must be on etcd: the daemon campaigns per
+service, so one process may lead some services and follow others.
+  lifeboat run --policies /etc/lifeboat/policies --node ctl-usw2 --listen 10.0.3.5:7300 --token-file t
 
 --shadow and --witness never act: no automatic run, no operator run. They serve no
 control call (failover, failback, pause, resume, approve, abort answer 405), and every
@@ -77,7 +80,7 @@ pub struct Args {
     pub policy: Option<PathBuf>,
 
     /// Run every policy in this directory (*.toml, drills/ skipped) in one process
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["policy", "journal", "node", "observer"])]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["policy", "journal"])]
     pub policies: Option<PathBuf>,
 
     /// Where the HTTP API listens (0: a free port, published beside the journal)

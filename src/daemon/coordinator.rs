@@ -48,7 +48,7 @@ pub fn me(policy: &Policy, node: Option<&str>, role: Role) -> anyhow::Result<Opt
     let Coordination::Etcd(c) = &policy.coordination else {
         if let Some(n) = node {
             bail!(
-                "--node {n} names a controller among an etcd policy's observers, but the policy of `{}` has no [coordination] backend = \"etcd\"; drop --node",
+                "--node {n} names a controller among an etcd policy's observers, but the policy of `{}` has no [coordination] backend = \"etcd\": give it one, or run it without --node (with --policies, from a directory of its own: two controllers on the embedded backend would both act)",
                 policy.service
             );
         }
