@@ -102,6 +102,10 @@ impl Journal {
         // WAL on a local disk; a rollback journal held exclusively on a network one.
         fs::configure(&conn, path)?;
         migrate(&mut conn, path)?;
+        // The integrity check read every page into the cache; a daemon of many services
+        // would keep them all. Later reads bring back the few they need.
+        conn.execute_batch("PRAGMA shrink_memory;")
+            .map_err(|e| JournalError::sqlite(path, e))?;
         Ok(Journal {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
