@@ -40,6 +40,23 @@ fn effects(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// A follower of ctl-a asked for a failover at `url`: refused (409), naming the leader.
+async fn refused_by_follower(url: &str, token: &str) {
+    let refused = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .json(&serde_json::json!({"by": "tests/coord_daemon.rs"}))
+        .send()
+        .await
+        .expect("failover on the follower");
+    assert_eq!(refused.status(), 409);
+    let text = refused.text().await.expect("text");
+    assert!(
+        text.contains("controller ctl-a leads this service"),
+        "{text}"
+    );
+}
+
 /// Asks the leader `a` for a failover, waits until the first step left its effect, and
 /// kills `a` (SIGKILL) half a second into the second step (`sleep 3`); returns the run.
 async fn failover_then_kill_in_second_step(
@@ -79,7 +96,6 @@ async fn a_leader_killed_mid_failover_is_replaced_and_the_run_finishes_with_each
     let dir = tempdir();
     let etcd_cluster = cluster(dir.path()).await;
     let policy = policy(dir.path(), &etcd_cluster.endpoints());
-    let http = reqwest::Client::new();
 
     // A starts alone and is elected; B starts and follows A.
     let a = start(&policy, "ctl-a", dir.path());
@@ -100,19 +116,7 @@ async fn a_leader_killed_mid_failover_is_replaced_and_the_run_finishes_with_each
     .await;
 
     // The follower refuses a failover and names the leader; nothing runs.
-    let refused = http
-        .post(format!("{}/v1/failover", b.url))
-        .bearer_auth(&b.token)
-        .json(&serde_json::json!({"by": "tests/coord_daemon.rs"}))
-        .send()
-        .await
-        .expect("failover on the follower");
-    assert_eq!(refused.status(), 409);
-    let text = refused.text().await.expect("text");
-    assert!(
-        text.contains("controller ctl-a leads this service"),
-        "{text}"
-    );
+    refused_by_follower(&format!("{}/v1/failover", b.url), &b.token).await;
     assert!(effects(dir.path()).is_empty());
 
     // The leader starts the failover; it is killed while the second step runs.
@@ -494,19 +498,11 @@ async fn fleets_on_etcd_are_elected_per_service_and_a_survivor_takes_over_the_se
         unreachable!()
     };
     until_service(&b, "fleet-payments", "ctl-b follows", following_a).await;
-    let refused = reqwest::Client::new()
-        .post(format!("{}/v1/services/fleet-payments/failover", b.url))
-        .bearer_auth(&b.token)
-        .json(&serde_json::json!({"by": "tests/coord_daemon.rs"}))
-        .send()
-        .await
-        .expect("failover on the follower");
-    assert_eq!(refused.status(), 409);
-    let text = refused.text().await.expect("text");
-    assert!(
-        text.contains("controller ctl-a leads this service"),
-        "{text}"
-    );
+    refused_by_follower(
+        &format!("{}/v1/services/fleet-payments/failover", b.url),
+        &b.token,
+    )
+    .await;
 
     // ctl-a dies: ctl-b is elected for payments at a newer epoch and keeps search.
     drop(a);

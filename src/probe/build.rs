@@ -36,7 +36,7 @@ pub struct Context {
 }
 
 impl Context {
-    /// A context with a fresh HTTP client.
+    /// A context with the process's HTTP client for probes (`shared_client("probe")`).
     pub fn new(aws: Option<AwsClients>, timeout: Duration, interval: Duration) -> Context {
         Context {
             http: shared_client("probe"),
