@@ -333,8 +333,10 @@ async fn a_reload_starts_restarts_refuses_and_stops_but_never_under_a_run() {
     std::fs::write(file("b"), policy("b", "500ms", east, west)).expect("b");
     let f = Fleet::start(&dir, &state, 2);
 
-    // Nothing changed: nothing restarts.
-    let r = f.reload().await;
+    // Nothing changed: nothing restarts (asked as an operator would, from the CLI).
+    let (ok, out, err) = f.cli(&["reload", "--json"]);
+    assert!(ok, "{out}{err}");
+    let r: lifeboat::contract::ReloadReport = serde_json::from_str(&out).expect("a report");
     assert_eq!(r.unchanged, ["a", "b"], "{r:?}");
     assert!(r.started.is_empty() && r.restarted.is_empty() && r.refused.is_empty());
 
@@ -415,6 +417,13 @@ async fn a_reload_starts_restarts_refuses_and_stops_but_never_under_a_run() {
     assert!(r.deferred[0].reason.contains(&run), "{r:?}");
     assert!(r.refused.is_empty(), "a is fixed: {r:?}");
     assert_eq!(names(&f.services().await), ["a", "b", "c"]);
+    // The same from the CLI: exit 1, what was put off and why.
+    let (ok, out, _) = f.cli(&["reload"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("put off: c") && out.contains(&run) && out.contains("Reload again once"),
+        "{out}"
+    );
 
     let aborted = f
         .http

@@ -75,6 +75,28 @@ pub fn status(args: StatusArgs, state_dir: &Path, color: ColorChoice) -> anyhow:
     })
 }
 
+/// `lifeboat reload`: the fleet daemon reads its policy directory again; prints what
+/// changed. Exit 1 when a file was refused or a change put off.
+pub fn reload(args: ReloadArgs, state_dir: &Path) -> anyhow::Result<ExitCode> {
+    let Some((client, _)) = Client::find_fleet(state_dir) else {
+        bail!(
+            "no daemon started with --policies runs here ({} not found, or its daemon is gone); a daemon started with --policy FILE reads its policy only at start: restart it to apply a change",
+            crate::daemon::discovery::fleet_path(state_dir).display()
+        );
+    };
+    let report = runtime()?.block_on(client.reload())?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", super::fleet::render_reload(&report));
+    }
+    Ok(if report.refused.is_empty() && report.deferred.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
 /// What `status` shows without a daemon: the journal's state and one probe round.
 async fn standalone_status(policy: &Policy, jpath: &Path) -> anyhow::Result<status::StatusView> {
     let journal = if jpath.exists() {

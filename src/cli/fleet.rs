@@ -88,7 +88,7 @@ pub fn render(lines: &[ServiceLine]) -> String {
     for l in &refused {
         let _ = writeln!(
             s,
-            "\n{}: its policy file {} was refused at the last reload; the service runs on its last good policy. Fix the file (lifeboat validate {}) and reload (systemctl reload, or kill -HUP the daemon).",
+            "\n{}: its policy file {} was refused at the last reload; the service runs on its last good policy. Fix the file (lifeboat validate {}) and reload (lifeboat reload).",
             l.name,
             l.policy.as_deref().unwrap_or("?"),
             l.policy.as_deref().unwrap_or("")
@@ -100,5 +100,47 @@ pub fn render(lines: &[ServiceLine]) -> String {
         lines.len(),
         if lines.len() == 1 { "" } else { "s" }
     );
+    s
+}
+
+/// What `lifeboat reload` prints: each kind of change on a line, then every refusal and
+/// postponement with its reason.
+pub fn render_reload(r: &crate::contract::ReloadReport) -> String {
+    let mut s = String::new();
+    for (what, names) in [
+        ("started", &r.started),
+        ("restarted", &r.restarted),
+        ("stopped", &r.stopped),
+    ] {
+        if !names.is_empty() {
+            let _ = writeln!(s, "{what}: {}", names.join(", "));
+        }
+    }
+    if !r.unchanged.is_empty() {
+        let _ = writeln!(s, "unchanged: {} service(s)", r.unchanged.len());
+    }
+    for (what, list) in [("refused", &r.refused), ("put off", &r.deferred)] {
+        for f in list {
+            let who = match (&f.service, &f.file) {
+                (Some(service), Some(file)) => format!("{service} ({file})"),
+                (Some(service), None) => service.clone(),
+                (None, Some(file)) => file.clone(),
+                (None, None) => "the policy directory".to_string(),
+            };
+            let _ = writeln!(s, "{what}: {who}:\n  {}", f.reason.replace('\n', "\n  "));
+        }
+    }
+    if !r.refused.is_empty() {
+        let _ = writeln!(
+            s,
+            "A refused file's service keeps running on its last good policy: fix the file (lifeboat validate FILE) and reload again."
+        );
+    }
+    if !r.deferred.is_empty() {
+        let _ = writeln!(s, "Reload again once the run in flight ends.");
+    }
+    if s.is_empty() {
+        s.push_str("nothing to reload: no policy file\n");
+    }
     s
 }

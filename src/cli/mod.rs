@@ -141,6 +141,8 @@ pub enum Command {
     Pause(control::PauseArgs),
     /// Let the controller decide again after a pause or a failed run
     Resume(control::ResumeArgs),
+    /// Make the daemon started with --policies read its policy directory again
+    Reload(control::ReloadArgs),
     /// Rehearse a failure on the local sandbox and measure what lifeboat does
     Drill(drill::Args),
     /// Would the failover and the failback work now? Every step checked, read-only
@@ -222,6 +224,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Failback(args) => control::failback(args, &cli.state_dir, &step_factory),
         Command::Pause(args) => control::pause(args, &cli.state_dir, &step_factory),
         Command::Resume(args) => control::resume(args, &cli.state_dir, &step_factory),
+        Command::Reload(args) => control::reload(args, &cli.state_dir),
         Command::Drill(args) => drill::run(args),
         Command::Readiness(args) => readiness::run(args, &cli.state_dir, &step_factory),
         Command::Journal(args) => journal::run(args, &cli.state_dir),

@@ -50,11 +50,11 @@ service has its own journal, probes and control loop; the API, the probes' HTTP 
 the metrics (labelled by service) are shared. Each service's API is under
 /v1/services/NAME/… (GET /v1/services lists them; the single-service routes answer while
 exactly one runs), and `lifeboat status` without --policy lists them all; -s NAME picks
-one for the other commands. SIGHUP, `systemctl reload` or POST /v1/reload read the
-directory again: a new file starts its service, a changed one restarts it, a file that no
-longer validates is refused (its service keeps its last good policy, and
-lifeboat_policy_refused says so), a removed one stops its service. A service in the
-middle of a run is neither stopped nor restarted: reload again once the run ends. With
+one for the other commands. `lifeboat reload`, SIGHUP, `systemctl reload` or POST
+/v1/reload read the directory again: a new file starts its service, a changed one
+restarts it, a file that no longer validates is refused (its service keeps its last good
+policy, and lifeboat_policy_refused says so), a removed one stops its service. A service
+in the middle of a run is neither stopped nor restarted: reload again once the run ends. With
 --node (and --observer) every policy in DIR must be on etcd: the daemon campaigns per
 service, so one process may lead some services and follow others.
   lifeboat run --policies /etc/lifeboat/policies --node ctl-usw2 --listen 10.0.3.5:7300 --token-file t
