@@ -89,6 +89,7 @@ fn the_debian_package_installs_the_binary_its_docs_and_a_hardened_unit_that_syst
     };
     has("/usr/bin/lifeboat", "-rwxr-xr-x");
     has("/usr/lib/systemd/system/lifeboat@.service", "-rw-r--r--");
+    has("/usr/lib/systemd/system/lifeboat.service", "-rw-r--r--");
     has("/usr/share/man/man1/lifeboat.1.gz", "-rw-r--r--");
     has("/usr/share/man/man1/lifeboat-run.1.gz", "-rw-r--r--");
     has("/usr/share/man/man1/lifeboat-failover.1.gz", "-rw-r--r--");
@@ -149,14 +150,30 @@ fn the_debian_package_installs_the_binary_its_docs_and_a_hardened_unit_that_syst
     unit_in_root(&root);
 }
 
-/// The unit file as the package installs it, judged by systemd-analyze inside the
-/// scratch root (which also holds the binary and the man page the unit names).
+/// The unit files as the package installs them (one instance per service, and one
+/// process for the whole directory), judged by systemd-analyze inside the scratch root
+/// (which also holds the binary and the man page the units name).
 fn unit_in_root(root: &Path) {
-    let unit = std::fs::read_to_string(root.join("usr/lib/systemd/system/lifeboat@.service"))
+    unit_judged(
+        root,
+        "lifeboat@.service",
+        "lifeboat@orders.service",
+        "ExecStart=/usr/bin/lifeboat run --policy /etc/lifeboat/policies/%i.toml --state-dir /var/lib/lifeboat",
+    );
+    unit_judged(
+        root,
+        "lifeboat.service",
+        "lifeboat.service",
+        "ExecStart=/usr/bin/lifeboat run --policies /etc/lifeboat/policies --state-dir /var/lib/lifeboat",
+    );
+}
+
+fn unit_judged(root: &Path, file: &str, name: &str, exec_start: &str) {
+    let unit = std::fs::read_to_string(root.join("usr/lib/systemd/system").join(file))
         .expect("the unit");
     for line in [
         "User=lifeboat",
-        "ExecStart=/usr/bin/lifeboat run --policy /etc/lifeboat/policies/%i.toml --state-dir /var/lib/lifeboat",
+        exec_start,
         "StateDirectory=lifeboat",
         "NoNewPrivileges=yes",
         "ProtectSystem=strict",
@@ -168,7 +185,7 @@ fn unit_in_root(root: &Path) {
     ] {
         assert!(
             unit.lines().any(|l| l == line),
-            "the unit has no line {line:?}"
+            "{file} has no line {line:?}"
         );
     }
     // systemd-analyze needs the system's own units (sysinit.target, …) in the root.
@@ -185,12 +202,12 @@ fn unit_in_root(root: &Path) {
     let verify = run(Command::new("systemd-analyze")
         .args(["verify", "--root"])
         .arg(root)
-        .arg("lifeboat@orders.service")
+        .arg(name)
         .env("MANPATH", root.join("usr/share/man")));
     // Unknown or misspelt settings are only warnings to systemd: any output fails.
     assert!(
         verify.status.success() && verify.stderr.is_empty() && verify.stdout.is_empty(),
-        "systemd-analyze verify:\n{}",
+        "systemd-analyze verify {name}:\n{}",
         text(&verify)
     );
     let security = run(Command::new("systemd-analyze")
@@ -202,11 +219,11 @@ fn unit_in_root(root: &Path) {
             "--root",
         ])
         .arg(root)
-        .arg("lifeboat@orders.service"));
+        .arg(name));
     let report = text(&security);
     assert!(
         security.status.success(),
-        "the unit's exposure is above 2.0 (\"OK\"; --threshold counts tenths):\n{report}"
+        "{name}'s exposure is above 2.0 (\"OK\"; --threshold counts tenths):\n{report}"
     );
     assert!(report.contains("Overall exposure level"), "{report}");
 }
