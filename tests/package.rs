@@ -169,8 +169,8 @@ fn unit_in_root(root: &Path) {
 }
 
 fn unit_judged(root: &Path, file: &str, name: &str, exec_start: &str) {
-    let unit = std::fs::read_to_string(root.join("usr/lib/systemd/system").join(file))
-        .expect("the unit");
+    let unit =
+        std::fs::read_to_string(root.join("usr/lib/systemd/system").join(file)).expect("the unit");
     for line in [
         "User=lifeboat",
         exec_start,
