@@ -549,3 +549,79 @@ async fn a_crashed_probe_is_alerted_at_its_first_restart_then_at_the_tenth_in_a_
         "{journaled:?}"
     );
 }
+
+/// An abort or an approval that comes while the executor is still writing its pause finds
+/// it running and leaves the rest to it; the executor ends without seeing either. The
+/// driver reads the journal when that end comes in: an aborted run is over, an approved
+/// one goes on. (Without that, the run stayed "waiting for an approval" for good.)
+#[tokio::test(start_paused = true)]
+async fn an_abort_or_an_approval_racing_the_executor_s_pause_is_not_lost() {
+    for approve in [false, true] {
+        let dir = support::tempdir();
+        let journal = dir.path().join("engine.db");
+        let policy = policy(|_| {});
+        let target = Target::in_memory();
+        target.script(
+            "fence-old-primary",
+            Behaviour {
+                rpo_gate: true,
+                ..Behaviour::default()
+            },
+        );
+        let mut r = rig(&policy, &journal, &target);
+        r.seconds(2, true).await;
+        let reply = r.request(operator(OperatorCommand::Failover {
+            to: None,
+            allow_data_loss: false,
+            by: "alice".into(),
+            note: "drill".into(),
+        }));
+        let lifeboat::contract::Reply::Accepted {
+            run_id: Some(run), ..
+        } = reply
+        else {
+            panic!("{reply:?}")
+        };
+        // The executor pauses and ends; its end waits in the channel, not yet handed to
+        // the engine, so the driver still counts it as running.
+        let status = |r: &Rig| r.engine.driver.journal().run(&run).expect("run").status;
+        for _ in 0..100 {
+            if status(&r) == RunStatus::AwaitingApproval {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(status(&r), RunStatus::AwaitingApproval);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let req = if approve {
+            Request::ApproveRun {
+                run: run.clone(),
+                by: "bob".into(),
+                allow_data_loss: true,
+            }
+        } else {
+            Request::AbortRun {
+                run: run.clone(),
+                by: "bob".into(),
+                reason: "wrong region".into(),
+            }
+        };
+        let answer = r.request(req);
+        assert!(
+            matches!(answer, lifeboat::contract::Reply::Accepted { .. }),
+            "{answer:?}"
+        );
+        if approve {
+            r.until("the approved run completes", |s| s.active.as_str() == WEST)
+                .await;
+            assert_eq!(status(&r), RunStatus::Completed);
+        } else {
+            r.until("the aborted run is over", |s| {
+                !matches!(s.phase, Phase::FailingOver { .. })
+            })
+            .await;
+            assert_eq!(status(&r), RunStatus::Aborted);
+            assert_eq!(r.engine.driver.state().active.as_str(), EAST);
+        }
+    }
+}
