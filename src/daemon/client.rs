@@ -111,8 +111,7 @@ impl Client {
         if let Some(token) = &self.token {
             req = req.bearer_auth(token);
         }
-        let r = req
-            .send()
+        let r = send(req)
             .await
             .with_context(|| format!("reach the daemon at {}", self.url))?;
         let status = r.status();
@@ -189,12 +188,7 @@ impl Client {
             );
         };
         let path = url.strip_prefix(&self.url).unwrap_or(url);
-        let r = self
-            .http
-            .post(url)
-            .bearer_auth(token)
-            .json(body)
-            .send()
+        let r = send(self.http.post(url).bearer_auth(token).json(body))
             .await
             .with_context(|| format!("reach the daemon at {}", self.url))?;
         let status = r.status();
@@ -212,6 +206,28 @@ impl Client {
         }
         serde_json::from_str(&text)
             .with_context(|| format!("the daemon answered {status} to POST {path}: {text}"))
+    }
+}
+
+/// How long a refused connection is tried again: a daemon publishes its address as it
+/// starts each service and answers once every one has started (a fleet on etcd takes a
+/// moment per service).
+const STARTING: Duration = Duration::from_secs(15);
+
+/// Sends `req`, trying again while the connection is refused (the daemon is starting; a
+/// refused connection carried no request, so even a control call is safe to send again).
+async fn send(req: reqwest::RequestBuilder) -> reqwest::Result<reqwest::Response> {
+    let deadline = tokio::time::Instant::now() + STARTING;
+    loop {
+        let Some(attempt) = req.try_clone() else {
+            return req.send().await;
+        };
+        match attempt.send().await {
+            Err(e) if e.is_connect() && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
     }
 }
 

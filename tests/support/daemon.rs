@@ -27,8 +27,8 @@ impl Drop for Daemon {
 
 impl Daemon {
     /// Starts `run` (a `lifeboat run …` command) with its stderr in `log`, and waits, at
-    /// most 30 s, until it publishes its API beside `journal`. A daemon that does not is
-    /// a failed test showing its log.
+    /// most 30 s, until it publishes its API beside `journal` and answers there. A daemon
+    /// that does not is a failed test showing its log.
     pub fn start(mut run: Command, journal: &Path, log: &Path) -> Daemon {
         run.stdout(Stdio::null())
             .stderr(std::fs::File::create(log).expect("create the daemon's log"));
@@ -42,7 +42,9 @@ impl Daemon {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Some(p) = lifeboat::daemon::discovery::find(journal) {
+            if let Some(p) = lifeboat::daemon::discovery::find(journal)
+                && answers(&p.url)
+            {
                 d.url = p.url;
                 if let Some(f) = p.token_file {
                     d.token = std::fs::read_to_string(f)
@@ -68,6 +70,16 @@ impl Daemon {
         let start = text.len().saturating_sub(6000);
         text[text.ceil_char_boundary(start)..].to_string()
     }
+}
+
+/// Whether the daemon at `url` accepts a connection: it publishes its address as it
+/// starts each service and listens once every one has started.
+fn answers(url: &str) -> bool {
+    url.strip_prefix("http://")
+        .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+        .is_some_and(|a| {
+            std::net::TcpStream::connect_timeout(&a, Duration::from_millis(200)).is_ok()
+        })
 }
 
 impl Daemon {
