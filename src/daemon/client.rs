@@ -26,6 +26,8 @@ pub struct Client {
     pub service: Option<String>,
     token: Option<String>,
     http: reqwest::Client,
+    /// How long a call may take in all, trying again included.
+    timeout: Duration,
 }
 
 /// The token to send: `$LIFEBOAT_API_TOKEN`, else the file the daemon wrote.
@@ -82,13 +84,15 @@ impl Client {
 
     /// A client of the daemon at `url` (pid for messages), with its control token.
     pub fn new(url: &str, pid: u32, token: Option<String>) -> anyhow::Result<Client> {
-        let http = http(Duration::from_secs(35))?;
+        let timeout = Duration::from_secs(35);
+        let http = http(timeout)?;
         Ok(Client {
             url: url.trim_end_matches('/').to_string(),
             pid,
             service: None,
             token,
             http,
+            timeout,
         })
     }
 
@@ -97,6 +101,7 @@ impl Client {
     pub fn with_timeout(mut self, timeout: Duration) -> Client {
         if let Ok(http) = http(timeout) {
             self.http = http;
+            self.timeout = timeout;
         }
         self
     }
@@ -111,7 +116,7 @@ impl Client {
         if let Some(token) = &self.token {
             req = req.bearer_auth(token);
         }
-        let r = send(req)
+        let r = send(req, self.timeout)
             .await
             .with_context(|| format!("reach the daemon at {}", self.url))?;
         let status = r.status();
@@ -188,9 +193,12 @@ impl Client {
             );
         };
         let path = url.strip_prefix(&self.url).unwrap_or(url);
-        let r = send(self.http.post(url).bearer_auth(token).json(body))
-            .await
-            .with_context(|| format!("reach the daemon at {}", self.url))?;
+        let r = send(
+            self.http.post(url).bearer_auth(token).json(body),
+            self.timeout,
+        )
+        .await
+        .with_context(|| format!("reach the daemon at {}", self.url))?;
         let status = r.status();
         if status == reqwest::StatusCode::UNAUTHORIZED {
             bail!(
@@ -215,9 +223,14 @@ impl Client {
 const STARTING: Duration = Duration::from_secs(15);
 
 /// Sends `req`, trying again while the connection is refused (the daemon is starting; a
-/// refused connection carried no request, so even a control call is safe to send again).
-async fn send(req: reqwest::RequestBuilder) -> reqwest::Result<reqwest::Response> {
-    let deadline = tokio::time::Instant::now() + STARTING;
+/// refused connection carried no request, so even a control call is safe to send again),
+/// for at most `STARTING` or the client's `timeout`, whichever is shorter (a drill asking
+/// a controller it killed must learn so within its own short timeout).
+async fn send(
+    req: reqwest::RequestBuilder,
+    timeout: Duration,
+) -> reqwest::Result<reqwest::Response> {
+    let deadline = tokio::time::Instant::now() + STARTING.min(timeout);
     loop {
         let Some(attempt) = req.try_clone() else {
             return req.send().await;
