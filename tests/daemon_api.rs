@@ -273,6 +273,19 @@ async fn the_api_serves_views_openly_and_control_only_with_the_token() {
     );
     let status = status_of(&http, &d).await;
     assert_eq!(status["state"], "primary");
+
+    // `lifeboat reload -p FILE` finds the daemon running that file: nothing changed.
+    let out = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+        .args(["reload", "--policy"])
+        .arg(&policy)
+        .output()
+        .expect("lifeboat reload");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("unchanged: 1 service(s)"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The body of a real control call to `path`: one that acts (or previews) rather than

@@ -75,14 +75,31 @@ pub fn status(args: StatusArgs, state_dir: &Path, color: ColorChoice) -> anyhow:
     })
 }
 
-/// `lifeboat reload`: the fleet daemon reads its policy directory again; prints what
-/// changed. Exit 1 when a file was refused or a change put off.
+/// `lifeboat reload`: the daemon reads its policies again (a `--policies` daemon its whole
+/// directory, a `--policy` daemon its file); prints what changed. Exit 1 when a file was
+/// refused or a change put off.
 pub fn reload(args: ReloadArgs, state_dir: &Path) -> anyhow::Result<ExitCode> {
-    let Some((client, _)) = Client::find_fleet(state_dir) else {
-        bail!(
-            "no daemon started with --policies runs here ({} not found, or its daemon is gone); a daemon started with --policy FILE reads its policy only at start: restart it to apply a change",
-            crate::daemon::discovery::fleet_path(state_dir).display()
-        );
+    let fleet = match args.policy {
+        None => Client::find_fleet(state_dir).map(|(c, _)| c),
+        Some(_) => None,
+    };
+    let client = match fleet {
+        Some(c) => c,
+        None => {
+            let service = Service {
+                policy: args.policy.clone(),
+                name: None,
+            };
+            let (policy, jpath) = load(&service, state_dir)?;
+            Client::find(&jpath).with_context(|| {
+                format!(
+                    "no daemon runs `{}` here (none published {}), and none started with --policies ({} not found); start one with lifeboat run",
+                    policy.service,
+                    crate::daemon::discovery::api_path(&jpath).display(),
+                    crate::daemon::discovery::fleet_path(state_dir).display()
+                )
+            })?
+        }
     };
     let report = runtime()?.block_on(client.reload())?;
     if args.json {

@@ -130,15 +130,22 @@ pub struct ResumeArgs {
 Examples:
   lifeboat reload                  # after editing files in the daemon's --policies DIR
   lifeboat reload --json
+  lifeboat reload -p /etc/lifeboat/policies/orders.toml   # a daemon of one policy
 
 The same as SIGHUP, `systemctl reload` or POST /v1/reload: the daemon started with
---policies (found through <state-dir>/fleet.api) reads its directory again. A new file
+--policies (found through <state-dir>/fleet.api) reads its directory again; with --policy,
+the daemon running that file reads it again. A new file
 starts its service, a changed one restarts it on the new policy, a removed one stops it. A
 file that no longer validates is refused with validate's diagnostics, and its service keeps
 running on its last good policy. Nothing is stopped or restarted under a run in flight:
 reload again once the run ends. Exit status 0 when every change was applied, 1 when a file
 was refused or a change put off.")]
 pub struct ReloadArgs {
+    /// The daemon running this policy file (default: the one started with --policies,
+    /// else the one running policies/sandbox.toml)
+    #[arg(long, short = 'p')]
+    pub policy: Option<PathBuf>,
+
     /// The report as JSON, for scripts
     #[arg(long)]
     pub json: bool,

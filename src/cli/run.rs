@@ -54,9 +54,9 @@ one for the other commands. `lifeboat reload`, SIGHUP, `systemctl reload` or POS
 /v1/reload read the directory again: a new file starts its service, a changed one
 restarts it, a file that no longer validates is refused (its service keeps its last good
 policy, and lifeboat_policy_refused says so), a removed one stops its service. A service
-in the middle of a run is neither stopped nor restarted: reload again once the run ends. With
---node (and --observer) every policy in DIR must be on etcd: the daemon campaigns per
-service, so one process may lead some services and follow others.
+in the middle of a run is neither stopped nor restarted: reload again once the run ends.
+With --node (and --observer) every policy in DIR must be on etcd: the daemon campaigns
+per service, so one process may lead some services and follow others.
   lifeboat run --policies /etc/lifeboat/policies --node ctl-usw2 --listen 10.0.3.5:7300 --token-file t
 
 --shadow and --witness never act: no automatic run, no operator run. They serve no
