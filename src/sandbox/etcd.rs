@@ -150,7 +150,33 @@ impl EtcdCluster {
         Self::launch(dir, options, Some(security)).await
     }
 
+    /// Starts the cluster, on new ports again (at most three times) when a member found
+    /// one of its ports taken: the ports are picked free, and another process (a
+    /// concurrent test starting its own cluster) may bind the same one before the member
+    /// does.
     async fn launch(
+        dir: &Path,
+        options: ClusterOptions,
+        security: Option<Security>,
+    ) -> anyhow::Result<EtcdCluster> {
+        let mut attempt = 1;
+        loop {
+            match Self::launch_once(dir, options, security.clone()).await {
+                Err(e) if attempt < 3 && format!("{e:#}").contains("address already in use") => {
+                    tracing::warn!(
+                        "etcd: a member's port was taken before it bound it; starting the cluster again on new ports"
+                    );
+                    for i in 0..options.members {
+                        let _ = std::fs::remove_dir_all(dir.join(format!("m{i}")));
+                    }
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn launch_once(
         dir: &Path,
         options: ClusterOptions,
         security: Option<Security>,
@@ -437,6 +463,21 @@ impl EtcdCluster {
             }
             if healthy == clients.len() {
                 return Ok(());
+            }
+            // A member that exited (a port taken, a bad flag) will not come back.
+            let exited = running.iter().find(|&&i| {
+                self.members[i]
+                    .child
+                    .as_ref()
+                    .is_some_and(|c| !crate::process::alive(c.id()))
+            });
+            if let Some(&i) = exited {
+                bail!(
+                    "etcd member {} exited while the cluster started; its log {}:\n{}",
+                    self.members[i].name,
+                    self.members[i].log.display(),
+                    tail(&self.members[i].log, 10)
+                );
             }
             if Instant::now() > deadline {
                 let logs: Vec<String> = running
