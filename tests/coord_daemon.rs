@@ -427,37 +427,10 @@ fn start_fleet(policies: &Path, node: &str, state: &Path, first: &str) -> Daemon
     )
 }
 
-/// Polls one service's status in a fleet daemon until `ok` holds.
-async fn until_service(
-    d: &Daemon,
-    service: &str,
-    what: &str,
-    ok: impl Fn(&StatusView) -> bool,
-) -> StatusView {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let s: StatusView = reqwest::get(format!("{}/v1/services/{service}/status", d.url))
-            .await
-            .expect("GET the service's status")
-            .json()
-            .await
-            .expect("a status view");
-        if ok(&s) {
-            return s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not within 20 s; {service}'s leadership {:?}; the log:\n{}",
-            s.leadership,
-            d.log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleets_on_etcd_are_elected_per_service_and_a_survivor_takes_over_the_services_it_follows()
 {
+    let within = Duration::from_secs(20);
     let dir = tempdir();
     let etcd_cluster = cluster(dir.path()).await;
     // Three services; ctl-a runs orders and payments, ctl-b payments and search.
@@ -485,19 +458,21 @@ async fn fleets_on_etcd_are_elected_per_service_and_a_survivor_takes_over_the_se
 
     let a = start_fleet(&a_dir, "ctl-a", &dir.path().join("a"), "fleet-orders");
     for s in ["fleet-orders", "fleet-payments"] {
-        until_service(&a, s, "ctl-a elected", leading).await;
+        a.until_service(s, "ctl-a elected", within, leading).await;
     }
     // ctl-b leads the service only it runs and follows ctl-a on the one they share.
     let b = start_fleet(&b_dir, "ctl-b", &dir.path().join("b"), "fleet-search");
-    until_service(&b, "fleet-search", "ctl-b elected", leading).await;
-    let Leadership::Leading { epoch: before } =
-        until_service(&a, "fleet-payments", "ctl-a leads payments", leading)
-            .await
-            .leadership
+    b.until_service("fleet-search", "ctl-b elected", within, leading)
+        .await;
+    let Leadership::Leading { epoch: before } = a
+        .until_service("fleet-payments", "ctl-a leads payments", within, leading)
+        .await
+        .leadership
     else {
         unreachable!()
     };
-    until_service(&b, "fleet-payments", "ctl-b follows", following_a).await;
+    b.until_service("fleet-payments", "ctl-b follows", within, following_a)
+        .await;
     refused_by_follower(
         &format!("{}/v1/services/fleet-payments/failover", b.url),
         &b.token,
@@ -506,10 +481,13 @@ async fn fleets_on_etcd_are_elected_per_service_and_a_survivor_takes_over_the_se
 
     // ctl-a dies: ctl-b is elected for payments at a newer epoch and keeps search.
     drop(a);
-    let s = until_service(&b, "fleet-payments", "ctl-b takes payments", leading).await;
+    let s = b
+        .until_service("fleet-payments", "ctl-b takes payments", within, leading)
+        .await;
     let Leadership::Leading { epoch: after } = s.leadership else {
         unreachable!()
     };
     assert!(after > before, "{after} > {before}");
-    until_service(&b, "fleet-search", "ctl-b still leads search", leading).await;
+    b.until_service("fleet-search", "ctl-b still leads search", within, leading)
+        .await;
 }

@@ -85,7 +85,7 @@ fn answers(url: &str) -> bool {
 impl Daemon {
     /// Its `GET /v1/status`.
     pub async fn status(&self) -> StatusView {
-        fetch(&self.url).await
+        fetch(&format!("{}/v1/status", self.url)).await
     }
 
     /// Polls its status until `ok` holds, at most `within`; a test that times out shows
@@ -96,7 +96,30 @@ impl Daemon {
         within: Duration,
         ok: impl Fn(&StatusView) -> bool,
     ) -> StatusView {
-        poll(&self.url, what, within, ok, || {
+        self.until_at(&format!("{}/v1/status", self.url), what, within, ok)
+            .await
+    }
+
+    /// `until` for one service of a daemon started with `--policies`.
+    pub async fn until_service(
+        &self,
+        service: &str,
+        what: &str,
+        within: Duration,
+        ok: impl Fn(&StatusView) -> bool,
+    ) -> StatusView {
+        let url = format!("{}/v1/services/{service}/status", self.url);
+        self.until_at(&url, what, within, ok).await
+    }
+
+    async fn until_at(
+        &self,
+        status_url: &str,
+        what: &str,
+        within: Duration,
+        ok: impl Fn(&StatusView) -> bool,
+    ) -> StatusView {
+        poll(status_url, what, within, ok, || {
             format!("\nits log:\n{}", self.log_tail())
         })
         .await
@@ -105,7 +128,7 @@ impl Daemon {
 
 /// `GET URL/v1/status` as JSON, for tests that poke at single fields.
 pub async fn status_json(url: &str) -> serde_json::Value {
-    fetch(url).await
+    fetch(&format!("{url}/v1/status")).await
 }
 
 /// Polls `URL/v1/status` until `ok` holds, at most `within`.
@@ -115,20 +138,22 @@ pub async fn until_json(
     within: Duration,
     ok: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
-    poll(url, what, within, ok, String::new).await
+    poll(&format!("{url}/v1/status"), what, within, ok, String::new).await
 }
 
-async fn fetch<T: serde::de::DeserializeOwned>(url: &str) -> T {
-    reqwest::get(format!("{url}/v1/status"))
+/// `GET` a status URL, as JSON.
+async fn fetch<T: serde::de::DeserializeOwned>(status_url: &str) -> T {
+    reqwest::get(status_url)
         .await
-        .expect("GET /v1/status")
+        .expect("GET the status")
         .json()
         .await
         .expect("a status view")
 }
 
+/// Polls a status URL until `ok` holds, at most `within`.
 async fn poll<T: serde::de::DeserializeOwned + std::fmt::Debug>(
-    url: &str,
+    status_url: &str,
     what: &str,
     within: Duration,
     ok: impl Fn(&T) -> bool,
@@ -136,7 +161,7 @@ async fn poll<T: serde::de::DeserializeOwned + std::fmt::Debug>(
 ) -> T {
     let deadline = Instant::now() + within;
     loop {
-        let v: T = fetch(url).await;
+        let v: T = fetch(status_url).await;
         if ok(&v) {
             return v;
         }
