@@ -85,14 +85,22 @@ impl Fleet {
             .expect("status")
     }
 
-    async fn reload(&self) -> ReloadReport {
-        let r = self
+    /// A control call: `POST path` with the daemon's token and `body`, if any.
+    async fn post(&self, path: &str, body: Option<serde_json::Value>) -> reqwest::Response {
+        let mut req = self
             .http
-            .post(format!("{}/v1/reload", self.daemon.url))
-            .bearer_auth(&self.daemon.token)
-            .send()
+            .post(format!("{}{path}", self.daemon.url))
+            .bearer_auth(&self.daemon.token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        req.send()
             .await
-            .expect("POST /v1/reload");
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+    }
+
+    async fn reload(&self) -> ReloadReport {
+        let r = self.post("/v1/reload", None).await;
         assert_eq!(r.status(), 200);
         r.json().await.expect("a reload report")
     }
@@ -108,14 +116,10 @@ impl Fleet {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let body = serde_json::json!({"by": "t", "expect_to": "us-west-2"});
         let r = self
-            .http
-            .post(format!("{}/v1/services/{name}/failover", self.daemon.url))
-            .bearer_auth(&self.daemon.token)
-            .json(&serde_json::json!({"by": "t", "expect_to": "us-west-2"}))
-            .send()
-            .await
-            .expect("failover");
+            .post(&format!("/v1/services/{name}/failover"), Some(body))
+            .await;
         let status = r.status();
         let reply: serde_json::Value = r.json().await.expect("a reply");
         assert_eq!(status, 200, "{reply}");
@@ -425,14 +429,10 @@ async fn a_reload_starts_restarts_refuses_and_stops_but_never_under_a_run() {
         "{out}"
     );
 
+    let body = serde_json::json!({"by": "t", "reason": "test"});
     let aborted = f
-        .http
-        .post(format!("{}/v1/services/c/runs/{run}/abort", f.daemon.url))
-        .bearer_auth(&f.daemon.token)
-        .json(&serde_json::json!({"by": "t", "reason": "test"}))
-        .send()
-        .await
-        .expect("abort");
+        .post(&format!("/v1/services/c/runs/{run}/abort"), Some(body))
+        .await;
     assert_eq!(aborted.status(), 200, "{:?}", aborted.text().await);
     f.until("c's run over", |l| {
         l.iter().any(|s| s.name == "c" && s.run.is_none())
