@@ -93,8 +93,8 @@ struct Memory {
     /// The region verdicts and lags last set, so a round that changes neither sets
     /// nothing.
     verdicts: Vec<(String, &'static str, f64)>,
-    /// The state, blocking reason and serving region last set.
-    shown: Option<(&'static str, Option<&'static str>, String)>,
+    /// The state and blocking reason last set (the serving region is `active`).
+    shown: Option<(&'static str, Option<&'static str>)>,
 }
 
 /// The series one (probe, region) sets on every round (handles to the family's own).
@@ -496,12 +496,12 @@ impl Metrics {
         };
         // Most steps change none of the labelled series: a fleet steps thousands of
         // times a second.
-        if mem.shown.as_ref().is_some_and(|(c, b, a)| {
-            *c == current && *b == blocked && a.as_str() == state.active.as_str()
-        }) {
+        if mem.shown == Some((current, blocked))
+            && mem.active.as_deref() == Some(state.active.as_str())
+        {
             return;
         }
-        mem.shown = Some((current, blocked, state.active.to_string()));
+        mem.shown = Some((current, blocked));
         for s in STATES {
             self.state
                 .get_or_create(&StateLabels {
