@@ -16,6 +16,7 @@ use etcd_support::{cluster, connect, settings, tempdir};
 use lifeboat::coord::records::{SharedState, StepDone};
 use lifeboat::coord::unfinished;
 use lifeboat::core::controller::Leadership;
+use lifeboat::core::health::Verdict;
 use lifeboat::daemon::status::StatusView;
 use support::daemon::{Daemon, THREE_STEPS, etcd_policy, run_node};
 use tokio::time::Instant;
@@ -63,6 +64,14 @@ async fn failover_then_kill_in_second_step(
     mut a: Daemon,
     dir: &Path,
 ) -> lifeboat::core::ids::RunId {
+    // The guardrails refuse a failover to a region not yet seen healthy: an election can
+    // come before the target's first probe round ends on a busy machine.
+    a.until("us-west-2 seen healthy", Duration::from_secs(20), |s| {
+        s.regions
+            .iter()
+            .any(|r| r.region.as_str() == "us-west-2" && r.verdict == Verdict::Healthy)
+    })
+    .await;
     let started: lifeboat::contract::Reply = reqwest::Client::new()
         .post(format!("{}/v1/failover", a.url))
         .bearer_auth(&a.token)
